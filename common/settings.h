@@ -37,6 +37,7 @@ struct tapio_settings {
 	/* storage */
 	uint32_t storage_warning_ms;  /* default 50 */
 	uint32_t storage_critical_ms; /* default 200 */
+	uint32_t storage_window_ms;   /* collapse repeats per device and type, default 1000 */
 
 	/* node */
 	uint32_t pmc_interval_ms;	/* sampling interval, default 1000 */
