@@ -1,0 +1,164 @@
+/*
+ * ULIDs: 48-bit ms timestamp + 80 random bits, Crockford base32. Within one millisecond
+ * (or when the clock steps back) the previous random part is incremented, so ids from one
+ * process sort in generation order. One mutex guards the state; generation is cheap.
+ */
+#include "ulid.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+static pthread_mutex_t ulid_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool ulid_seeded;
+static uint64_t last_ms;
+static uint8_t last_rand[10];
+/* xorshift state seeded once from getrandom(); ids need uniqueness, not secrecy */
+static uint64_t prng_state[2];
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void seed(void)
+{
+	uint64_t s[2] = {0, 0};
+	ssize_t n = getrandom(s, sizeof(s), 0);
+
+	if (n != (ssize_t)sizeof(s)) {
+		/* getrandom cannot fail on Linux >= 3.17 once the pool is ready; mix what we
+		 * have so a failure still gives distinct processes distinct streams */
+		struct timespec ts;
+		uint64_t x;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		x = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		x ^= (uint64_t)getpid() << 32;
+		s[0] ^= splitmix64(&x);
+		s[1] ^= splitmix64(&x);
+	}
+	/* expand through splitmix so an all-zero read cannot stall xorshift */
+	prng_state[0] = splitmix64(&s[0]);
+	prng_state[1] = splitmix64(&s[1]);
+	if (!prng_state[0] && !prng_state[1])
+		prng_state[0] = 1;
+	ulid_seeded = true;
+}
+
+static uint64_t xorshift128p(void)
+{
+	uint64_t a = prng_state[0];
+	const uint64_t b = prng_state[1];
+
+	prng_state[0] = b;
+	a ^= a << 23;
+	prng_state[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+	return prng_state[1] + b;
+}
+
+static void fresh_random(uint8_t r[10])
+{
+	uint64_t a = xorshift128p();
+	uint64_t b = xorshift128p();
+
+	memcpy(r, &a, 8);
+	memcpy(r + 8, &b, 2);
+}
+
+/* Big-endian 80-bit increment; returns false on overflow (all ones → zero). */
+static bool increment(uint8_t r[10])
+{
+	for (int i = 9; i >= 0; i--) {
+		if (++r[i] != 0)
+			return true;
+	}
+	return false;
+}
+
+static void encode(uint64_t ms, const uint8_t r[10], char out[27])
+{
+	/* 10 chars of time: 50 bits, the top 2 always zero for a 48-bit value */
+	for (int i = 9; i >= 0; i--) {
+		out[i] = crockford[ms & 31];
+		ms >>= 5;
+	}
+	/* 16 chars of randomness: 80 bits, 5 at a time, big-endian */
+	for (int i = 0; i < 16; i++) {
+		unsigned bit = (unsigned)i * 5;
+		unsigned byte = bit / 8, shift = bit % 8;
+		unsigned v = (unsigned)r[byte] << 8;
+
+		if (byte + 1 < 10)
+			v |= r[byte + 1];
+		out[10 + i] = crockford[(v >> (11 - shift)) & 31];
+	}
+	out[26] = '\0';
+}
+
+void ulid_generate(uint64_t wall_ms, char out[27])
+{
+	uint8_t r[10];
+	uint64_t ms = wall_ms & 0xffffffffffffull;
+
+	pthread_mutex_lock(&ulid_lock);
+	if (!ulid_seeded)
+		seed();
+	if (last_ms != 0 && ms <= last_ms) {
+		/* same ms, or the caller's clock went back: stay monotonic */
+		ms = last_ms;
+		memcpy(r, last_rand, sizeof(r));
+		if (!increment(r)) {
+			/* 2^80 ids in one ms cannot happen; move to the next ms to stay sorted */
+			ms++;
+			fresh_random(r);
+		}
+	} else {
+		fresh_random(r);
+	}
+	last_ms = ms;
+	memcpy(last_rand, r, sizeof(r));
+	pthread_mutex_unlock(&ulid_lock);
+	encode(ms, r, out);
+}
+
+static int decode_char(char c)
+{
+	if (c >= 'a' && c <= 'z')
+		c = (char)(c - 'a' + 'A');
+	const char *p = c ? strchr(crockford, c) : NULL;
+	return p ? (int)(p - crockford) : -1;
+}
+
+int ulid_validate(const char *s)
+{
+	if (!s)
+		return -EINVAL;
+	for (int i = 0; i < 26; i++)
+		if (decode_char(s[i]) < 0)
+			return -EINVAL;
+	if (s[26] != '\0' || decode_char(s[0]) > 7)
+		return -EINVAL;
+	return 0;
+}
+
+int ulid_time_ms(const char *s, uint64_t *wall_ms)
+{
+	uint64_t ms = 0;
+
+	if (ulid_validate(s) != 0)
+		return -EINVAL;
+	for (int i = 0; i < 10; i++)
+		ms = (ms << 5) | (uint64_t)decode_char(s[i]);
+	*wall_ms = ms;
+	return 0;
+}
