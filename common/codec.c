@@ -1,0 +1,335 @@
+/*
+ * Length-prefixed framing of tapio.v1.Frame messages (see codec.h). The decoder trusts no
+ * byte from the peer: a length prefix is checked against max_frame before the buffer grows,
+ * and the buffer never exceeds max_frame + 4 bytes.
+ */
+#include "common/codec.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Buffer size before any length prefix asked for more: room for many small frames. */
+#define CODEC_BASE_CAP 4096u
+
+const char *codec_error_name(int err)
+{
+	switch (err) {
+	case 0:
+		return "OK";
+	case CODEC_ERR_FRAME_EMPTY:
+		return "FRAME_EMPTY";
+	case CODEC_ERR_FRAME_TOO_LARGE:
+		return "FRAME_TOO_LARGE";
+	case CODEC_ERR_MALFORMED:
+		return "MALFORMED";
+	case CODEC_ERR_WIRE_VERSION:
+		return "WIRE_VERSION";
+	case CODEC_ERR_NOMEM:
+		return "NOMEM";
+	default:
+		return "INTERNAL";
+	}
+}
+
+Tapio__V1__ErrorCode codec_error_to_proto(int err)
+{
+	switch (err) {
+	case CODEC_ERR_FRAME_EMPTY:
+	case CODEC_ERR_MALFORMED:
+		return TAPIO__V1__ERROR_CODE__ERROR_CODE_MALFORMED;
+	case CODEC_ERR_FRAME_TOO_LARGE:
+		return TAPIO__V1__ERROR_CODE__ERROR_CODE_FRAME_TOO_LARGE;
+	case CODEC_ERR_WIRE_VERSION:
+		return TAPIO__V1__ERROR_CODE__ERROR_CODE_WIRE_VERSION;
+	default:
+		return TAPIO__V1__ERROR_CODE__ERROR_CODE_INTERNAL;
+	}
+}
+
+const char *codec_error_code_name(Tapio__V1__ErrorCode code)
+{
+	switch (code) {
+	case TAPIO__V1__ERROR_CODE__ERROR_CODE_WIRE_VERSION:
+		return "WIRE_VERSION";
+	case TAPIO__V1__ERROR_CODE__ERROR_CODE_FRAME_TOO_LARGE:
+		return "FRAME_TOO_LARGE";
+	case TAPIO__V1__ERROR_CODE__ERROR_CODE_MALFORMED:
+		return "MALFORMED";
+	case TAPIO__V1__ERROR_CODE__ERROR_CODE_UNEXPECTED_MESSAGE:
+		return "UNEXPECTED_MESSAGE";
+	case TAPIO__V1__ERROR_CODE__ERROR_CODE_SEQUENCE:
+		return "SEQUENCE";
+	case TAPIO__V1__ERROR_CODE__ERROR_CODE_AUTH:
+		return "AUTH";
+	case TAPIO__V1__ERROR_CODE__ERROR_CODE_OVERLOADED:
+		return "OVERLOADED";
+	case TAPIO__V1__ERROR_CODE__ERROR_CODE_INTERNAL:
+		return "INTERNAL";
+	default:
+		return "UNSPECIFIED";
+	}
+}
+
+const char *codec_frame_kind(const Tapio__V1__Frame *f)
+{
+	switch (f->msg_case) {
+	case TAPIO__V1__FRAME__MSG_HELLO:
+		return "hello";
+	case TAPIO__V1__FRAME__MSG_WELCOME:
+		return "welcome";
+	case TAPIO__V1__FRAME__MSG_HEARTBEAT:
+		return "heartbeat";
+	case TAPIO__V1__FRAME__MSG_EVENT_BATCH:
+		return "event_batch";
+	case TAPIO__V1__FRAME__MSG_ACK:
+		return "ack";
+	case TAPIO__V1__FRAME__MSG_CONFIG_PUSH:
+		return "config_push";
+	case TAPIO__V1__FRAME__MSG_CONFIG_APPLIED:
+		return "config_applied";
+	case TAPIO__V1__FRAME__MSG_CONFIG_REJECTED:
+		return "config_rejected";
+	case TAPIO__V1__FRAME__MSG_ERROR:
+		return "error";
+	default:
+		return "none";
+	}
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* ---- encoding ---------------------------------------------------------------------------- */
+
+size_t codec_frame_size(const Tapio__V1__Frame *f)
+{
+	return CODEC_HEADER_LEN + tapio__v1__frame__get_packed_size(f);
+}
+
+ssize_t codec_encode_frame(const Tapio__V1__Frame *f, uint8_t *buf, size_t cap)
+{
+	size_t payload = tapio__v1__frame__get_packed_size(f);
+
+	/* An empty Frame would go out as length 0, which every receiver rejects. */
+	if (payload == 0)
+		return -EINVAL;
+	if (payload > CODEC_MAX_FRAME_LIMIT)
+		return -EMSGSIZE;
+	if (cap < CODEC_HEADER_LEN + payload)
+		return -ENOSPC;
+	put_be32(buf, (uint32_t)payload);
+	tapio__v1__frame__pack(f, buf + CODEC_HEADER_LEN);
+	return (ssize_t)(CODEC_HEADER_LEN + payload);
+}
+
+void codec_buf_init(struct codec_buf *b)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void codec_buf_fini(struct codec_buf *b)
+{
+	if (!b)
+		return;
+	free(b->data);
+	codec_buf_init(b);
+}
+
+void codec_buf_consume(struct codec_buf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+
+ssize_t codec_buf_append_frame(struct codec_buf *b, const Tapio__V1__Frame *f)
+{
+	size_t need = codec_frame_size(f);
+
+	if (need - CODEC_HEADER_LEN > CODEC_MAX_FRAME_LIMIT)
+		return -EMSGSIZE;
+	if (b->cap - b->len < need) {
+		size_t cap = b->cap ? b->cap : 256;
+		uint8_t *p;
+
+		while (cap - b->len < need)
+			cap *= 2;
+		p = realloc(b->data, cap);
+		if (!p)
+			return -ENOMEM;
+		b->data = p;
+		b->cap = cap;
+	}
+	ssize_t n = codec_encode_frame(f, b->data + b->len, b->cap - b->len);
+	if (n > 0)
+		b->len += (size_t)n;
+	return n;
+}
+
+/* ---- decoding ---------------------------------------------------------------------------- */
+
+int codec_decoder_init(struct codec_decoder *d, uint32_t max_frame)
+{
+	if (max_frame == 0)
+		max_frame = CODEC_DEFAULT_MAX_FRAME;
+	if (max_frame > CODEC_MAX_FRAME_LIMIT)
+		return -EINVAL;
+	memset(d, 0, sizeof(*d));
+	d->max_frame = max_frame;
+	return 0;
+}
+
+void codec_decoder_fini(struct codec_decoder *d)
+{
+	if (!d)
+		return;
+	free(d->buf);
+	d->buf = NULL;
+	d->cap = d->len = d->start = 0;
+}
+
+size_t codec_decoder_pending(const struct codec_decoder *d)
+{
+	return d->len - d->start;
+}
+
+static size_t base_cap(const struct codec_decoder *d)
+{
+	size_t limit = (size_t)d->max_frame + CODEC_HEADER_LEN;
+
+	return limit < CODEC_BASE_CAP ? limit : CODEC_BASE_CAP;
+}
+
+static int fail(struct codec_decoder *d, int err)
+{
+	d->error = err;
+	return err;
+}
+
+/*
+ * Bytes the frame at buf[start] needs in total (header + payload), or 4 while its header is
+ * incomplete. A bad length prefix poisons the decoder.
+ */
+static int frame_need(struct codec_decoder *d, size_t *need)
+{
+	uint32_t n;
+
+	if (d->len - d->start < CODEC_HEADER_LEN) {
+		*need = CODEC_HEADER_LEN;
+		return 0;
+	}
+	n = get_be32(d->buf + d->start);
+	if (n == 0)
+		return fail(d, CODEC_ERR_FRAME_EMPTY);
+	if (n > d->max_frame)
+		return fail(d, CODEC_ERR_FRAME_TOO_LARGE);
+	*need = CODEC_HEADER_LEN + (size_t)n;
+	return 0;
+}
+
+/* Moves unconsumed bytes to the front; gives back a grown buffer once it is mostly idle. */
+static void compact(struct codec_decoder *d)
+{
+	size_t held = d->len - d->start;
+
+	if (d->start > 0) {
+		memmove(d->buf, d->buf + d->start, held);
+		d->len = held;
+		d->start = 0;
+	}
+	if (d->cap > base_cap(d) && held <= base_cap(d)) {
+		uint8_t *p = realloc(d->buf, base_cap(d));
+
+		if (p) {
+			d->buf = p;
+			d->cap = base_cap(d);
+		}
+	}
+}
+
+ssize_t codec_decoder_feed(struct codec_decoder *d, const uint8_t *data, size_t len)
+{
+	size_t taken = 0;
+
+	if (d->error)
+		return d->error;
+	compact(d);
+	while (taken < len) {
+		size_t need, want, room, n;
+		int err = frame_need(d, &need);
+
+		if (err)
+			return err;
+		want = need > base_cap(d) ? need : base_cap(d);
+		if (d->cap < want) {
+			uint8_t *p = realloc(d->buf, want);
+
+			if (!p)
+				return fail(d, CODEC_ERR_NOMEM);
+			d->buf = p;
+			d->cap = want;
+		}
+		room = d->cap - d->len;
+		if (room == 0)
+			break;
+		n = len - taken < room ? len - taken : room;
+		memcpy(d->buf + d->len, data + taken, n);
+		d->len += n;
+		taken += n;
+	}
+	return (ssize_t)taken;
+}
+
+int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out)
+{
+	Tapio__V1__Frame *f;
+	size_t need;
+	int err;
+
+	*out = NULL;
+	if (d->error)
+		return d->error;
+	err = frame_need(d, &need);
+	if (err)
+		return err;
+	if (d->len - d->start < need)
+		return 0;
+	f = tapio__v1__frame__unpack(NULL, need - CODEC_HEADER_LEN,
+				     d->buf + d->start + CODEC_HEADER_LEN);
+	if (!f)
+		return fail(d, CODEC_ERR_MALFORMED);
+	d->start += need;
+	if (d->start == d->len)
+		d->start = d->len = 0;
+	d->frames++;
+	*out = f;
+	return 1;
+}
+
+/* ---- handshake --------------------------------------------------------------------------- */
+
+int codec_check_hello(const Tapio__V1__Hello *hello)
+{
+	return hello->wire_version == CODEC_WIRE_VERSION ? 0 : CODEC_ERR_WIRE_VERSION;
+}
+
+int codec_check_welcome(const Tapio__V1__Welcome *welcome)
+{
+	return welcome->wire_version == CODEC_WIRE_VERSION ? 0 : CODEC_ERR_WIRE_VERSION;
+}

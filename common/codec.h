@@ -1,0 +1,128 @@
+/*
+ * Wire framing (SPEC §5, docs/protocol.md): every frame is a 4-byte big-endian length
+ * followed by that many bytes of one packed tapio.v1.Frame. All framing in Tapio goes through
+ * this module, which checks the length against a maximum before it allocates anything.
+ */
+#ifndef TAPIO_CODEC_H
+#define TAPIO_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tapio.pb-c.h"
+
+#define CODEC_WIRE_VERSION	1u /* tapio.v1.WireVersion.WIRE_VERSION_CURRENT */
+#define CODEC_HEADER_LEN	4u
+#define CODEC_MAX_FRAME_LIMIT	0x7fffffffu /* largest max_frame a decoder accepts */
+#define CODEC_DEFAULT_MAX_FRAME (4u << 20)  /* 4 MiB of payload */
+
+/*
+ * Machine-readable decoder/handshake errors. All negative and outside the errno range, so
+ * they never collide with a -errno returned by the same functions. Each maps to one
+ * tapio.v1.ErrorCode (codec_error_to_proto) for the Error frame sent to the peer.
+ */
+enum codec_error {
+	CODEC_ERR_FRAME_EMPTY = -4096,	   /* length prefix 0 → MALFORMED */
+	CODEC_ERR_FRAME_TOO_LARGE = -4095, /* length prefix > max_frame → FRAME_TOO_LARGE */
+	CODEC_ERR_MALFORMED = -4094,	   /* payload is not a valid Frame → MALFORMED */
+	CODEC_ERR_WIRE_VERSION = -4093,	   /* Hello/Welcome with another wire version */
+	CODEC_ERR_NOMEM = -4092,	   /* allocation failed → INTERNAL */
+};
+
+/* "FRAME_TOO_LARGE", …; for -errno values strerror-like names are not given: "INTERNAL". */
+const char *codec_error_name(int err);
+
+/* Maps a codec_error (or any other negative value → INTERNAL) to the wire error code. */
+Tapio__V1__ErrorCode codec_error_to_proto(int err);
+
+/* Name of a wire error code ("WIRE_VERSION", …), "UNSPECIFIED" for unknown values. */
+const char *codec_error_code_name(Tapio__V1__ErrorCode code);
+
+/* Name of the message a frame carries ("hello", "event_batch", …), "none" when unset. */
+const char *codec_frame_kind(const Tapio__V1__Frame *f);
+
+/* ---- encoding ---------------------------------------------------------------------------- */
+
+/* Bytes the encoded frame takes on the wire (header included). */
+size_t codec_frame_size(const Tapio__V1__Frame *f);
+
+/*
+ * Encodes header + f into buf[0..cap). Returns the number of bytes written, -ENOSPC when cap
+ * is too small (buf untouched beyond cap), or -EMSGSIZE when the payload cannot be framed
+ * (over CODEC_MAX_FRAME_LIMIT). f is only read; its fields may be borrowed.
+ */
+ssize_t codec_encode_frame(const Tapio__V1__Frame *f, uint8_t *buf, size_t cap);
+
+/* A growable byte buffer owned by the caller: codec_buf_init / codec_buf_fini. */
+struct codec_buf {
+	uint8_t *data;
+	size_t len; /* bytes in use */
+	size_t cap; /* bytes allocated */
+};
+
+void codec_buf_init(struct codec_buf *b);
+/* Releases the storage; the buffer is empty and reusable afterwards. NULL-safe. */
+void codec_buf_fini(struct codec_buf *b);
+/* Drops the first n bytes (e.g. what a write sent); n > len empties the buffer. */
+void codec_buf_consume(struct codec_buf *b, size_t n);
+
+/*
+ * Appends one encoded frame to b, growing it as needed. Returns the number of bytes appended,
+ * -ENOMEM (b unchanged) or -EMSGSIZE as codec_encode_frame.
+ */
+ssize_t codec_buf_append_frame(struct codec_buf *b, const Tapio__V1__Frame *f);
+
+/* ---- decoding ---------------------------------------------------------------------------- */
+
+/*
+ * Incremental decoder for one byte stream (one per connection; embed it, init/fini).
+ * Bytes go in with codec_decoder_feed in reads of any size; frames come out with
+ * codec_decoder_next. The decoder never holds more than max_frame + 4 bytes, and grows its
+ * buffer beyond a small base only once a length prefix has been checked against max_frame.
+ * After an error the stream is out of sync: every later call returns the same error.
+ */
+struct codec_decoder {
+	uint8_t *buf;
+	size_t cap;	    /* bytes allocated */
+	size_t len;	    /* bytes held (from buf[0]) */
+	size_t start;	    /* first byte not yet consumed by _next */
+	uint32_t max_frame; /* largest accepted payload */
+	int error;	    /* sticky codec_error, 0 while healthy */
+	uint64_t frames;    /* frames returned so far */
+};
+
+/*
+ * Prepares d for payloads of at most max_frame bytes (1..CODEC_MAX_FRAME_LIMIT; 0 means
+ * CODEC_DEFAULT_MAX_FRAME). Allocates nothing. Returns 0 or -EINVAL.
+ */
+int codec_decoder_init(struct codec_decoder *d, uint32_t max_frame);
+
+/* Frees the buffer. NULL-safe; d may be re-initialised afterwards. */
+void codec_decoder_fini(struct codec_decoder *d);
+
+/*
+ * Copies as many of data[0..len) as the decoder can hold right now and returns that count
+ * (0 only when len is 0 or a complete frame is waiting for _next), or a negative
+ * codec_error. Callers loop: feed, drain _next until it returns 0, feed the rest.
+ */
+ssize_t codec_decoder_feed(struct codec_decoder *d, const uint8_t *data, size_t len);
+
+/*
+ * Returns 1 and a frame in *out, 0 when more bytes are needed, or a negative codec_error.
+ * The caller owns *out and must release it with tapio__v1__frame__free_unpacked(*out, NULL).
+ * A frame may carry no known message (msg_case NOT_SET: a newer peer's message); the session
+ * layer answers it with UNEXPECTED_MESSAGE. Unknown fields are ignored.
+ */
+int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out);
+
+/* Bytes held and not yet returned as frames. */
+size_t codec_decoder_pending(const struct codec_decoder *d);
+
+/* ---- handshake --------------------------------------------------------------------------- */
+
+/* Returns 0 when the peer speaks CODEC_WIRE_VERSION, else CODEC_ERR_WIRE_VERSION. */
+int codec_check_hello(const Tapio__V1__Hello *hello);
+int codec_check_welcome(const Tapio__V1__Welcome *welcome);
+
+#endif
