@@ -11,10 +11,14 @@
 
 /*
  * Writes occ as one JSON object (no newline) into buf. Returns the length (excluding the
- * NUL, which is always written when len > 0), or -ENOSPC when buf is too small.
- * 2048 bytes are always enough (TAPIO_OCC_JSON_MAX).
+ * NUL, which is always written when len > 0), -ENOSPC when buf is too small, or -EINVAL
+ * when occ->type is outside the catalogue. TAPIO_OCC_JSON_MAX bytes are always enough, even
+ * when every string byte needs a 6-byte escape. The output is always valid UTF-8 JSON:
+ * control characters become \u00XX, and a byte that is not part of valid UTF-8 becomes the
+ * private-use code point U+F7XX (XX = the byte), which occ_json_parse turns back into the
+ * byte, so hostile kernel strings (comm) survive a round trip exactly.
  */
-#define TAPIO_OCC_JSON_MAX 2048
+#define TAPIO_OCC_JSON_MAX 4096
 ssize_t occ_json_write(const struct tapio_occurrence *occ, char *buf, size_t len);
 
 /*
