@@ -9,11 +9,11 @@
 
 enum network_verdict {
 	NETWORK_MALFORMED = -1,
-	NETWORK_NONE = 0,	/* not an anomaly (e.g. SYN_SENT→CLOSE by the application) */
-	NETWORK_REFUSED,	/* RST in SYN_SENT / ECONNREFUSED */
-	NETWORK_TIMEOUT,	/* SYN_SENT→CLOSE without a RST: ETIMEDOUT or ICMP soft error */
-	NETWORK_RETRANSMIT,	/* one retransmit: feeds the burst window */
-	NETWORK_RTT_SAMPLE,	/* one RTT sample: feeds the baseline */
+	NETWORK_NONE = 0,   /* not an anomaly (e.g. SYN_SENT→CLOSE by the application) */
+	NETWORK_REFUSED,    /* RST in SYN_SENT / ECONNREFUSED */
+	NETWORK_TIMEOUT,    /* SYN_SENT→CLOSE without a RST: ETIMEDOUT or ICMP soft error */
+	NETWORK_RETRANSMIT, /* one retransmit: feeds the burst window */
+	NETWORK_RTT_SAMPLE, /* one RTT sample: feeds the baseline */
 };
 
 /* Pure: what is this record? Validates size and kind; *ev points into data on success. */
@@ -29,6 +29,15 @@ void network_build_occurrence(const struct tapio_net_event *ev, enum tapio_occ_t
 			      uint32_t count, uint64_t first_mono_ns, uint64_t last_mono_ns,
 			      double baseline_ms, double current_ms, const struct observer_ctx *ctx,
 			      struct tapio_occurrence *occ);
+
+/* Kernel TCP state name ("ESTABLISHED", "SYN_SENT", …, "CLOSE"), "UNKNOWN" for numbers the
+ * kernel does not define. Static string, never NULL. */
+const char *network_tcp_state_name(unsigned state);
+
+/* One rtt_degradation per endpoint at most every 10 s; endpoints idle 10 min are evicted. */
+#define NETWORK_RTT_COOLDOWN_NS (10ull * 1000000000ull)
+#define NETWORK_RTT_IDLE_NS	(600ull * 1000000000ull)
+#define NETWORK_RTT_EWMA_SHIFT	3 /* alpha = 1/8, as the kernel's own srtt */
 
 struct network_observer;
 
