@@ -420,7 +420,7 @@ static bool jp_int(struct jp *p, json_t *obj, const char *key, int64_t min, int6
 
 #define JP_UINT(p, obj, key, field)                                                                \
 	({                                                                                         \
-		int64_t _v;                                                                        \
+		int64_t _v = 0;                                                                    \
 		bool _ok = jp_int(                                                                 \
 		    p, obj, key, 0,                                                                \
 		    sizeof(field) >= 8 ? INT64_MAX : (int64_t)((1ull << (8 * sizeof(field))) - 1), \
@@ -432,7 +432,7 @@ static bool jp_int(struct jp *p, json_t *obj, const char *key, int64_t min, int6
 
 static bool jp_i32(struct jp *p, json_t *obj, const char *key, int32_t *out)
 {
-	int64_t v;
+	int64_t v = 0;
 
 	if (!jp_int(p, obj, key, INT32_MIN, INT32_MAX, &v))
 		return false;

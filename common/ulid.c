@@ -1,7 +1,7 @@
 /*
  * ULIDs: 48-bit ms timestamp + 80 random bits, Crockford base32. Within one millisecond
- * (or when the clock steps back) the previous random part is incremented, so ids from one
- * process sort in generation order. One mutex guards the state; generation is cheap.
+ * the previous random part is incremented, so ids from one process sort in generation
+ * order; across milliseconds they sort by time. One mutex guards the state; generation is cheap.
  */
 #include "ulid.h"
 
@@ -113,9 +113,8 @@ void ulid_generate(uint64_t wall_ms, char out[27])
 	pthread_mutex_lock(&ulid_lock);
 	if (!ulid_seeded)
 		seed();
-	if (last_ms != 0 && ms <= last_ms) {
-		/* same ms, or the caller's clock went back: stay monotonic */
-		ms = last_ms;
+	if (ms == last_ms) {
+		/* same ms: +1 on the random part keeps ids from this process in order */
 		memcpy(r, last_rand, sizeof(r));
 		if (!increment(r)) {
 			/* 2^80 ids in one ms cannot happen; move to the next ms to stay sorted */
@@ -125,8 +124,15 @@ void ulid_generate(uint64_t wall_ms, char out[27])
 	} else {
 		fresh_random(r);
 	}
-	last_ms = ms;
-	memcpy(last_rand, r, sizeof(r));
+	/*
+	 * An earlier ms (events mapped from several ring buffers arrive slightly out of order)
+	 * keeps its own time, so the id still sorts by the occurrence's timestamp; it does
+	 * not move the monotonic state back.
+	 */
+	if (ms >= last_ms) {
+		last_ms = ms;
+		memcpy(last_rand, r, sizeof(r));
+	}
 	pthread_mutex_unlock(&ulid_lock);
 	encode(ms, r, out);
 }
