@@ -1,0 +1,460 @@
+/*
+ * Command line and local config file of tapio-agent. Hand-written instead of getopt_long so
+ * that every mistake gives exactly one line in our own words and the parser is reentrant
+ * (tests call it many times in one process).
+ */
+#include "agent/agent_config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/sink/sink.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/settings_yaml.h"
+#include "common/ulid.h"
+
+#define MAX_STATS_INTERVAL 86400u
+#define MAX_FILE_BYTES	   (1ull << 40)
+#define MAX_FILE_FILES	   1000u
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
+						      ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+void agent_config_usage(FILE *out)
+{
+	fprintf(
+	    out,
+	    "Usage: tapio-agent [options]\n"
+	    "Watches kernel failure facts with eBPF and writes occurrences as JSON lines.\n"
+	    "\n"
+	    "  --sink stdout|file        where occurrences go (repeatable; default stdout)\n"
+	    "  --data-dir DIR            directory of the file sink (default %s)\n"
+	    "  --node-name NAME          node name (default $TAPIO_NODE_NAME, else hostname)\n"
+	    "  --cluster NAME            cluster name put in every occurrence (default empty)\n"
+	    "  --agent-id ID             agent identity (default $TAPIO_AGENT_ID, else a new ULID)\n"
+	    "  --config FILE             YAML config file (flags override it)\n"
+	    "  --log-level LEVEL         debug|info|warn|error (default info)\n"
+	    "  --stats-interval SECONDS  period of the counters log line, 0 = off (default %u)\n"
+	    "  --file-max-bytes N        rotate the current file before it exceeds N bytes (default %u)\n"
+	    "  --file-max-files N        files kept by the file sink, current one included (default %u)\n"
+	    "  -h, --help                print this help and exit\n"
+	    "  -V, --version             print the version and exit\n"
+	    "\n"
+	    "Occurrences go to stdout, logs to stderr: tapio-agent | jq is safe.\n",
+	    AGENT_DEFAULT_DATA_DIR, AGENT_DEFAULT_STATS_INTERVAL, SINK_FILE_MAX_BYTES,
+	    SINK_FILE_MAX_FILES);
+}
+
+static int parse_uint(const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long x;
+
+	if (!*v || *v == '-' || *v == '+')
+		return -EINVAL;
+	errno = 0;
+	x = strtoull(v, &end, 10);
+	if (errno || *end || x < min || x > max)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+static int set_name(char *dst, size_t dstlen, const char *v)
+{
+	size_t l = strlen(v);
+
+	if (l == 0 || l >= dstlen)
+		return -EINVAL;
+	for (size_t i = 0; i < l; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == '"' || v[i] == '\\')
+			return -EINVAL;
+	memcpy(dst, v, l + 1);
+	return 0;
+}
+
+static int sink_bit(const char *v)
+{
+	if (strcmp(v, "stdout") == 0)
+		return AGENT_SINK_STDOUT;
+	if (strcmp(v, "file") == 0)
+		return AGENT_SINK_FILE;
+	return -1;
+}
+
+static void set_defaults(struct agent_config *c)
+{
+	const char *env;
+	char host[256] = "";
+
+	memset(c, 0, sizeof(*c));
+	c->sinks = AGENT_SINK_STDOUT;
+	snprintf(c->data_dir, sizeof(c->data_dir), "%s", AGENT_DEFAULT_DATA_DIR);
+	env = getenv("TAPIO_NODE_NAME");
+	if (!env || set_name(c->node_name, sizeof(c->node_name), env) < 0) {
+		if (gethostname(host, sizeof(host) - 1) < 0 ||
+		    set_name(c->node_name, sizeof(c->node_name), host) < 0)
+			snprintf(c->node_name, sizeof(c->node_name), "unknown");
+	}
+	env = getenv("TAPIO_AGENT_ID");
+	if (!env || set_name(c->agent_id, sizeof(c->agent_id), env) < 0)
+		ulid_generate(clock_wall_ns() / 1000000ull, c->agent_id);
+	c->log_level = LOG_INFO;
+	c->stats_interval_s = AGENT_DEFAULT_STATS_INTERVAL;
+	c->file_max_bytes = SINK_FILE_MAX_BYTES;
+	c->file_max_files = SINK_FILE_MAX_FILES;
+	settings_defaults(&c->settings);
+}
+
+/* ---- config file ---- */
+
+static const char *const agent_keys[] = {
+    "sinks",	 "data_dir",	   "node_name",	     "cluster",	       "agent_id",
+    "log_level", "stats_interval", "file_max_bytes", "file_max_files", NULL,
+};
+
+static int file_key(const char *label, yaml_document_t *doc, const char *key, yaml_node_t *v,
+		    struct agent_config *c, char *err, size_t errlen)
+{
+	char buf[PATH_MAX];
+	uint64_t x;
+	int rc;
+
+	if (strcmp(key, "sinks") == 0) {
+		unsigned mask = 0;
+		if (v->type == YAML_SCALAR_NODE) {
+			int b = sink_bit((const char *)v->data.scalar.value);
+			if (b < 0)
+				return settings_yaml_error(
+				    err, errlen, label, v,
+				    "sinks: unknown sink '%s' (stdout, file)",
+				    v->data.scalar.value);
+			mask = (unsigned)b;
+		} else if (v->type == YAML_SEQUENCE_NODE) {
+			for (yaml_node_item_t *it = v->data.sequence.items.start;
+			     it < v->data.sequence.items.top; it++) {
+				yaml_node_t *item = yaml_document_get_node(doc, *it);
+				int b = item->type == YAML_SCALAR_NODE
+					    ? sink_bit((const char *)item->data.scalar.value)
+					    : -1;
+				if (b < 0)
+					return settings_yaml_error(
+					    err, errlen, label, item,
+					    "sinks: expected 'stdout' or 'file'");
+				mask |= (unsigned)b;
+			}
+		}
+		if (!mask)
+			return settings_yaml_error(
+			    err, errlen, label, v,
+			    "sinks: expected stdout, file or a list of them");
+		c->sinks = mask;
+		return 0;
+	}
+	if (strcmp(key, "data_dir") == 0)
+		return settings_yaml_string(label, v, key, c->data_dir, sizeof(c->data_dir), err,
+					    errlen);
+	if (strcmp(key, "node_name") == 0 || strcmp(key, "cluster") == 0 ||
+	    strcmp(key, "agent_id") == 0) {
+		char *dst = key[0] == 'n' ? c->node_name : key[0] == 'c' ? c->cluster : c->agent_id;
+		size_t len = key[0] == 'a' ? sizeof(c->agent_id) : TAPIO_NAME_LEN;
+		if ((rc = settings_yaml_string(label, v, key, buf, sizeof(buf), err, errlen)) < 0)
+			return rc;
+		if ((buf[0] || key[0] != 'c') && set_name(dst, len, buf) < 0)
+			return settings_yaml_error(err, errlen, label, v,
+						   "%s: must be 1..%zu printable characters", key,
+						   len - 1);
+		if (!buf[0])
+			dst[0] = 0;
+		return 0;
+	}
+	if (strcmp(key, "log_level") == 0) {
+		int lvl;
+		if ((rc = settings_yaml_string(label, v, key, buf, sizeof(buf), err, errlen)) < 0)
+			return rc;
+		lvl = log_level_parse(buf);
+		if (lvl < 0)
+			return settings_yaml_error(
+			    err, errlen, label, v,
+			    "log_level: expected debug, info, warn or error, got '%s'", buf);
+		c->log_level = lvl;
+		return 0;
+	}
+	if (strcmp(key, "stats_interval") == 0) {
+		if ((rc = settings_yaml_uint(label, v, key, 0, MAX_STATS_INTERVAL, &x, err,
+					     errlen)) < 0)
+			return rc;
+		c->stats_interval_s = (uint32_t)x;
+		return 0;
+	}
+	if (strcmp(key, "file_max_bytes") == 0) {
+		if ((rc = settings_yaml_uint(label, v, key, SINK_FILE_MIN_MAX_BYTES, MAX_FILE_BYTES,
+					     &x, err, errlen)) < 0)
+			return rc;
+		c->file_max_bytes = x;
+		return 0;
+	}
+	if (strcmp(key, "file_max_files") == 0) {
+		if ((rc = settings_yaml_uint(label, v, key, 2, MAX_FILE_FILES, &x, err, errlen)) <
+		    0)
+			return rc;
+		c->file_max_files = (uint32_t)x;
+		return 0;
+	}
+	return settings_yaml_error(err, errlen, label, v, "unknown key '%s'", key);
+}
+
+int agent_config_load_file(const char *path, struct agent_config *c, char *err, size_t errlen)
+{
+	yaml_document_t doc;
+	yaml_node_t *root;
+	int rc = settings_yaml_load_document(path, &doc, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	root = yaml_document_get_root_node(&doc);
+	if (!root || (root->type == YAML_SCALAR_NODE && !root->data.scalar.length))
+		goto out; /* empty file: nothing to change */
+	/* observer sections first (it also rejects unknown and duplicate keys) … */
+	rc = settings_yaml_apply_ex(path, &doc, root, agent_keys, &c->settings, err, errlen);
+	if (rc < 0)
+		goto out;
+	/* … then the agent's own keys */
+	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(&doc, p->value);
+		const char *key = (const char *)k->data.scalar.value;
+		bool ours = false;
+
+		for (const char *const *a = agent_keys; *a; a++)
+			if (strcmp(*a, key) == 0)
+				ours = true;
+		if (ours && (rc = file_key(path, &doc, key, v, c, err, errlen)) < 0)
+			goto out;
+	}
+out:
+	yaml_document_delete(&doc);
+	return rc;
+}
+
+/* ---- command line ---- */
+
+enum opt_id {
+	O_SINK,
+	O_DATA_DIR,
+	O_NODE_NAME,
+	O_CLUSTER,
+	O_AGENT_ID,
+	O_CONFIG,
+	O_LOG_LEVEL,
+	O_STATS_INTERVAL,
+	O_FILE_MAX_BYTES,
+	O_FILE_MAX_FILES,
+	O_HELP,
+	O_VERSION,
+};
+
+struct opt {
+	const char *name;
+	const char *alias;
+	enum opt_id id;
+	bool has_arg;
+};
+
+static const struct opt opts[] = {
+    {"--sink", NULL, O_SINK, true},
+    {"--data-dir", NULL, O_DATA_DIR, true},
+    {"--node-name", NULL, O_NODE_NAME, true},
+    {"--cluster", NULL, O_CLUSTER, true},
+    {"--agent-id", NULL, O_AGENT_ID, true},
+    {"--config", NULL, O_CONFIG, true},
+    {"--log-level", NULL, O_LOG_LEVEL, true},
+    {"--stats-interval", NULL, O_STATS_INTERVAL, true},
+    {"--file-max-bytes", NULL, O_FILE_MAX_BYTES, true},
+    {"--file-max-files", NULL, O_FILE_MAX_FILES, true},
+    {"--help", "-h", O_HELP, false},
+    {"--version", "-V", O_VERSION, false},
+};
+
+struct parsed_opt {
+	const struct opt *o;
+	const char *value;
+};
+
+/*
+ * Walks argv once; for each option calls back with its value. Returns 0 or -EINVAL with
+ * err set. `index` lets a caller process options in order.
+ */
+static int next_opt(int argc, char **argv, int *i, struct parsed_opt *po, char *err, size_t errlen)
+{
+	const char *a = argv[*i];
+	const char *eq = NULL;
+	size_t nlen;
+
+	po->o = NULL;
+	po->value = NULL;
+	if (a[0] != '-' || a[1] == 0)
+		return fail(err, errlen, "unexpected argument '%s' (see --help)", a);
+	if (a[1] == '-')
+		eq = strchr(a, '=');
+	nlen = eq ? (size_t)(eq - a) : strlen(a);
+	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+		if ((strlen(opts[k].name) == nlen && strncmp(opts[k].name, a, nlen) == 0) ||
+		    (opts[k].alias && !eq && strcmp(opts[k].alias, a) == 0))
+			po->o = &opts[k];
+	}
+	if (!po->o)
+		return fail(err, errlen, "unknown option '%.*s' (see --help)", (int)nlen, a);
+	if (!po->o->has_arg) {
+		if (eq)
+			return fail(err, errlen, "option '%s' takes no value", po->o->name);
+		(*i)++;
+		return 0;
+	}
+	if (eq) {
+		po->value = eq + 1;
+		(*i)++;
+		return 0;
+	}
+	if (*i + 1 >= argc)
+		return fail(err, errlen, "option '%s' needs a value (see --help)", po->o->name);
+	po->value = argv[*i + 1];
+	*i += 2;
+	return 0;
+}
+
+static int apply_opt(const struct parsed_opt *po, struct agent_config *c, bool *sinks_reset,
+		     char *err, size_t errlen)
+{
+	const char *v = po->value;
+	const char *n = po->o->name;
+	uint64_t x;
+	int b;
+
+	switch (po->o->id) {
+	case O_SINK:
+		b = sink_bit(v);
+		if (b < 0)
+			return fail(err, errlen,
+				    "invalid value '%s' for %s (expected stdout or file)", v, n);
+		if (!*sinks_reset) {
+			c->sinks = 0;
+			*sinks_reset = true;
+		}
+		c->sinks |= (unsigned)b;
+		return 0;
+	case O_DATA_DIR:
+		if (!*v || strlen(v) >= sizeof(c->data_dir) - 64)
+			return fail(err, errlen, "invalid value '%s' for %s (expected a directory)",
+				    v, n);
+		snprintf(c->data_dir, sizeof(c->data_dir), "%s", v);
+		return 0;
+	case O_NODE_NAME:
+	case O_CLUSTER:
+	case O_AGENT_ID: {
+		char *dst = po->o->id == O_NODE_NAME ? c->node_name
+			    : po->o->id == O_CLUSTER ? c->cluster
+						     : c->agent_id;
+		size_t len = po->o->id == O_AGENT_ID ? sizeof(c->agent_id) : TAPIO_NAME_LEN;
+		if (set_name(dst, len, v) < 0)
+			return fail(
+			    err, errlen,
+			    "invalid value '%s' for %s (expected 1..%zu printable characters)", v,
+			    n, len - 1);
+		return 0;
+	}
+	case O_CONFIG:
+		return 0; /* loaded before the flags are applied */
+	case O_LOG_LEVEL:
+		b = log_level_parse(v);
+		if (b < 0)
+			return fail(
+			    err, errlen,
+			    "invalid value '%s' for %s (expected debug, info, warn or error)", v,
+			    n);
+		c->log_level = b;
+		return 0;
+	case O_STATS_INTERVAL:
+		if (parse_uint(v, 0, MAX_STATS_INTERVAL, &x) < 0)
+			return fail(err, errlen,
+				    "invalid value '%s' for %s (expected seconds 0..%u)", v, n,
+				    MAX_STATS_INTERVAL);
+		c->stats_interval_s = (uint32_t)x;
+		return 0;
+	case O_FILE_MAX_BYTES:
+		if (parse_uint(v, SINK_FILE_MIN_MAX_BYTES, MAX_FILE_BYTES, &x) < 0)
+			return fail(err, errlen,
+				    "invalid value '%s' for %s (expected bytes %u..%llu)", v, n,
+				    SINK_FILE_MIN_MAX_BYTES, (unsigned long long)MAX_FILE_BYTES);
+		c->file_max_bytes = x;
+		return 0;
+	case O_FILE_MAX_FILES:
+		if (parse_uint(v, 2, MAX_FILE_FILES, &x) < 0)
+			return fail(err, errlen, "invalid value '%s' for %s (expected 2..%u)", v, n,
+				    MAX_FILE_FILES);
+		c->file_max_files = (uint32_t)x;
+		return 0;
+	case O_HELP:
+	case O_VERSION:
+		return 0;
+	}
+	return 0;
+}
+
+int agent_config_parse(int argc, char **argv, struct agent_config *c, FILE *out, char *err,
+		       size_t errlen)
+{
+	struct parsed_opt po;
+	const char *config = NULL;
+	bool sinks_reset = false;
+	int i, rc;
+
+	/* Pass 1: syntax, --help/--version, --config. */
+	for (i = 1; i < argc;) {
+		if ((rc = next_opt(argc, argv, &i, &po, err, errlen)) < 0)
+			return rc;
+		if (po.o->id == O_HELP) {
+			agent_config_usage(out);
+			return AGENT_CONFIG_EXIT;
+		}
+		if (po.o->id == O_VERSION) {
+			fprintf(out, "tapio-agent %s\n", TAPIO_VERSION);
+			return AGENT_CONFIG_EXIT;
+		}
+		if (po.o->id == O_CONFIG)
+			config = po.value;
+	}
+
+	set_defaults(c);
+	if (config) {
+		if (!*config || strlen(config) >= sizeof(c->config_file))
+			return fail(err, errlen, "invalid value '%s' for --config", config);
+		snprintf(c->config_file, sizeof(c->config_file), "%s", config);
+		if ((rc = agent_config_load_file(config, c, err, errlen)) < 0)
+			return rc;
+	}
+
+	/* Pass 2: flags override the file. */
+	for (i = 1; i < argc;) {
+		if ((rc = next_opt(argc, argv, &i, &po, err, errlen)) < 0)
+			return rc;
+		if ((rc = apply_opt(&po, c, &sinks_reset, err, errlen)) < 0)
+			return rc;
+	}
+	if ((rc = settings_validate(&c->settings, err, errlen)) < 0)
+		return rc;
+	return AGENT_CONFIG_RUN;
+}
