@@ -117,7 +117,7 @@ static __always_inline void cgroup_path(struct kernfs_node *kn, char *out)
 {
 	struct kernfs_node *chain[PATH_MAX_DEPTH] = {};
 	struct path_scratch *s;
-	__u32 zero = 0, pos = 0, n = 0;
+	__u32 zero = 0, pos = 0, n = 0, sz, off;
 	bool cut = false;
 	long len;
 	int i;
@@ -161,21 +161,33 @@ static __always_inline void cgroup_path(struct kernfs_node *kn, char *out)
 			break;
 		}
 	}
+	if (pos > 255)
+		pos = 255;
 	if (!cut && pos < TAPIO_CGROUP_PATH_LEN) {
-		bpf_probe_read_kernel(out, pos & (TAPIO_CGROUP_PATH_LEN - 1), s->buf);
+		sz = pos;
+		barrier_var(sz); /* keep the mask: the verifier needs sz <= 127 */
+		sz &= TAPIO_CGROUP_PATH_LEN - 1;
+		bpf_probe_read_kernel(out, sz, s->buf);
 		return;
 	}
 	/* keep the leaf: "..." + the last LEN - 4 characters (and the NUL of the zeroed record) */
 	out[0] = '.';
 	out[1] = '.';
 	out[2] = '.';
-	if (pos > 255)
-		pos = 255;
-	if (pos < TAPIO_CGROUP_PATH_LEN - 4)
-		bpf_probe_read_kernel(out + 3, pos & (TAPIO_CGROUP_PATH_LEN - 1), s->buf);
-	else
-		bpf_probe_read_kernel(out + 3, TAPIO_CGROUP_PATH_LEN - 4,
-				      &s->buf[(pos - (TAPIO_CGROUP_PATH_LEN - 4)) & 255]);
+	if (pos < TAPIO_CGROUP_PATH_LEN - 4) {
+		/* cut by depth only: the whole assembled tail fits */
+		sz = pos;
+		barrier_var(sz);
+		sz &= TAPIO_CGROUP_PATH_LEN - 1;
+		if (sz > TAPIO_CGROUP_PATH_LEN - 4)
+			sz = TAPIO_CGROUP_PATH_LEN - 4;
+		bpf_probe_read_kernel(out + 3, sz, s->buf);
+		return;
+	}
+	off = pos - (TAPIO_CGROUP_PATH_LEN - 4);
+	barrier_var(off);
+	off &= 255;
+	bpf_probe_read_kernel(out + 3, TAPIO_CGROUP_PATH_LEN - 4, &s->buf[off]);
 }
 
 /* Memory cgroup facts of `task`, through the memory css: the same for cgroup v1 and v2. */

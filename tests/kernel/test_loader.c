@@ -1,0 +1,376 @@
+/*
+ * Real-kernel tests of the loader and the BPF programs: provoke real facts (a refused
+ * connect, abnormal and clean exits, an OOM kill in a memory-limited cgroup) and assert the
+ * exact record fields. Needs root and kernel BTF; every skip says why.
+ */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/loader.h"
+#include "ebpf/headers/container.h"
+#include "ebpf/headers/network.h"
+
+#define MAX_RECORDS 4096
+
+struct captured {
+	enum tapio_observer obs;
+	size_t len;
+	union {
+		struct tapio_net_event net;
+		struct tapio_container_event ct;
+		unsigned char raw[256];
+	} u;
+};
+
+static struct captured records[MAX_RECORDS];
+static size_t n_records;
+
+static void on_record(void *ctx, enum tapio_observer obs, const void *data, size_t len)
+{
+	struct captured *c;
+
+	(void)ctx;
+	if (n_records >= MAX_RECORDS)
+		return;
+	c = &records[n_records++];
+	c->obs = obs;
+	c->len = len;
+	memcpy(c->u.raw, data, len < sizeof(c->u.raw) ? len : sizeof(c->u.raw));
+}
+
+static void skip_unless_capable(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("real-kernel test needs root (CAP_BPF, CAP_PERFMON)");
+	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+		cr_skip_test("kernel has no BTF at /sys/kernel/btf/vmlinux");
+}
+
+static struct tapio_config enabled_config(uint64_t generation)
+{
+	struct tapio_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.abi_version = TAPIO_ABI_VERSION;
+	cfg.generation = generation;
+	cfg.flags = TAPIO_F_NET_CONNECT | TAPIO_F_NET_RETRANS | TAPIO_F_NET_RTT | TAPIO_F_CT_OOM |
+		    TAPIO_F_CT_EXIT | TAPIO_F_ST_LATENCY | TAPIO_F_ST_ERROR | TAPIO_F_NODE_PMC;
+	cfg.rtt_sample_interval_ns = 1000000000ull;
+	cfg.storage_latency_min_ns = 50000000ull;
+	return cfg;
+}
+
+static struct loader *load(const struct tapio_config *cfg)
+{
+	char errbuf[256] = "";
+	int err = 0;
+	struct loader *l = loader_new(cfg, 1000, on_record, NULL, &err, errbuf, sizeof(errbuf));
+
+	cr_assert_not_null(l, "loader_new: %d %s", err, errbuf);
+	cr_assert_eq(err, 0);
+	n_records = 0;
+	return l;
+}
+
+/* Polls the observer's ring fd and consumes for `ms` milliseconds. */
+static void drain(struct loader *l, enum tapio_observer obs, int ms)
+{
+	struct pollfd pfd = {.fd = loader_ring_fd(l, obs), .events = POLLIN};
+	struct timespec start, now;
+	int left = ms;
+
+	cr_assert_geq(pfd.fd, 0);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (left > 0) {
+		poll(&pfd, 1, left);
+		cr_assert_geq(loader_consume(l, obs, 64), 0);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = ms - (int)((now.tv_sec - start.tv_sec) * 1000 +
+				  (now.tv_nsec - start.tv_nsec) / 1000000);
+	}
+}
+
+static const struct tapio_container_event *find_exit(pid_t pid, uint32_t kind)
+{
+	size_t i;
+
+	for (i = 0; i < n_records; i++)
+		if (records[i].obs == TAPIO_OBS_CONTAINER && records[i].u.ct.kind == kind &&
+		    records[i].u.ct.pid == (uint32_t)pid)
+			return &records[i].u.ct;
+	return NULL;
+}
+
+static size_t count_connect_fail(uint16_t port)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < n_records; i++)
+		if (records[i].obs == TAPIO_OBS_NETWORK &&
+		    records[i].u.net.kind == TAPIO_NET_CONNECT_FAIL &&
+		    records[i].u.net.dport == port)
+			n++;
+	return n;
+}
+
+static const struct tapio_net_event *find_connect_fail(uint16_t port)
+{
+	size_t i;
+
+	for (i = 0; i < n_records; i++)
+		if (records[i].obs == TAPIO_OBS_NETWORK &&
+		    records[i].u.net.kind == TAPIO_NET_CONNECT_FAIL &&
+		    records[i].u.net.dport == port)
+			return &records[i].u.net;
+	return NULL;
+}
+
+/* A loopback port nobody listens on: bind to an ephemeral port, then close it. */
+static uint16_t closed_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void connect_refused(uint16_t port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				.sin_port = htons(port)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), -1);
+	cr_assert_eq(errno, ECONNREFUSED, "connect: %s", strerror(errno));
+	close(fd);
+}
+
+/* Forks a child that exits with `code` (or, with sig, is killed by it); returns its pid. */
+static pid_t child_exit(int code, int sig)
+{
+	int status;
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_NAME, "tapio-child", 0, 0, 0);
+		if (sig)
+			for (;;)
+				pause();
+		_exit(code);
+	}
+	if (sig) {
+		usleep(20000);
+		kill(pid, sig);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	return pid;
+}
+
+Test(loader, states_on_this_kernel, .timeout = 60)
+{
+	struct tapio_config cfg = enabled_config(7);
+	const struct loader_status *st;
+	struct loader *l;
+	uint64_t kc[TAPIO_KC__COUNT];
+	int obs;
+
+	skip_unless_capable();
+	l = load(&cfg);
+	for (obs = TAPIO_OBS_NETWORK; obs <= TAPIO_OBS_STORAGE; obs++) {
+		st = loader_get_status(l, obs);
+		cr_assert_not_null(st);
+		cr_expect_eq(st->state, OBSERVER_RUNNING, "%s: %s (%s)", tapio_observer_name(obs),
+			     observer_state_name(st->state), st->reason);
+		cr_expect_eq(st->programs_attached, st->programs_total);
+		cr_expect_gt(st->programs_total, 0);
+		cr_expect_geq(loader_ring_fd(l, obs), 0);
+		cr_expect_eq(loader_kcounters(l, obs, kc), 0);
+	}
+	st = loader_get_status(l, TAPIO_OBS_NODE);
+	if (access("/sys/bus/event_source/devices/cpu/type", F_OK) != 0 &&
+	    access("/sys/bus/event_source/devices/cpu_core/type", F_OK) != 0) {
+		cr_expect_eq(st->state, OBSERVER_UNSUPPORTED, "node: %s (%s)",
+			     observer_state_name(st->state), st->reason);
+		cr_expect(strstr(st->reason, "no hardware PMU") != NULL, "reason: %s", st->reason);
+		cr_expect_eq(loader_ring_fd(l, TAPIO_OBS_NODE), -1);
+		cr_expect_eq(loader_consume(l, TAPIO_OBS_NODE, 8), -ENODEV);
+	}
+	cr_expect_str_eq(observer_state_name(OBSERVER_UNSUPPORTED), "unsupported");
+	cr_expect_str_eq(observer_state_name(OBSERVER_DEGRADED), "degraded");
+	loader_free(l);
+}
+
+Test(loader, connect_refused_is_one_record_with_rst, .timeout = 60)
+{
+	struct tapio_config cfg = enabled_config(7);
+	const struct tapio_net_event *e;
+	struct loader *l;
+	uint16_t port;
+	uint32_t lo = htonl(INADDR_LOOPBACK);
+
+	skip_unless_capable();
+	l = load(&cfg);
+	port = closed_port();
+	connect_refused(port);
+	drain(l, TAPIO_OBS_NETWORK, 300);
+	e = find_connect_fail(port);
+	cr_assert_not_null(e, "no CONNECT_FAIL for port %u among %zu records", port, n_records);
+	cr_expect_eq(count_connect_fail(port), 1);
+	cr_expect_eq(e->sk_err, ECONNREFUSED);
+	cr_expect_eq(e->rst_seen, 1);
+	cr_expect_eq(e->pid, (uint32_t)getpid());
+	cr_expect_eq(e->family, AF_INET);
+	cr_expect_eq(e->old_state, 2 /* TCP_SYN_SENT */);
+	cr_expect_eq(e->new_state, 7 /* TCP_CLOSE */);
+	cr_expect_eq(memcmp(e->daddr, &lo, 4), 0);
+	cr_expect_eq(memcmp(e->saddr, &lo, 4), 0);
+	cr_expect_neq(e->sport, 0);
+	cr_expect_eq(e->config_generation, 7);
+	cr_expect_neq(e->ts_ns, 0);
+	loader_free(l);
+}
+
+Test(loader, abnormal_exits_and_signals, .timeout = 60)
+{
+	struct tapio_config cfg = enabled_config(7);
+	const struct tapio_container_event *e;
+	struct loader *l;
+	pid_t code3, killed, clean;
+
+	skip_unless_capable();
+	l = load(&cfg);
+	code3 = child_exit(3, 0);
+	killed = child_exit(0, SIGKILL);
+	clean = child_exit(0, 0);
+	drain(l, TAPIO_OBS_CONTAINER, 300);
+
+	e = find_exit(code3, TAPIO_CT_EXIT);
+	cr_assert_not_null(e, "no EXIT record for pid %d", code3);
+	cr_expect_eq(e->exit_code, 3 << 8);
+	cr_expect_eq(e->tid, (uint32_t)code3);
+	cr_expect_eq(e->ppid, (uint32_t)getpid());
+	cr_expect_eq(e->uid, 0);
+	cr_expect_str_eq(e->comm, "tapio-child");
+	cr_expect_eq(e->config_generation, 7);
+	cr_expect_neq(e->cgroup_id, 0);
+	cr_expect_eq(e->cgroup_path[0], '/', "cgroup_path '%s'", e->cgroup_path);
+
+	e = find_exit(killed, TAPIO_CT_EXIT);
+	cr_assert_not_null(e, "no EXIT record for killed pid %d", killed);
+	cr_expect_eq(e->exit_code & 0x7f, SIGKILL);
+
+	cr_expect_null(find_exit(clean, TAPIO_CT_EXIT), "a clean exit was reported");
+	loader_free(l);
+}
+
+Test(loader, all_zero_config_is_inert, .timeout = 60)
+{
+	struct tapio_config cfg;
+	struct loader *l;
+	uint16_t port;
+	pid_t code3;
+	size_t i;
+
+	skip_unless_capable();
+	memset(&cfg, 0, sizeof(cfg));
+	l = load(&cfg);
+	port = closed_port();
+	connect_refused(port);
+	code3 = child_exit(3, 0);
+	child_exit(0, SIGKILL);
+	drain(l, TAPIO_OBS_NETWORK, 200);
+	drain(l, TAPIO_OBS_CONTAINER, 200);
+	drain(l, TAPIO_OBS_STORAGE, 100);
+	for (i = 0; i < n_records; i++)
+		cr_expect_fail("inert config emitted a record (observer %d, len %zu)",
+			       records[i].obs, records[i].len);
+	cr_expect_eq(count_connect_fail(port), 0);
+	cr_expect_null(find_exit(code3, TAPIO_CT_EXIT));
+
+	/* a wrong abi_version is just as inert as all-zero */
+	cfg = enabled_config(9);
+	cfg.abi_version = TAPIO_ABI_VERSION + 1;
+	cr_assert_eq(loader_apply_config(l, &cfg), 0);
+	code3 = child_exit(3, 0);
+	drain(l, TAPIO_OBS_CONTAINER, 200);
+	cr_expect_null(find_exit(code3, TAPIO_CT_EXIT));
+	loader_free(l);
+}
+
+Test(loader, apply_config_restamps_without_reload, .timeout = 60)
+{
+	struct tapio_config cfg = enabled_config(7);
+	const struct tapio_container_event *e;
+	struct loader *l;
+	pid_t a, b, c;
+	int fd_before;
+
+	skip_unless_capable();
+	l = load(&cfg);
+	fd_before = loader_ring_fd(l, TAPIO_OBS_CONTAINER);
+	cfg.generation = 8;
+	cfg.n_ignored_exit_codes = 1;
+	cfg.ignored_exit_codes[0] = 3;
+	cr_assert_eq(loader_apply_config(l, &cfg), 0);
+	cr_expect_eq(loader_ring_fd(l, TAPIO_OBS_CONTAINER), fd_before);
+	a = child_exit(4, 0);
+	b = child_exit(3, 0); /* ignored by config */
+	c = child_exit(0, SIGKILL);
+	drain(l, TAPIO_OBS_CONTAINER, 300);
+	e = find_exit(a, TAPIO_CT_EXIT);
+	cr_assert_not_null(e);
+	cr_expect_eq(e->config_generation, 8);
+	cr_expect_eq(e->exit_code, 4 << 8);
+	cr_expect_null(find_exit(b, TAPIO_CT_EXIT), "ignored exit code 3 was reported");
+	e = find_exit(c, TAPIO_CT_EXIT);
+	cr_assert_not_null(e, "a signal death must be reported whatever the ignored codes");
+	cr_expect_eq(e->config_generation, 8);
+	loader_free(l);
+}
+
+Test(loader, consume_respects_budget, .timeout = 60)
+{
+	struct tapio_config cfg = enabled_config(7);
+	struct loader *l;
+	int i, n, total = 0;
+
+	skip_unless_capable();
+	l = load(&cfg);
+	for (i = 0; i < 5; i++)
+		child_exit(10 + i, 0);
+	usleep(100000);
+	n = loader_consume(l, TAPIO_OBS_CONTAINER, 2);
+	cr_expect_eq(n, 2);
+	cr_expect_eq(n_records, 2);
+	total += n;
+	while ((n = loader_consume(l, TAPIO_OBS_CONTAINER, 2)) > 0)
+		total += n;
+	cr_expect_eq(n, 0);
+	cr_expect_geq(total, 5);
+	cr_expect_eq((size_t)total, n_records);
+	cr_expect_eq(loader_consume(l, TAPIO_OBS_CONTAINER, 0), 0);
+	loader_free(l);
+}
