@@ -1,0 +1,633 @@
+/* Segment file format: header, records with length + CRC, per-segment index, safe writes. */
+#include "segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static const char seg_magic[8] = {'T', 'A', 'P', 'I', 'O', 'S', 'E', 'G'};
+static const char idx_magic[8] = {'T', 'A', 'P', 'I', 'O', 'I', 'D', 'X'};
+
+#define IDX_FIXED_SIZE	  208u
+#define IDX_NODE_SIZE	  16u
+#define IDX_SESSION_SIZE  24u
+#define IDX_SPARSE_SIZE	  24u
+#define IDX_MAX_FILE_SIZE (256u << 20)
+
+void seg_put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void seg_put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+uint32_t seg_get_u32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+uint64_t seg_get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+uint32_t seg_crc32(const void *buf, size_t len)
+{
+	uLong c = crc32(0L, Z_NULL, 0);
+	const uint8_t *p = buf;
+	/* zlib takes uInt lengths; records are far below 4 GiB but stay correct anyway */
+	while (len > 0) {
+		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
+		c = crc32(c, p, n);
+		p += n;
+		len -= n;
+	}
+	return (uint32_t)c;
+}
+
+void seg_file_name(char *buf, size_t len, uint64_t id, const char *ext)
+{
+	snprintf(buf, len, "seg-%020llu.%s", (unsigned long long)id, ext);
+}
+
+void seg_header_encode(uint8_t out[SEG_HEADER_SIZE], uint64_t segment_id, uint64_t created_ns)
+{
+	memset(out, 0, SEG_HEADER_SIZE);
+	memcpy(out, seg_magic, 8);
+	seg_put_u32(out + 8, SEG_VERSION);
+	seg_put_u32(out + 12, SEG_HEADER_SIZE);
+	seg_put_u64(out + 16, segment_id);
+	seg_put_u64(out + 24, created_ns);
+	seg_put_u32(out + 60, seg_crc32(out, 60));
+}
+
+int seg_header_decode(const uint8_t in[SEG_HEADER_SIZE], uint64_t *segment_id, uint64_t *created_ns)
+{
+	if (memcmp(in, seg_magic, 8) != 0 || seg_get_u32(in + 8) != SEG_VERSION ||
+	    seg_get_u32(in + 12) != SEG_HEADER_SIZE || seg_get_u32(in + 60) != seg_crc32(in, 60))
+		return -EBADMSG;
+	*segment_id = seg_get_u64(in + 16);
+	*created_ns = seg_get_u64(in + 24);
+	return 0;
+}
+
+void seg_record_encode(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
+		       const void *payload, size_t len)
+{
+	uint8_t *meta = out + SEG_REC_PREFIX;
+
+	seg_put_u32(out, (uint32_t)(SEG_META_SIZE + len));
+	seg_put_u64(meta, m->timestamp_ns);
+	meta[8] = m->type;
+	meta[9] = m->severity;
+	meta[10] = flags;
+	meta[11] = 0;
+	seg_put_u32(meta + 12, m->node_id);
+	seg_put_u64(meta + 16, m->agent_key);
+	seg_put_u64(meta + 24, m->session_id);
+	seg_put_u64(meta + 32, m->sequence);
+	if (len)
+		memcpy(meta + SEG_META_SIZE, payload, len);
+	seg_put_u32(out + 4, seg_crc32(meta, SEG_META_SIZE + len));
+}
+
+void seg_meta_decode(const uint8_t *p, struct store_record_meta *m, uint8_t *flags)
+{
+	m->timestamp_ns = seg_get_u64(p);
+	m->type = p[8];
+	m->severity = p[9];
+	if (flags)
+		*flags = p[10];
+	m->node_id = seg_get_u32(p + 12);
+	m->agent_key = seg_get_u64(p + 16);
+	m->session_id = seg_get_u64(p + 24);
+	m->sequence = seg_get_u64(p + 32);
+}
+
+const char *seg_check_name(enum seg_check c)
+{
+	switch (c) {
+	case SEG_REC_OK:
+		return "ok";
+	case SEG_REC_SHORT_PREFIX:
+		return "torn record prefix";
+	case SEG_REC_BAD_LENGTH:
+		return "record length out of range";
+	case SEG_REC_SHORT:
+		return "torn record (shorter than its length)";
+	case SEG_REC_BAD_CRC:
+		return "CRC mismatch";
+	case SEG_REC_BAD_META:
+		return "type or severity out of range";
+	case SEG_REC_INCOMPLETE_BATCH:
+		return "incomplete batch (no batch-end record)";
+	}
+	return "unknown";
+}
+
+void seg_index_init(struct seg_index *idx, uint64_t segment_id, uint64_t created_ns,
+		    uint32_t sparse_every)
+{
+	memset(idx, 0, sizeof(*idx));
+	idx->segment_id = segment_id;
+	idx->created_ns = created_ns;
+	idx->file_size = SEG_HEADER_SIZE;
+	idx->min_ts = UINT64_MAX;
+	idx->sparse_every = sparse_every ? sparse_every : SEG_SPARSE_EVERY;
+}
+
+void seg_index_fini(struct seg_index *idx)
+{
+	if (!idx)
+		return;
+	free(idx->nodes);
+	free(idx->sessions);
+	free(idx->sparse);
+	idx->nodes = NULL;
+	idx->sessions = NULL;
+	idx->sparse = NULL;
+	idx->n_nodes = idx->n_sessions = idx->n_sparse = 0;
+	idx->cap_nodes = idx->cap_sessions = idx->cap_sparse = 0;
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t ncap = *cap ? *cap * 2 : 16;
+	while (ncap < need)
+		ncap *= 2;
+	void *p = realloc(*arr, ncap * elem);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+/* Binary search; returns the index of node_id or where it would be inserted. */
+static size_t node_pos(const struct seg_index *idx, uint32_t node_id, bool *found)
+{
+	size_t lo = 0, hi = idx->n_nodes;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (idx->nodes[mid].node_id < node_id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < idx->n_nodes && idx->nodes[lo].node_id == node_id;
+	return lo;
+}
+
+static int session_cmp(const struct seg_session *s, uint64_t agent, uint64_t session)
+{
+	if (s->agent_key != agent)
+		return s->agent_key < agent ? -1 : 1;
+	if (s->session_id != session)
+		return s->session_id < session ? -1 : 1;
+	return 0;
+}
+
+static size_t session_pos(const struct seg_index *idx, uint64_t agent, uint64_t session,
+			  bool *found)
+{
+	size_t lo = 0, hi = idx->n_sessions;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (session_cmp(&idx->sessions[mid], agent, session) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < idx->n_sessions && session_cmp(&idx->sessions[lo], agent, session) == 0;
+	return lo;
+}
+
+int seg_index_add(struct seg_index *idx, const struct store_record_meta *m, uint64_t offset,
+		  uint64_t size)
+{
+	bool found;
+	size_t pos = node_pos(idx, m->node_id, &found);
+	if (!found) {
+		if (grow((void **)&idx->nodes, &idx->cap_nodes, idx->n_nodes + 1,
+			 sizeof(*idx->nodes)))
+			return -ENOMEM;
+		memmove(&idx->nodes[pos + 1], &idx->nodes[pos],
+			(idx->n_nodes - pos) * sizeof(*idx->nodes));
+		idx->nodes[pos] = (struct seg_node_count){.node_id = m->node_id, .count = 0};
+		idx->n_nodes++;
+	}
+	size_t spos = session_pos(idx, m->agent_key, m->session_id, &found);
+	if (!found) {
+		if (grow((void **)&idx->sessions, &idx->cap_sessions, idx->n_sessions + 1,
+			 sizeof(*idx->sessions)))
+			return -ENOMEM;
+		memmove(&idx->sessions[spos + 1], &idx->sessions[spos],
+			(idx->n_sessions - spos) * sizeof(*idx->sessions));
+		idx->sessions[spos] = (struct seg_session){
+		    .agent_key = m->agent_key, .session_id = m->session_id, .max_sequence = 0};
+		idx->n_sessions++;
+	}
+	if (idx->records % idx->sparse_every == 0) {
+		if (grow((void **)&idx->sparse, &idx->cap_sparse, idx->n_sparse + 1,
+			 sizeof(*idx->sparse)))
+			return -ENOMEM;
+		idx->sparse[idx->n_sparse++] =
+		    (struct seg_sparse){.offset = offset, .min_ts = UINT64_MAX, .max_ts = 0};
+	}
+	/* all allocations done: now account, so a failure above leaves the index unchanged */
+	idx->nodes[pos].count++;
+	if (m->sequence > idx->sessions[spos].max_sequence)
+		idx->sessions[spos].max_sequence = m->sequence;
+	struct seg_sparse *blk = &idx->sparse[idx->n_sparse - 1];
+	if (m->timestamp_ns < blk->min_ts)
+		blk->min_ts = m->timestamp_ns;
+	if (m->timestamp_ns > blk->max_ts)
+		blk->max_ts = m->timestamp_ns;
+	if (m->timestamp_ns < idx->min_ts)
+		idx->min_ts = m->timestamp_ns;
+	if (m->timestamp_ns > idx->max_ts)
+		idx->max_ts = m->timestamp_ns;
+	if (m->type < TAPIO_OCC__COUNT)
+		idx->by_type[m->type]++;
+	if (m->severity < TAPIO_SEV__COUNT)
+		idx->by_severity[m->severity]++;
+	idx->records++;
+	idx->file_size = offset + size;
+	return 0;
+}
+
+uint64_t seg_index_node_count(const struct seg_index *idx, uint32_t node_id)
+{
+	bool found;
+	size_t pos = node_pos(idx, node_id, &found);
+	return found ? idx->nodes[pos].count : 0;
+}
+
+bool seg_index_may_match(const struct seg_index *idx, uint64_t since, uint64_t until,
+			 uint32_t type_mask, uint32_t sev_mask, int64_t node_id)
+{
+	if (idx->records == 0)
+		return false;
+	if (idx->max_ts < since || idx->min_ts >= until)
+		return false;
+	if (type_mask) {
+		bool any = false;
+		for (unsigned t = 0; t < TAPIO_OCC__COUNT; t++)
+			any |= (type_mask & (1u << t)) && idx->by_type[t];
+		if (!any)
+			return false;
+	}
+	if (sev_mask) {
+		bool any = false;
+		for (unsigned s = 0; s < TAPIO_SEV__COUNT; s++)
+			any |= (sev_mask & (1u << s)) && idx->by_severity[s];
+		if (!any)
+			return false;
+	}
+	if (node_id >= 0 && (node_id > UINT32_MAX || !seg_index_node_count(idx, (uint32_t)node_id)))
+		return false;
+	return true;
+}
+
+int seg_index_encode(const struct seg_index *idx, uint8_t **out, size_t *len)
+{
+	size_t n = IDX_FIXED_SIZE + idx->n_nodes * IDX_NODE_SIZE +
+		   idx->n_sessions * IDX_SESSION_SIZE + idx->n_sparse * IDX_SPARSE_SIZE + 4;
+	uint8_t *b = calloc(1, n);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b, idx_magic, 8);
+	seg_put_u32(b + 8, SEG_VERSION);
+	seg_put_u64(b + 16, idx->segment_id);
+	seg_put_u64(b + 24, idx->created_ns);
+	seg_put_u64(b + 32, idx->file_size);
+	seg_put_u64(b + 40, idx->records);
+	seg_put_u64(b + 48, idx->min_ts);
+	seg_put_u64(b + 56, idx->max_ts);
+	for (unsigned t = 0; t < TAPIO_OCC__COUNT; t++)
+		seg_put_u64(b + 64 + 8 * t, idx->by_type[t]);
+	for (unsigned s = 0; s < TAPIO_SEV__COUNT; s++)
+		seg_put_u64(b + 152 + 8 * s, idx->by_severity[s]);
+	seg_put_u32(b + 192, (uint32_t)idx->n_nodes);
+	seg_put_u32(b + 196, (uint32_t)idx->n_sessions);
+	seg_put_u32(b + 200, (uint32_t)idx->n_sparse);
+	seg_put_u32(b + 204, idx->sparse_every);
+	uint8_t *p = b + IDX_FIXED_SIZE;
+	for (size_t i = 0; i < idx->n_nodes; i++, p += IDX_NODE_SIZE) {
+		seg_put_u32(p, idx->nodes[i].node_id);
+		seg_put_u64(p + 8, idx->nodes[i].count);
+	}
+	for (size_t i = 0; i < idx->n_sessions; i++, p += IDX_SESSION_SIZE) {
+		seg_put_u64(p, idx->sessions[i].agent_key);
+		seg_put_u64(p + 8, idx->sessions[i].session_id);
+		seg_put_u64(p + 16, idx->sessions[i].max_sequence);
+	}
+	for (size_t i = 0; i < idx->n_sparse; i++, p += IDX_SPARSE_SIZE) {
+		seg_put_u64(p, idx->sparse[i].offset);
+		seg_put_u64(p + 8, idx->sparse[i].min_ts);
+		seg_put_u64(p + 16, idx->sparse[i].max_ts);
+	}
+	seg_put_u32(p, seg_crc32(b, n - 4));
+	*out = b;
+	*len = n;
+	return 0;
+}
+
+int seg_index_decode(const uint8_t *b, size_t len, struct seg_index *idx)
+{
+	if (len < IDX_FIXED_SIZE + 4 || memcmp(b, idx_magic, 8) != 0 ||
+	    seg_get_u32(b + 8) != SEG_VERSION)
+		return -EBADMSG;
+	if (seg_get_u32(b + len - 4) != seg_crc32(b, len - 4))
+		return -EBADMSG;
+	uint64_t n_nodes = seg_get_u32(b + 192), n_sessions = seg_get_u32(b + 196),
+		 n_sparse = seg_get_u32(b + 200);
+	uint32_t every = seg_get_u32(b + 204);
+	if (IDX_FIXED_SIZE + n_nodes * IDX_NODE_SIZE + n_sessions * IDX_SESSION_SIZE +
+		    n_sparse * IDX_SPARSE_SIZE + 4 !=
+		len ||
+	    every == 0)
+		return -EBADMSG;
+	seg_index_init(idx, seg_get_u64(b + 16), seg_get_u64(b + 24), every);
+	idx->file_size = seg_get_u64(b + 32);
+	idx->records = seg_get_u64(b + 40);
+	idx->min_ts = seg_get_u64(b + 48);
+	idx->max_ts = seg_get_u64(b + 56);
+	for (unsigned t = 0; t < TAPIO_OCC__COUNT; t++)
+		idx->by_type[t] = seg_get_u64(b + 64 + 8 * t);
+	for (unsigned s = 0; s < TAPIO_SEV__COUNT; s++)
+		idx->by_severity[s] = seg_get_u64(b + 152 + 8 * s);
+	if ((n_nodes && !(idx->nodes = calloc(n_nodes, sizeof(*idx->nodes)))) ||
+	    (n_sessions && !(idx->sessions = calloc(n_sessions, sizeof(*idx->sessions)))) ||
+	    (n_sparse && !(idx->sparse = calloc(n_sparse, sizeof(*idx->sparse))))) {
+		seg_index_fini(idx);
+		return -ENOMEM;
+	}
+	idx->n_nodes = idx->cap_nodes = n_nodes;
+	idx->n_sessions = idx->cap_sessions = n_sessions;
+	idx->n_sparse = idx->cap_sparse = n_sparse;
+	const uint8_t *p = b + IDX_FIXED_SIZE;
+	for (size_t i = 0; i < n_nodes; i++, p += IDX_NODE_SIZE) {
+		idx->nodes[i].node_id = seg_get_u32(p);
+		idx->nodes[i].count = seg_get_u64(p + 8);
+	}
+	for (size_t i = 0; i < n_sessions; i++, p += IDX_SESSION_SIZE) {
+		idx->sessions[i].agent_key = seg_get_u64(p);
+		idx->sessions[i].session_id = seg_get_u64(p + 8);
+		idx->sessions[i].max_sequence = seg_get_u64(p + 16);
+	}
+	for (size_t i = 0; i < n_sparse; i++, p += IDX_SPARSE_SIZE) {
+		idx->sparse[i].offset = seg_get_u64(p);
+		idx->sparse[i].min_ts = seg_get_u64(p + 8);
+		idx->sparse[i].max_ts = seg_get_u64(p + 16);
+	}
+	/* structural sanity: sparse offsets inside the data and ascending */
+	for (size_t i = 0; i < n_sparse; i++) {
+		if (idx->sparse[i].offset < SEG_HEADER_SIZE ||
+		    idx->sparse[i].offset >= idx->file_size ||
+		    (i && idx->sparse[i].offset <= idx->sparse[i - 1].offset)) {
+			seg_index_fini(idx);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int seg_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len, bool sync)
+{
+	char tmp[256];
+	int err = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	err = write_all(fd, buf, len);
+	if (!err && sync && fsync(fd) != 0)
+		err = -errno;
+	if (close(fd) != 0 && !err)
+		err = -errno;
+	if (!err && renameat(dirfd, tmp, dirfd, name) != 0)
+		err = -errno;
+	if (!err && sync && fsync(dirfd) != 0)
+		err = -errno;
+	if (err)
+		unlinkat(dirfd, tmp, 0);
+	return err;
+}
+
+int seg_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len)
+{
+	struct stat st;
+	int err = 0;
+	uint8_t *buf = NULL;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0) {
+		err = -errno;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max) {
+		err = -EFBIG;
+		goto out;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		err = -ENOMEM;
+		goto out;
+	}
+	size_t got = 0;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	*out = buf;
+	*len = got;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return err;
+}
+
+int seg_reader_init(struct seg_reader *r, int fd, uint64_t end, size_t cap)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->end = end;
+	r->cap = cap ? cap : (1u << 20);
+	r->buf = malloc(r->cap);
+	return r->buf ? 0 : -ENOMEM;
+}
+
+void seg_reader_fini(struct seg_reader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+}
+
+int seg_reader_get(struct seg_reader *r, uint64_t off, size_t len, bool backward, const uint8_t **p)
+{
+	if (off > r->end || len > r->end - off)
+		return -ENODATA;
+	if (off >= r->buf_off && off + len <= r->buf_off + r->buf_len) {
+		*p = r->buf + (off - r->buf_off);
+		return 0;
+	}
+	if (len > r->cap) {
+		uint8_t *nb = realloc(r->buf, len);
+		if (!nb)
+			return -ENOMEM;
+		r->buf = nb;
+		r->cap = len;
+	}
+	uint64_t start = off;
+	if (backward && off + len > r->cap)
+		start = off + len - r->cap;
+	else if (backward)
+		start = 0;
+	size_t want = r->cap;
+	if (want > r->end - start)
+		want = (size_t)(r->end - start);
+	size_t got = 0;
+	while (got < want) {
+		ssize_t n = pread(r->fd, r->buf + got, want - got, (off_t)(start + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	r->buf_off = start;
+	r->buf_len = got;
+	if (off + len > start + got)
+		return -ENODATA;
+	*p = r->buf + (off - start);
+	return 0;
+}
+
+int seg_recover_scan(int fd, uint64_t file_size, struct seg_index *idx, uint64_t *good_end,
+		     enum seg_check *why)
+{
+	struct seg_reader r;
+	int err = seg_reader_init(&r, fd, file_size, 0);
+	if (err)
+		return err;
+
+	/*
+	 * Records of one batch are only kept if the batch's last record (SEG_FLAG_BATCH_END)
+	 * is intact: a batch is acknowledged as a whole, so a half-written batch must vanish
+	 * whole or the resent batch would be dropped as a duplicate. Records are buffered
+	 * (offset, size, meta) until their batch completes.
+	 */
+	struct pend {
+		struct store_record_meta m;
+		uint64_t off, size;
+	} *pend = NULL;
+	size_t n_pend = 0, cap_pend = 0;
+	uint64_t off = SEG_HEADER_SIZE, end = SEG_HEADER_SIZE;
+	enum seg_check problem = SEG_REC_OK;
+
+	while (off < file_size) {
+		const uint8_t *p;
+		if (file_size - off < SEG_REC_PREFIX) {
+			problem = SEG_REC_SHORT_PREFIX;
+			break;
+		}
+		err = seg_reader_get(&r, off, SEG_REC_PREFIX, false, &p);
+		if (err)
+			goto out;
+		uint32_t len = seg_get_u32(p), crc = seg_get_u32(p + 4);
+		if (len < SEG_META_SIZE || len > SEG_REC_MAX_LEN) {
+			problem = SEG_REC_BAD_LENGTH;
+			break;
+		}
+		if (file_size - off - SEG_REC_PREFIX < len) {
+			problem = SEG_REC_SHORT;
+			break;
+		}
+		err = seg_reader_get(&r, off, SEG_REC_PREFIX + len, false, &p);
+		if (err)
+			goto out;
+		if (seg_crc32(p + SEG_REC_PREFIX, len) != crc) {
+			problem = SEG_REC_BAD_CRC;
+			break;
+		}
+		struct store_record_meta m;
+		uint8_t flags;
+		seg_meta_decode(p + SEG_REC_PREFIX, &m, &flags);
+		if (m.type >= TAPIO_OCC__COUNT || m.severity >= TAPIO_SEV__COUNT) {
+			problem = SEG_REC_BAD_META;
+			break;
+		}
+		if (grow((void **)&pend, &cap_pend, n_pend + 1, sizeof(*pend))) {
+			err = -ENOMEM;
+			goto out;
+		}
+		pend[n_pend++] = (struct pend){.m = m, .off = off, .size = SEG_REC_PREFIX + len};
+		off += SEG_REC_PREFIX + len;
+		if (flags & SEG_FLAG_BATCH_END) {
+			for (size_t i = 0; i < n_pend; i++) {
+				err = seg_index_add(idx, &pend[i].m, pend[i].off, pend[i].size);
+				if (err)
+					goto out;
+			}
+			n_pend = 0;
+			end = off;
+		}
+	}
+	if (problem == SEG_REC_OK && n_pend)
+		problem = SEG_REC_INCOMPLETE_BATCH;
+	*good_end = end;
+	*why = problem;
+out:
+	free(pend);
+	seg_reader_fini(&r);
+	return err;
+}

@@ -1,0 +1,177 @@
+/*
+ * One segment file of the controller store: its header, its records ([u32 length][u32 crc]
+ * [40-byte meta][payload]), and the per-segment index (time range, counts, sessions, sparse
+ * blocks). Byte-by-byte layout: docs/storage-format.md. Knows nothing about directories of
+ * segments, commits or threads; controller/store.c does.
+ */
+#ifndef TAPIO_CONTROLLER_SEGMENT_H
+#define TAPIO_CONTROLLER_SEGMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/occurrence.h"
+
+#define SEG_VERSION	   1u
+#define SEG_HEADER_SIZE	   64u
+#define SEG_REC_PREFIX	   8u  /* u32 length + u32 crc */
+#define SEG_META_SIZE	   40u /* fixed meta header, see struct store_record_meta */
+#define SEG_REC_OVERHEAD   (SEG_REC_PREFIX + SEG_META_SIZE)
+#define SEG_REC_MAX_LEN	   (16u << 20) /* max meta + payload of one record */
+#define SEG_FLAG_BATCH_END 0x01u       /* last record of one store_append_batch() call */
+#define SEG_SPARSE_EVERY   4096u       /* default records per sparse index block */
+
+/* What the store indexes about a record; the payload itself is opaque bytes. */
+struct store_record_meta {
+	uint64_t timestamp_ns; /* UTC ns of the occurrence */
+	uint8_t type;	       /* enum tapio_occ_type, < TAPIO_OCC__COUNT */
+	uint8_t severity;      /* enum tapio_severity, < TAPIO_SEV__COUNT */
+	uint32_t node_id;      /* from store_node_intern() */
+	uint64_t agent_key;    /* batch identity (dedupe): agent, session, sequence */
+	uint64_t session_id;
+	uint64_t sequence;
+};
+
+/* Little-endian helpers (the on-disk byte order). */
+void seg_put_u32(uint8_t *p, uint32_t v);
+void seg_put_u64(uint8_t *p, uint64_t v);
+uint32_t seg_get_u32(const uint8_t *p);
+uint64_t seg_get_u64(const uint8_t *p);
+/* CRC-32 (IEEE, zlib's crc32) of len bytes. */
+uint32_t seg_crc32(const void *buf, size_t len);
+
+/* Segment file name for an id: "seg-%020llu.tseg" / ".idx". buf needs 40 bytes. */
+void seg_file_name(char *buf, size_t len, uint64_t id, const char *ext);
+
+void seg_header_encode(uint8_t out[SEG_HEADER_SIZE], uint64_t segment_id, uint64_t created_ns);
+/* Returns 0 and the fields, or -EBADMSG (bad magic, version or checksum). */
+int seg_header_decode(const uint8_t in[SEG_HEADER_SIZE], uint64_t *segment_id,
+		      uint64_t *created_ns);
+
+/* On-disk size of a record carrying `payload_len` bytes. */
+static inline size_t seg_record_size(size_t payload_len)
+{
+	return SEG_REC_OVERHEAD + payload_len;
+}
+
+/* Writes one record (seg_record_size(len) bytes) to out. Never fails. */
+void seg_record_encode(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
+		       const void *payload, size_t len);
+/* Decodes the meta header (SEG_META_SIZE bytes at p, i.e. record + SEG_REC_PREFIX). */
+void seg_meta_decode(const uint8_t *p, struct store_record_meta *m, uint8_t *flags);
+
+enum seg_check {
+	SEG_REC_OK = 0,
+	SEG_REC_SHORT_PREFIX, /* fewer than 8 bytes left */
+	SEG_REC_BAD_LENGTH,   /* length outside [40, SEG_REC_MAX_LEN] */
+	SEG_REC_SHORT,	      /* record runs past the end of the data */
+	SEG_REC_BAD_CRC,
+	SEG_REC_BAD_META,	  /* type or severity out of range */
+	SEG_REC_INCOMPLETE_BATCH, /* valid records, but their batch's last record is missing */
+};
+const char *seg_check_name(enum seg_check c);
+
+struct seg_node_count {
+	uint32_t node_id;
+	uint64_t count;
+};
+
+struct seg_session {
+	uint64_t agent_key;
+	uint64_t session_id;
+	uint64_t max_sequence;
+};
+
+/* One sparse block: records [k * sparse_every, (k + 1) * sparse_every) start at offset. */
+struct seg_sparse {
+	uint64_t offset;
+	uint64_t min_ts;
+	uint64_t max_ts;
+};
+
+/*
+ * In-memory index of one segment; the same structure describes the active segment (kept up
+ * to date at each commit) and a sealed one (loaded from its .idx file).
+ */
+struct seg_index {
+	uint64_t segment_id;
+	uint64_t created_ns;
+	uint64_t file_size; /* end of the last record */
+	uint64_t records;
+	uint64_t min_ts; /* UINT64_MAX / 0 while empty */
+	uint64_t max_ts;
+	uint64_t by_type[TAPIO_OCC__COUNT];
+	uint64_t by_severity[TAPIO_SEV__COUNT];
+	uint32_t sparse_every;
+	struct seg_node_count *nodes; /* sorted by node_id */
+	size_t n_nodes, cap_nodes;
+	struct seg_session *sessions; /* sorted by (agent_key, session_id) */
+	size_t n_sessions, cap_sessions;
+	struct seg_sparse *sparse;
+	size_t n_sparse, cap_sparse;
+};
+
+void seg_index_init(struct seg_index *idx, uint64_t segment_id, uint64_t created_ns,
+		    uint32_t sparse_every);
+void seg_index_fini(struct seg_index *idx);
+/* Accounts one record at `offset` of `size` bytes. Returns 0 or -ENOMEM. */
+int seg_index_add(struct seg_index *idx, const struct store_record_meta *m, uint64_t offset,
+		  uint64_t size);
+/* Count of records for node_id in this segment (0 when none). */
+uint64_t seg_index_node_count(const struct seg_index *idx, uint32_t node_id);
+/*
+ * Whether a record with ts in [since, until), type in type_mask (bit per type; 0 = all),
+ * severity in sev_mask (0 = all) and node_id (< 0 = any) may be in this segment.
+ */
+bool seg_index_may_match(const struct seg_index *idx, uint64_t since, uint64_t until,
+			 uint32_t type_mask, uint32_t sev_mask, int64_t node_id);
+
+/*
+ * Serialises the index into a malloc'd buffer (*out, *len; caller frees). Returns 0 or
+ * -ENOMEM.
+ */
+int seg_index_encode(const struct seg_index *idx, uint8_t **out, size_t *len);
+/* Parses an index file image into *idx (initialised here). Returns 0, -EBADMSG or -ENOMEM. */
+int seg_index_decode(const uint8_t *buf, size_t len, struct seg_index *idx);
+
+/*
+ * Writes `name` in dirfd atomically: name.tmp, write, fsync (if sync), rename, fsync the
+ * directory (if sync). Returns 0 or -errno; on failure the tmp file is removed.
+ */
+int seg_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len, bool sync);
+/* Reads a whole file (at most max bytes) into a malloc'd buffer. Returns 0 or -errno. */
+int seg_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len);
+
+/*
+ * Sequential/backward buffered reader over [0, end) of a file, so scans read in large chunks
+ * instead of one syscall per record.
+ */
+struct seg_reader {
+	int fd;
+	uint64_t end;
+	uint8_t *buf;
+	size_t cap;
+	uint64_t buf_off;
+	size_t buf_len;
+};
+int seg_reader_init(struct seg_reader *r, int fd, uint64_t end, size_t cap);
+void seg_reader_fini(struct seg_reader *r);
+/*
+ * Points *p at len bytes at file offset off (valid until the next call). backward = true
+ * positions the refill window so that it ends at off + len (for reverse scans). Returns 0,
+ * -ENODATA when [off, off + len) passes end, or -errno.
+ */
+int seg_reader_get(struct seg_reader *r, uint64_t off, size_t len, bool backward,
+		   const uint8_t **p);
+
+/*
+ * Validates every record of a segment from SEG_HEADER_SIZE to file_size, building *idx
+ * (initialised by the caller) over the valid prefix that ends with a complete batch.
+ * Returns 0 and *good_end (where valid data ends; == file_size when nothing is wrong) and
+ * *why (the first problem found, SEG_REC_OK when none), or -errno on I/O failure.
+ */
+int seg_recover_scan(int fd, uint64_t file_size, struct seg_index *idx, uint64_t *good_end,
+		     enum seg_check *why);
+
+#endif

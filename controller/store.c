@@ -1,0 +1,1444 @@
+/*
+ * The store owns a directory of segments: recovery at open, group commit (sync or in the
+ * libuv thread pool), rotation, retention, the node-name table, dedupe watermarks and scans.
+ *
+ * Threads: the loop thread owns the pending group, node table and session watermarks. A
+ * commit (store_commit, or the pool worker of store_commit_async) owns the active segment's
+ * fd and write offset and is the only mutator of the segment list; it publishes index
+ * updates, rotations and deletions under `lock`, which scans and stats also hold.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+#define TAG "store"
+
+#define NODES_FILE     "nodes.tbl"
+#define NODES_MAX_NAME 255u
+#define NS_PER_S       1000000000ull
+
+static const char nodes_magic[8] = {'T', 'A', 'P', 'I', 'O', 'N', 'O', 'D'};
+
+struct store_segment {
+	uint64_t id;
+	bool sealed;
+	uint64_t size; /* durable end of data */
+	struct seg_index idx;
+};
+
+struct sess_entry {
+	uint64_t agent_key, session_id;
+	uint64_t appended; /* highest sequence appended or durable */
+	uint64_t durable;  /* highest durable sequence */
+	uint8_t used, has_durable;
+};
+
+struct waiter {
+	store_commit_cb cb;
+	void *ctx;
+};
+
+struct waiter_list {
+	struct waiter *w;
+	size_t n, cap;
+};
+
+struct buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+struct store {
+	struct store_options opt;
+	char *dir;
+	int dirfd;
+	int lockfd;
+	pthread_mutex_t lock;
+
+	/* segment list: sorted by id, the last one is the active (unsealed) segment */
+	struct store_segment **segs;
+	size_t n_segs, cap_segs;
+	int active_fd;
+
+	/* loop thread: the group being built */
+	struct buf pending;
+	uint64_t appended_ticket;
+
+	/* the group being committed */
+	struct buf inflight;
+	struct buf inflight_nodes; /* node table image to persist first (len 0: none) */
+	uint32_t inflight_node_count;
+	uint64_t inflight_ticket;
+	uint64_t durable_ticket;
+	int failed; /* sticky -errno after a failed write/fsync */
+	uint64_t last_fsync_ns;
+
+	/* node table (loop thread) */
+	char **nodes;
+	uint32_t n_nodes, cap_nodes;
+	uint32_t nodes_durable;
+	uint32_t *node_slots; /* open addressing: id + 1, 0 = empty */
+	size_t node_slot_cap;
+
+	/* dedupe watermarks (loop thread) */
+	struct sess_entry *sess;
+	size_t sess_cap, sess_used;
+
+	/* async commit */
+	uv_work_t work;
+	bool in_flight;
+	int work_status;
+	uv_loop_t *loop;
+	struct waiter_list cur_waiters, next_waiters;
+
+	struct store_stats st; /* counters under `lock` */
+};
+
+static uint64_t now_ns(const struct store *s)
+{
+	return s->opt.now_ns ? s->opt.now_ns(s->opt.clock_ctx) : clock_wall_ns();
+}
+
+void store_options_defaults(struct store_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->segment_max_bytes = 64ull << 20;
+	o->segment_max_age_s = 3600;
+	o->retention_bytes = 10ull << 30;
+	o->retention_age_s = 7ull * 24 * 3600;
+	o->fsync = STORE_FSYNC_ALWAYS;
+	o->fsync_interval_ms = 1000;
+	o->sparse_every = SEG_SPARSE_EVERY;
+}
+
+void store_query_init(struct store_query *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->node_id = -1;
+}
+
+static int buf_reserve(struct buf *b, size_t extra)
+{
+	if (b->len + extra <= b->cap)
+		return 0;
+	size_t ncap = b->cap ? b->cap : 65536;
+	while (ncap < b->len + extra)
+		ncap *= 2;
+	uint8_t *p = realloc(b->p, ncap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = ncap;
+	return 0;
+}
+
+static uint64_t hash64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t hash_str(const char *str)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *str; str++)
+		h = (h ^ (uint8_t)*str) * 1099511628211ull;
+	return h;
+}
+
+/* ---- session watermarks ---- */
+
+static struct sess_entry *sess_find(const struct store *s, uint64_t agent, uint64_t session)
+{
+	if (!s->sess_cap)
+		return NULL;
+	size_t mask = s->sess_cap - 1;
+	for (size_t i = hash64(agent * 31 + session) & mask;; i = (i + 1) & mask) {
+		struct sess_entry *e = &s->sess[i];
+		if (!e->used)
+			return NULL;
+		if (e->agent_key == agent && e->session_id == session)
+			return e;
+	}
+}
+
+static int sess_grow(struct store *s)
+{
+	size_t ncap = s->sess_cap ? s->sess_cap * 2 : 64;
+	struct sess_entry *n = calloc(ncap, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	for (size_t j = 0; j < s->sess_cap; j++) {
+		struct sess_entry *e = &s->sess[j];
+		if (!e->used)
+			continue;
+		size_t i = hash64(e->agent_key * 31 + e->session_id) & (ncap - 1);
+		while (n[i].used)
+			i = (i + 1) & (ncap - 1);
+		n[i] = *e;
+	}
+	free(s->sess);
+	s->sess = n;
+	s->sess_cap = ncap;
+	return 0;
+}
+
+static struct sess_entry *sess_get(struct store *s, uint64_t agent, uint64_t session)
+{
+	struct sess_entry *e = sess_find(s, agent, session);
+	if (e)
+		return e;
+	if ((s->sess_used + 1) * 2 > s->sess_cap && sess_grow(s))
+		return NULL;
+	size_t mask = s->sess_cap - 1;
+	size_t i = hash64(agent * 31 + session) & mask;
+	while (s->sess[i].used)
+		i = (i + 1) & mask;
+	e = &s->sess[i];
+	memset(e, 0, sizeof(*e));
+	e->used = 1;
+	e->agent_key = agent;
+	e->session_id = session;
+	s->sess_used++;
+	return e;
+}
+
+static int sess_note(struct store *s, uint64_t agent, uint64_t session, uint64_t seq, bool durable)
+{
+	struct sess_entry *e = sess_get(s, agent, session);
+	if (!e)
+		return -ENOMEM;
+	if (seq > e->appended)
+		e->appended = seq;
+	if (durable && (!e->has_durable || seq > e->durable)) {
+		e->durable = seq;
+		e->has_durable = 1;
+	}
+	return 0;
+}
+
+bool store_batch_seen(const struct store *s, uint64_t agent_key, uint64_t session_id,
+		      uint64_t sequence)
+{
+	const struct sess_entry *e = sess_find(s, agent_key, session_id);
+	return e && sequence <= e->appended;
+}
+
+bool store_session_durable(const struct store *s, uint64_t agent_key, uint64_t session_id,
+			   uint64_t *seq)
+{
+	const struct sess_entry *e = sess_find(s, agent_key, session_id);
+	if (!e || !e->has_durable)
+		return false;
+	*seq = e->durable;
+	return true;
+}
+
+/* ---- node table ---- */
+
+static int node_slots_rebuild(struct store *s, size_t cap)
+{
+	uint32_t *slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	for (uint32_t id = 0; id < s->n_nodes; id++) {
+		size_t i = hash_str(s->nodes[id]) & (cap - 1);
+		while (slots[i])
+			i = (i + 1) & (cap - 1);
+		slots[i] = id + 1;
+	}
+	free(s->node_slots);
+	s->node_slots = slots;
+	s->node_slot_cap = cap;
+	return 0;
+}
+
+static int node_add(struct store *s, const char *name, size_t len, uint32_t *id)
+{
+	if (s->n_nodes == s->cap_nodes) {
+		uint32_t ncap = s->cap_nodes ? s->cap_nodes * 2 : 16;
+		char **n = realloc(s->nodes, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		s->nodes = n;
+		s->cap_nodes = ncap;
+	}
+	if ((s->n_nodes + 1) * 2 > s->node_slot_cap) {
+		int err = node_slots_rebuild(s, s->node_slot_cap ? s->node_slot_cap * 2 : 64);
+		if (err)
+			return err;
+	}
+	char *copy = strndup(name, len);
+	if (!copy)
+		return -ENOMEM;
+	uint32_t nid = s->n_nodes++;
+	s->nodes[nid] = copy;
+	size_t i = hash_str(copy) & (s->node_slot_cap - 1);
+	while (s->node_slots[i])
+		i = (i + 1) & (s->node_slot_cap - 1);
+	s->node_slots[i] = nid + 1;
+	*id = nid;
+	return 0;
+}
+
+int store_node_intern(struct store *s, const char *name, uint32_t *id)
+{
+	size_t len = name ? strlen(name) : 0;
+	if (len == 0 || len > NODES_MAX_NAME)
+		return -EINVAL;
+	if (s->node_slot_cap) {
+		size_t mask = s->node_slot_cap - 1;
+		for (size_t i = hash_str(name) & mask; s->node_slots[i]; i = (i + 1) & mask) {
+			if (strcmp(s->nodes[s->node_slots[i] - 1], name) == 0) {
+				*id = s->node_slots[i] - 1;
+				return 0;
+			}
+		}
+	}
+	return node_add(s, name, len, id);
+}
+
+const char *store_node_name(const struct store *s, uint32_t id)
+{
+	return id < s->n_nodes ? s->nodes[id] : NULL;
+}
+
+uint32_t store_node_count(const struct store *s)
+{
+	return s->n_nodes;
+}
+
+/* nodes.tbl: magic, u32 version, u32 count, count × (u16 len, bytes), u32 crc of all before */
+static int nodes_encode(const struct store *s, struct buf *b)
+{
+	size_t n = 16 + 4;
+	for (uint32_t i = 0; i < s->n_nodes; i++)
+		n += 2 + strlen(s->nodes[i]);
+	b->len = 0;
+	if (buf_reserve(b, n))
+		return -ENOMEM;
+	uint8_t *p = b->p;
+	memcpy(p, nodes_magic, 8);
+	seg_put_u32(p + 8, SEG_VERSION);
+	seg_put_u32(p + 12, s->n_nodes);
+	p += 16;
+	for (uint32_t i = 0; i < s->n_nodes; i++) {
+		size_t l = strlen(s->nodes[i]);
+		p[0] = (uint8_t)l;
+		p[1] = (uint8_t)(l >> 8);
+		memcpy(p + 2, s->nodes[i], l);
+		p += 2 + l;
+	}
+	seg_put_u32(p, seg_crc32(b->p, n - 4));
+	b->len = n;
+	return 0;
+}
+
+static int nodes_load(struct store *s)
+{
+	uint8_t *b = NULL;
+	size_t len = 0;
+	int err = seg_read_file(s->dirfd, NODES_FILE, 64u << 20, &b, &len);
+	if (err == -ENOENT)
+		return 0;
+	if (err) {
+		log_error(TAG, "read %s/%s: %s", s->dir, NODES_FILE, strerror(-err));
+		return err;
+	}
+	err = -EBADMSG;
+	if (len < 20 || memcmp(b, nodes_magic, 8) != 0 || seg_get_u32(b + 8) != SEG_VERSION ||
+	    seg_get_u32(b + len - 4) != seg_crc32(b, len - 4))
+		goto bad;
+	uint32_t count = seg_get_u32(b + 12);
+	size_t off = 16;
+	for (uint32_t i = 0; i < count; i++) {
+		if (off + 2 > len - 4)
+			goto bad;
+		size_t l = b[off] | ((size_t)b[off + 1] << 8);
+		if (l == 0 || l > NODES_MAX_NAME || off + 2 + l > len - 4 ||
+		    memchr(b + off + 2, 0, l))
+			goto bad;
+		uint32_t id;
+		err = node_add(s, (const char *)b + off + 2, l, &id);
+		if (err)
+			goto out;
+		off += 2 + l;
+	}
+	if (off != len - 4)
+		goto bad;
+	s->nodes_durable = s->n_nodes;
+	err = 0;
+	goto out;
+bad:
+	log_error(TAG, "%s/%s is corrupt (bad magic, version, length or CRC)", s->dir, NODES_FILE);
+out:
+	free(b);
+	return err;
+}
+
+/* ---- segments ---- */
+
+static int segs_push(struct store *s, struct store_segment *seg)
+{
+	if (s->n_segs == s->cap_segs) {
+		size_t ncap = s->cap_segs ? s->cap_segs * 2 : 16;
+		struct store_segment **n = realloc(s->segs, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		s->segs = n;
+		s->cap_segs = ncap;
+	}
+	s->segs[s->n_segs++] = seg;
+	return 0;
+}
+
+static void seg_free(struct store_segment *seg)
+{
+	if (!seg)
+		return;
+	seg_index_fini(&seg->idx);
+	free(seg);
+}
+
+static struct store_segment *active_seg(const struct store *s)
+{
+	return s->n_segs ? s->segs[s->n_segs - 1] : NULL;
+}
+
+static bool do_sync(const struct store *s)
+{
+	return s->opt.fsync != STORE_FSYNC_NEVER;
+}
+
+/*
+ * Creates segment `id` (header written to a .tmp, fsynced, renamed, directory fsynced) and
+ * opens it read-write. Returns the fd or -errno.
+ */
+static int segment_create(struct store *s, uint64_t id, uint64_t created_ns)
+{
+	char name[64];
+	uint8_t hdr[SEG_HEADER_SIZE];
+	seg_file_name(name, sizeof(name), id, "tseg");
+	seg_header_encode(hdr, id, created_ns);
+	int err = seg_write_file_atomic(s->dirfd, name, hdr, sizeof(hdr), do_sync(s));
+	if (err) {
+		log_error(TAG, "create segment %s/%s: %s", s->dir, name, strerror(-err));
+		return err;
+	}
+	int fd = openat(s->dirfd, name, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		log_error(TAG, "open %s/%s: %s", s->dir, name, strerror(-err));
+		return err;
+	}
+	return fd;
+}
+
+/* Starts a new active segment after the current last one (caller holds no lock). */
+static int segment_start_next(struct store *s)
+{
+	struct store_segment *last = active_seg(s);
+	uint64_t id = last ? last->id + 1 : 1, created = now_ns(s);
+	struct store_segment *seg = calloc(1, sizeof(*seg));
+	if (!seg)
+		return -ENOMEM;
+	int fd = segment_create(s, id, created);
+	if (fd < 0) {
+		free(seg);
+		return fd;
+	}
+	seg->id = id;
+	seg->size = SEG_HEADER_SIZE;
+	seg_index_init(&seg->idx, id, created, s->opt.sparse_every);
+	pthread_mutex_lock(&s->lock);
+	int err = segs_push(s, seg);
+	int old_fd = s->active_fd;
+	if (!err)
+		s->active_fd = fd;
+	pthread_mutex_unlock(&s->lock);
+	if (err) {
+		close(fd);
+		seg_free(seg);
+		return err;
+	}
+	if (old_fd >= 0)
+		close(old_fd);
+	return 0;
+}
+
+/* Writes the active segment's index and marks it sealed, then opens the next one. */
+static int segment_seal_active(struct store *s)
+{
+	struct store_segment *seg = active_seg(s);
+	char name[64];
+	uint8_t *img = NULL;
+	size_t len = 0;
+
+	if (do_sync(s) && fdatasync(s->active_fd) != 0) {
+		int err = -errno;
+		log_error(TAG, "fdatasync segment %" PRIu64 ": %s", seg->id, strerror(-err));
+		return err;
+	}
+	seg->idx.file_size = seg->size;
+	int err = seg_index_encode(&seg->idx, &img, &len);
+	if (err)
+		return err;
+	seg_file_name(name, sizeof(name), seg->id, "idx");
+	err = seg_write_file_atomic(s->dirfd, name, img, len, do_sync(s));
+	free(img);
+	if (err) {
+		log_error(TAG, "write index %s/%s: %s", s->dir, name, strerror(-err));
+		return err;
+	}
+	pthread_mutex_lock(&s->lock);
+	seg->sealed = true;
+	s->st.rotations++;
+	pthread_mutex_unlock(&s->lock);
+	log_info(TAG, "sealed segment %" PRIu64 " (%" PRIu64 " records, %" PRIu64 " bytes)",
+		 seg->id, seg->idx.records, seg->size);
+	return segment_start_next(s);
+}
+
+static void segment_unlink(struct store *s, uint64_t id)
+{
+	char name[64];
+	seg_file_name(name, sizeof(name), id, "tseg");
+	if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
+		log_warn(TAG, "unlink %s/%s: %s", s->dir, name, strerror(errno));
+	seg_file_name(name, sizeof(name), id, "idx");
+	if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT)
+		log_warn(TAG, "unlink %s/%s: %s", s->dir, name, strerror(errno));
+}
+
+/* Rotation (size/age) and retention (bytes/age). Runs on the committing thread. */
+static int housekeeping(struct store *s)
+{
+	struct store_segment *act = active_seg(s);
+	uint64_t now = now_ns(s);
+	int err = 0;
+
+	if (act->idx.records > 0 &&
+	    (act->size >= s->opt.segment_max_bytes ||
+	     now >= act->idx.created_ns + s->opt.segment_max_age_s * NS_PER_S)) {
+		err = segment_seal_active(s);
+		if (err)
+			return err;
+	}
+
+	uint64_t total = 0;
+	for (size_t i = 0; i < s->n_segs; i++)
+		total += s->segs[i]->size;
+	uint64_t age = s->opt.retention_age_s * NS_PER_S;
+	uint64_t cutoff = now > age ? now - age : 0;
+	struct store_segment **victims = NULL;
+	size_t n_victims = 0;
+
+	pthread_mutex_lock(&s->lock);
+	size_t keep = 0;
+	for (size_t i = 0; i < s->n_segs; i++) {
+		struct store_segment *seg = s->segs[i];
+		uint64_t newest = seg->idx.records ? seg->idx.max_ts : seg->idx.created_ns;
+		bool drop = seg->sealed && (total > s->opt.retention_bytes || newest < cutoff);
+		if (drop) {
+			struct store_segment **v = realloc(victims, (n_victims + 1) * sizeof(*v));
+			if (!v) {
+				drop = false;
+				err = -ENOMEM;
+			} else {
+				victims = v;
+				victims[n_victims++] = seg;
+				total -= seg->size;
+				s->st.deleted_segments++;
+			}
+		}
+		if (!drop)
+			s->segs[keep++] = seg;
+	}
+	s->n_segs = keep;
+	pthread_mutex_unlock(&s->lock);
+
+	for (size_t i = 0; i < n_victims; i++) {
+		log_info(TAG, "retention: deleting segment %" PRIu64 " (%" PRIu64 " bytes)",
+			 victims[i]->id, victims[i]->size);
+		segment_unlink(s, victims[i]->id);
+		seg_free(victims[i]);
+	}
+	if (n_victims && do_sync(s))
+		fsync(s->dirfd);
+	free(victims);
+	return err;
+}
+
+/* ---- commit ---- */
+
+static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* The I/O half of a commit: safe to run in the thread pool. */
+static int commit_io(struct store *s)
+{
+	struct store_segment *act = active_seg(s);
+	int err;
+
+	if (s->inflight_nodes.len) {
+		err = seg_write_file_atomic(s->dirfd, NODES_FILE, s->inflight_nodes.p,
+					    s->inflight_nodes.len, do_sync(s));
+		if (err) {
+			log_error(TAG, "write %s/%s: %s", s->dir, NODES_FILE, strerror(-err));
+			return err;
+		}
+	}
+	if (s->inflight.len) {
+		err = pwrite_all(s->active_fd, s->inflight.p, s->inflight.len, act->size);
+		if (err) {
+			log_error(TAG, "write segment %" PRIu64 ": %s", act->id, strerror(-err));
+			if (ftruncate(s->active_fd, (off_t)act->size) != 0)
+				log_error(TAG, "ftruncate segment %" PRIu64 ": %s", act->id,
+					  strerror(errno));
+			return err;
+		}
+		bool sync = s->opt.fsync == STORE_FSYNC_ALWAYS;
+		uint64_t now = clock_mono_ns();
+		if (s->opt.fsync == STORE_FSYNC_INTERVAL &&
+		    now - s->last_fsync_ns >= (uint64_t)s->opt.fsync_interval_ms * 1000000ull)
+			sync = true;
+		if (sync) {
+			if (fdatasync(s->active_fd) != 0) {
+				err = -errno;
+				log_error(TAG, "fdatasync segment %" PRIu64 ": %s", act->id,
+					  strerror(-err));
+				return err;
+			}
+			s->last_fsync_ns = now;
+		}
+		pthread_mutex_lock(&s->lock);
+		if (sync)
+			s->st.fsyncs++;
+		uint64_t off = act->size;
+		for (size_t pos = 0; pos < s->inflight.len;) {
+			const uint8_t *rec = s->inflight.p + pos;
+			uint32_t rlen = seg_get_u32(rec);
+			struct store_record_meta m;
+			seg_meta_decode(rec + SEG_REC_PREFIX, &m, NULL);
+			if (seg_index_add(&act->idx, &m, off, SEG_REC_PREFIX + rlen))
+				err = -ENOMEM;
+			off += SEG_REC_PREFIX + rlen;
+			pos += SEG_REC_PREFIX + rlen;
+		}
+		act->size = off;
+		pthread_mutex_unlock(&s->lock);
+		if (err) {
+			log_error(TAG, "index update: out of memory");
+			return err;
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	s->st.commits++;
+	pthread_mutex_unlock(&s->lock);
+	return housekeeping(s);
+}
+
+/* Moves the pending group (and a dirty node table) to the in-flight slot. */
+static int commit_begin(struct store *s)
+{
+	s->inflight_nodes.len = 0;
+	if (s->n_nodes > s->nodes_durable) {
+		int err = nodes_encode(s, &s->inflight_nodes);
+		if (err)
+			return err;
+	}
+	s->inflight_node_count = s->n_nodes;
+	struct buf t = s->inflight;
+	s->inflight = s->pending;
+	s->pending = t;
+	s->pending.len = 0;
+	s->inflight_ticket = s->appended_ticket;
+	return 0;
+}
+
+/* Loop-thread half: publish watermarks and tickets. */
+static void commit_finish(struct store *s, int status)
+{
+	if (status) {
+		if (!s->failed)
+			s->failed = status;
+		return;
+	}
+	for (size_t pos = 0; pos < s->inflight.len;) {
+		const uint8_t *rec = s->inflight.p + pos;
+		struct store_record_meta m;
+		seg_meta_decode(rec + SEG_REC_PREFIX, &m, NULL);
+		sess_note(s, m.agent_key, m.session_id, m.sequence, true);
+		pos += SEG_REC_PREFIX + seg_get_u32(rec);
+	}
+	s->inflight.len = 0;
+	s->durable_ticket = s->inflight_ticket;
+	s->nodes_durable = s->inflight_node_count;
+}
+
+int store_commit(struct store *s)
+{
+	if (s->in_flight)
+		return -EBUSY;
+	if (s->failed)
+		return s->failed;
+	int err = commit_begin(s);
+	if (err)
+		return err;
+	err = commit_io(s);
+	commit_finish(s, err);
+	return err;
+}
+
+int store_maintain(struct store *s)
+{
+	if (s->in_flight)
+		return -EBUSY;
+	if (s->failed)
+		return s->failed;
+	int err = housekeeping(s);
+	if (err)
+		s->failed = err;
+	return err;
+}
+
+static int waiter_add(struct waiter_list *l, store_commit_cb cb, void *ctx)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 8;
+		struct waiter *w = realloc(l->w, ncap * sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		l->w = w;
+		l->cap = ncap;
+	}
+	l->w[l->n++] = (struct waiter){.cb = cb, .ctx = ctx};
+	return 0;
+}
+
+static void on_commit_work(uv_work_t *req)
+{
+	struct store *s = req->data;
+	s->work_status = commit_io(s);
+}
+
+static void start_async(struct store *s);
+
+static void on_commit_done(uv_work_t *req, int status)
+{
+	struct store *s = req->data;
+	int err = status ? status : s->work_status;
+	commit_finish(s, err);
+	s->in_flight = false;
+
+	struct waiter_list done = s->cur_waiters;
+	s->cur_waiters = (struct waiter_list){0};
+	if (s->next_waiters.n && !s->failed)
+		start_async(s);
+	uint64_t durable = s->durable_ticket;
+	for (size_t i = 0; i < done.n; i++)
+		done.w[i].cb(s, err, durable, done.w[i].ctx);
+	free(done.w);
+	/* a failure also fails everyone queued behind it */
+	if (s->failed && !s->in_flight && s->next_waiters.n) {
+		struct waiter_list next = s->next_waiters;
+		s->next_waiters = (struct waiter_list){0};
+		for (size_t i = 0; i < next.n; i++)
+			next.w[i].cb(s, s->failed, durable, next.w[i].ctx);
+		free(next.w);
+	}
+}
+
+static void start_async(struct store *s)
+{
+	int err = commit_begin(s);
+	s->cur_waiters = s->next_waiters;
+	s->next_waiters = (struct waiter_list){0};
+	s->in_flight = true;
+	s->work.data = s;
+	if (!err)
+		err = uv_queue_work(s->loop, &s->work, on_commit_work, on_commit_done);
+	if (err) {
+		log_error(TAG, "start async commit: %s", strerror(-err));
+		s->in_flight = false;
+		s->failed = err;
+		/* the waiters go back to the queue; they are failed by the caller */
+		s->next_waiters = s->cur_waiters;
+		s->cur_waiters = (struct waiter_list){0};
+	}
+}
+
+int store_commit_async(struct store *s, uv_loop_t *loop, store_commit_cb cb, void *ctx)
+{
+	if (s->failed)
+		return s->failed;
+	int err = waiter_add(&s->next_waiters, cb, ctx);
+	if (err)
+		return err;
+	s->loop = loop;
+	if (!s->in_flight) {
+		start_async(s);
+		if (s->failed) {
+			/* never call cb from inside this call: drop the queued waiter */
+			s->next_waiters.n = 0;
+			return s->failed;
+		}
+	}
+	return 0;
+}
+
+bool store_commit_busy(const struct store *s)
+{
+	return s->in_flight;
+}
+
+/* ---- append ---- */
+
+int store_append_batch(struct store *s, const struct store_record_meta *meta,
+		       const void *const *rec, const size_t *len, size_t n)
+{
+	if (s->failed)
+		return s->failed;
+	if (n == 0)
+		return -EINVAL;
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (meta[i].type >= TAPIO_OCC__COUNT || meta[i].severity >= TAPIO_SEV__COUNT ||
+		    len[i] > SEG_REC_MAX_LEN - SEG_META_SIZE || (len[i] && !rec[i]))
+			return -EINVAL;
+		total += seg_record_size(len[i]);
+	}
+	if (buf_reserve(&s->pending, total))
+		return -ENOMEM;
+	/* reserve watermark entries first so nothing below can fail half-way */
+	for (size_t i = 0; i < n; i++)
+		if (!sess_get(s, meta[i].agent_key, meta[i].session_id))
+			return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		seg_record_encode(s->pending.p + s->pending.len, &meta[i],
+				  i == n - 1 ? SEG_FLAG_BATCH_END : 0, rec[i], len[i]);
+		s->pending.len += seg_record_size(len[i]);
+		sess_note(s, meta[i].agent_key, meta[i].session_id, meta[i].sequence, false);
+	}
+	s->appended_ticket++;
+	return 0;
+}
+
+uint64_t store_appended_ticket(const struct store *s)
+{
+	return s->appended_ticket;
+}
+
+uint64_t store_durable_ticket(const struct store *s)
+{
+	return s->durable_ticket;
+}
+
+/* ---- open / recover ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int list_dir(struct store *s, uint64_t **ids_out, size_t *n_out)
+{
+	int fd = dup(s->dirfd);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	rewinddir(d);
+	uint64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	int err = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		unsigned long long id;
+		char ext[8];
+		size_t l = strlen(de->d_name);
+		if (l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0) {
+			log_info(TAG, "removing leftover %s/%s", s->dir, de->d_name);
+			unlinkat(s->dirfd, de->d_name, 0);
+			continue;
+		}
+		if (sscanf(de->d_name, "seg-%20llu.%7s", &id, ext) != 2 || strcmp(ext, "tseg"))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			uint64_t *nids = realloc(ids, cap * sizeof(*nids));
+			if (!nids) {
+				err = -ENOMEM;
+				break;
+			}
+			ids = nids;
+		}
+		ids[n++] = id;
+	}
+	closedir(d);
+	if (err) {
+		free(ids);
+		return err;
+	}
+	qsort(ids, n, sizeof(*ids), cmp_u64);
+	*ids_out = ids;
+	*n_out = n;
+	return 0;
+}
+
+/* Removes .idx files whose segment is gone (retention crashed between the two unlinks). */
+static void remove_orphan_indexes(struct store *s, const uint64_t *ids, size_t n)
+{
+	int fd = dup(s->dirfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		unsigned long long id;
+		char ext[8];
+		if (sscanf(de->d_name, "seg-%20llu.%7s", &id, ext) != 2 || strcmp(ext, "idx"))
+			continue;
+		uint64_t key = id;
+		if (!bsearch(&key, ids, n, sizeof(*ids), cmp_u64)) {
+			log_info(TAG, "removing orphan index %s/%s", s->dir, de->d_name);
+			unlinkat(s->dirfd, de->d_name, 0);
+		}
+	}
+	closedir(d);
+}
+
+/*
+ * Loads segment `id`: trusts a valid index whose size matches the file (sealed), else scans
+ * and truncates (recovery). is_last: an index-less last segment stays active.
+ */
+static int load_segment(struct store *s, uint64_t id, bool is_last, int *active_fd)
+{
+	char name[64], iname[64];
+	uint8_t hdr[SEG_HEADER_SIZE];
+	uint64_t hid, created;
+	struct stat st;
+	int err = 0;
+
+	seg_file_name(name, sizeof(name), id, "tseg");
+	seg_file_name(iname, sizeof(iname), id, "idx");
+	int fd = openat(s->dirfd, name, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		log_error(TAG, "open %s/%s: %s", s->dir, name, strerror(-err));
+		return err;
+	}
+	if (fstat(fd, &st) != 0) {
+		err = -errno;
+		goto out;
+	}
+	if (st.st_size < (off_t)SEG_HEADER_SIZE && is_last) {
+		/* created but never completed (cannot happen with tmp+rename; be forgiving) */
+		log_warn(TAG, "removing headerless segment %s/%s (%lld bytes)", s->dir, name,
+			 (long long)st.st_size);
+		close(fd);
+		unlinkat(s->dirfd, name, 0);
+		unlinkat(s->dirfd, iname, 0);
+		return 0;
+	}
+	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
+	    seg_header_decode(hdr, &hid, &created) != 0 || hid != id) {
+		log_error(TAG, "segment %s/%s has a bad header", s->dir, name);
+		err = -EBADMSG;
+		goto out;
+	}
+	struct store_segment *seg = calloc(1, sizeof(*seg));
+	if (!seg) {
+		err = -ENOMEM;
+		goto out;
+	}
+	seg->id = id;
+
+	uint8_t *img = NULL;
+	size_t ilen = 0;
+	int ierr = seg_read_file(s->dirfd, iname, 256u << 20, &img, &ilen);
+	if (!ierr) {
+		ierr = seg_index_decode(img, ilen, &seg->idx);
+		free(img);
+		if (!ierr &&
+		    (seg->idx.segment_id != id || seg->idx.file_size != (uint64_t)st.st_size)) {
+			seg_index_fini(&seg->idx);
+			ierr = -EBADMSG;
+		}
+	}
+	if (!ierr) {
+		seg->sealed = true;
+		seg->size = (uint64_t)st.st_size;
+		goto push;
+	}
+	if (ierr != -ENOENT)
+		log_warn(TAG, "index %s/%s unusable (%s): rebuilding from the segment", s->dir,
+			 iname, strerror(-ierr));
+
+	seg_index_init(&seg->idx, id, created, s->opt.sparse_every);
+	uint64_t good_end;
+	enum seg_check why;
+	err = seg_recover_scan(fd, (uint64_t)st.st_size, &seg->idx, &good_end, &why);
+	if (err) {
+		log_error(TAG, "scan %s/%s: %s", s->dir, name, strerror(-err));
+		seg_free(seg);
+		goto out;
+	}
+	if (good_end < (uint64_t)st.st_size) {
+		log_warn(TAG,
+			 "recovery: segment %s/%s truncated at offset %" PRIu64 ", cut %" PRIu64
+			 " bytes (%s)",
+			 s->dir, name, good_end, (uint64_t)st.st_size - good_end,
+			 seg_check_name(why));
+		if (ftruncate(fd, (off_t)good_end) != 0 || (do_sync(s) && fsync(fd) != 0)) {
+			err = -errno;
+			log_error(TAG, "truncate %s/%s: %s", s->dir, name, strerror(-err));
+			seg_free(seg);
+			goto out;
+		}
+		s->st.recovery_truncations++;
+		s->st.recovery_truncated_bytes += (uint64_t)st.st_size - good_end;
+	}
+	seg->size = good_end;
+	seg->idx.file_size = good_end;
+	if (!is_last || ierr != -ENOENT) {
+		/* a sealed segment (or one whose index existed): re-seal with a fresh index */
+		uint8_t *out_img = NULL;
+		size_t out_len = 0;
+		err = seg_index_encode(&seg->idx, &out_img, &out_len);
+		if (!err)
+			err = seg_write_file_atomic(s->dirfd, iname, out_img, out_len, do_sync(s));
+		free(out_img);
+		if (err) {
+			log_error(TAG, "write index %s/%s: %s", s->dir, iname, strerror(-err));
+			seg_free(seg);
+			goto out;
+		}
+		seg->sealed = true;
+		s->st.index_rebuilds++;
+	}
+push:
+	err = segs_push(s, seg);
+	if (err) {
+		seg_free(seg);
+		goto out;
+	}
+	if (!seg->sealed) {
+		*active_fd = fd;
+		fd = -1;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+int store_open(const struct store_options *o, struct store **out)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	uint64_t *ids = NULL;
+	size_t n_ids = 0;
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	if (!o || !o->dir) {
+		free(s);
+		return -EINVAL;
+	}
+	store_options_defaults(&s->opt);
+	struct store_options def = s->opt;
+	s->opt = *o;
+	if (!s->opt.segment_max_bytes)
+		s->opt.segment_max_bytes = def.segment_max_bytes;
+	if (!s->opt.segment_max_age_s)
+		s->opt.segment_max_age_s = def.segment_max_age_s;
+	if (!s->opt.retention_bytes)
+		s->opt.retention_bytes = def.retention_bytes;
+	if (!s->opt.retention_age_s)
+		s->opt.retention_age_s = def.retention_age_s;
+	if (!s->opt.fsync_interval_ms)
+		s->opt.fsync_interval_ms = def.fsync_interval_ms;
+	if (!s->opt.sparse_every)
+		s->opt.sparse_every = def.sparse_every;
+	s->dirfd = s->lockfd = s->active_fd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	s->dir = strdup(o->dir);
+	s->opt.dir = s->dir;
+	if (!s->dir) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	if (mkdir(s->dir, 0755) != 0 && errno != EEXIST) {
+		err = -errno;
+		log_error(TAG, "mkdir %s: %s", s->dir, strerror(-err));
+		goto fail;
+	}
+	s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0) {
+		err = -errno;
+		log_error(TAG, "open %s: %s", s->dir, strerror(-err));
+		goto fail;
+	}
+	s->lockfd = openat(s->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (s->lockfd < 0 || flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
+		err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		log_error(TAG, "lock %s/LOCK: %s", s->dir, strerror(-err));
+		goto fail;
+	}
+	err = nodes_load(s);
+	if (err)
+		goto fail;
+	err = list_dir(s, &ids, &n_ids);
+	if (err)
+		goto fail;
+	remove_orphan_indexes(s, ids, n_ids);
+	for (size_t i = 0; i < n_ids; i++) {
+		err = load_segment(s, ids[i], i + 1 == n_ids, &s->active_fd);
+		if (err)
+			goto fail;
+	}
+	if (!s->n_segs || active_seg(s)->sealed) {
+		err = segment_start_next(s);
+		if (err)
+			goto fail;
+	}
+	for (size_t i = 0; i < s->n_segs; i++) {
+		const struct seg_index *idx = &s->segs[i]->idx;
+		for (size_t j = 0; j < idx->n_sessions; j++) {
+			err = sess_note(s, idx->sessions[j].agent_key, idx->sessions[j].session_id,
+					idx->sessions[j].max_sequence, true);
+			if (err)
+				goto fail;
+		}
+	}
+	err = housekeeping(s);
+	if (err)
+		goto fail;
+	free(ids);
+	log_info(TAG, "opened %s: %zu segments, active %" PRIu64 ", %u nodes", s->dir, s->n_segs,
+		 active_seg(s)->id, s->n_nodes);
+	*out = s;
+	return 0;
+fail:
+	free(ids);
+	store_close(s);
+	return err;
+}
+
+int store_close(struct store *s)
+{
+	if (!s)
+		return 0;
+	if (s->in_flight) {
+		log_error(TAG, "store_close while an async commit is in flight");
+		return -EBUSY;
+	}
+	for (size_t i = 0; i < s->n_segs; i++)
+		seg_free(s->segs[i]);
+	free(s->segs);
+	if (s->active_fd >= 0)
+		close(s->active_fd);
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	for (uint32_t i = 0; i < s->n_nodes; i++)
+		free(s->nodes[i]);
+	free(s->nodes);
+	free(s->node_slots);
+	free(s->sess);
+	free(s->pending.p);
+	free(s->inflight.p);
+	free(s->inflight_nodes.p);
+	free(s->cur_waiters.w);
+	free(s->next_waiters.w);
+	pthread_mutex_destroy(&s->lock);
+	free(s->dir);
+	free(s);
+	return 0;
+}
+
+/* ---- scan ---- */
+
+struct scan_state {
+	const struct store_query *q;
+	uint64_t until;
+	store_scan_cb cb;
+	void *ctx;
+	long delivered;
+	bool stop;
+	uint64_t *offs; /* newest-first: matching offsets of one segment */
+	size_t n_offs, cap_offs;
+};
+
+static bool meta_matches(const struct store_query *q, uint64_t until,
+			 const struct store_record_meta *m)
+{
+	if (m->timestamp_ns < q->since_ns || m->timestamp_ns >= until)
+		return false;
+	if (q->type_mask && !(q->type_mask & (1u << m->type)))
+		return false;
+	if (q->severity_mask && !(q->severity_mask & (1u << m->severity)))
+		return false;
+	if (q->node_id >= 0 && (int64_t)m->node_id != q->node_id)
+		return false;
+	return true;
+}
+
+/* Reads and delivers the record at off. Returns 0, or -errno for a read failure. */
+static int deliver(struct store *s, struct scan_state *ss, struct seg_reader *r, uint64_t seg_id,
+		   uint64_t off, bool backward)
+{
+	const uint8_t *p;
+	int err = seg_reader_get(r, off, SEG_REC_OVERHEAD, backward, &p);
+	if (err)
+		return err;
+	uint32_t len = seg_get_u32(p), crc = seg_get_u32(p + 4);
+	struct store_record_meta m;
+	seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
+	const void *data = NULL;
+	size_t dlen = 0;
+	if (!ss->q->meta_only) {
+		err = seg_reader_get(r, off, SEG_REC_PREFIX + len, backward, &p);
+		if (err)
+			return err;
+		if (seg_crc32(p + SEG_REC_PREFIX, len) != crc) {
+			s->st.corrupt_reads++;
+			LOG_RATELIMITED(LOG_ERROR, TAG,
+					"segment %" PRIu64 " offset %" PRIu64
+					": CRC mismatch, skipped",
+					seg_id, off);
+			return 0;
+		}
+		data = p + SEG_REC_OVERHEAD;
+		dlen = len - SEG_META_SIZE;
+	}
+	ss->delivered++;
+	if (ss->cb(ss->ctx, &m, data, dlen, (struct store_pos){seg_id, off}) ||
+	    (ss->q->limit && (size_t)ss->delivered >= ss->q->limit))
+		ss->stop = true;
+	return 0;
+}
+
+static int scan_segment(struct store *s, struct scan_state *ss, struct store_segment *seg)
+{
+	const struct store_query *q = ss->q;
+	bool fwd = q->order == STORE_OLDEST_FIRST;
+	const struct seg_index *idx = &seg->idx;
+	char name[64];
+	int fd = -1, err = 0;
+	struct seg_reader r = {0};
+
+	if (!seg_index_may_match(idx, q->since_ns, ss->until, q->type_mask, q->severity_mask,
+				 q->node_id))
+		return 0;
+	/* cursor bounds within this segment: records in (lo, hi) are eligible */
+	uint64_t lo = 0, hi = UINT64_MAX;
+	if (q->has_cursor && q->cursor.segment_id == seg->id) {
+		if (fwd)
+			lo = q->cursor.offset + 1;
+		else
+			hi = q->cursor.offset;
+	}
+	if (seg->sealed) {
+		seg_file_name(name, sizeof(name), seg->id, "tseg");
+		fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+	}
+	err = seg_reader_init(&r, seg->sealed ? fd : s->active_fd, seg->size, 0);
+	if (err)
+		goto out;
+	ss->n_offs = 0;
+	for (size_t b = 0; b < idx->n_sparse && !ss->stop; b++) {
+		const struct seg_sparse *blk = &idx->sparse[b];
+		uint64_t end = b + 1 < idx->n_sparse ? idx->sparse[b + 1].offset : seg->size;
+		if (blk->max_ts < q->since_ns || blk->min_ts >= ss->until || end <= lo ||
+		    blk->offset >= hi)
+			continue;
+		for (uint64_t off = blk->offset; off < end && !ss->stop;) {
+			const uint8_t *p;
+			err = seg_reader_get(&r, off, SEG_REC_OVERHEAD, false, &p);
+			if (err)
+				goto out;
+			uint32_t len = seg_get_u32(p);
+			if (len < SEG_META_SIZE || len > SEG_REC_MAX_LEN) {
+				s->st.corrupt_reads++;
+				log_error(TAG,
+					  "segment %" PRIu64 " offset %" PRIu64
+					  ": bad record length, rest of segment skipped",
+					  seg->id, off);
+				goto out;
+			}
+			struct store_record_meta m;
+			seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
+			if (off >= lo && off < hi && meta_matches(q, ss->until, &m)) {
+				if (fwd) {
+					err = deliver(s, ss, &r, seg->id, off, false);
+					if (err)
+						goto out;
+				} else {
+					if (ss->n_offs == ss->cap_offs) {
+						size_t nc = ss->cap_offs ? ss->cap_offs * 2 : 256;
+						uint64_t *no = realloc(ss->offs, nc * sizeof(*no));
+						if (!no) {
+							err = -ENOMEM;
+							goto out;
+						}
+						ss->offs = no;
+						ss->cap_offs = nc;
+					}
+					ss->offs[ss->n_offs++] = off;
+				}
+			}
+			off += SEG_REC_PREFIX + len;
+		}
+	}
+	for (size_t i = ss->n_offs; i > 0 && !ss->stop; i--) {
+		err = deliver(s, ss, &r, seg->id, ss->offs[i - 1], true);
+		if (err)
+			goto out;
+	}
+out:
+	seg_reader_fini(&r);
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+long store_scan(struct store *s, const struct store_query *q, store_scan_cb cb, void *ctx)
+{
+	struct scan_state ss = {.q = q, .cb = cb, .ctx = ctx};
+	bool fwd = q->order == STORE_OLDEST_FIRST;
+	int err = 0;
+
+	ss.until = q->until_ns ? q->until_ns : UINT64_MAX;
+	pthread_mutex_lock(&s->lock);
+	for (size_t k = 0; k < s->n_segs && !ss.stop; k++) {
+		struct store_segment *seg = s->segs[fwd ? k : s->n_segs - 1 - k];
+		if (q->has_cursor &&
+		    (fwd ? seg->id < q->cursor.segment_id : seg->id > q->cursor.segment_id))
+			continue;
+		err = scan_segment(s, &ss, seg);
+		if (err) {
+			log_error(TAG, "scan segment %" PRIu64 ": %s", seg->id, strerror(-err));
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(ss.offs);
+	return err ? err : ss.delivered;
+}
+
+/* ---- inspection ---- */
+
+void store_stats(struct store *s, struct store_stats *st)
+{
+	pthread_mutex_lock(&s->lock);
+	*st = s->st;
+	st->segments = s->n_segs;
+	st->bytes = st->records = st->oldest_ts_ns = st->newest_ts_ns = 0;
+	uint64_t oldest = UINT64_MAX;
+	for (size_t i = 0; i < s->n_segs; i++) {
+		const struct store_segment *seg = s->segs[i];
+		st->bytes += seg->size;
+		st->records += seg->idx.records;
+		if (seg->idx.records && seg->idx.min_ts < oldest)
+			oldest = seg->idx.min_ts;
+		if (seg->idx.records && seg->idx.max_ts > st->newest_ts_ns)
+			st->newest_ts_ns = seg->idx.max_ts;
+	}
+	st->oldest_ts_ns = oldest == UINT64_MAX ? 0 : oldest;
+	st->active_segment_id = s->n_segs ? active_seg(s)->id : 0;
+	pthread_mutex_unlock(&s->lock);
+	st->pending_bytes = s->pending.len;
+}
+
+static int index_copy(const struct seg_index *src, struct seg_index *dst)
+{
+	*dst = *src;
+	dst->nodes = NULL;
+	dst->sessions = NULL;
+	dst->sparse = NULL;
+	dst->cap_nodes = dst->n_nodes;
+	dst->cap_sessions = dst->n_sessions;
+	dst->cap_sparse = dst->n_sparse;
+	if ((src->n_nodes && !(dst->nodes = malloc(src->n_nodes * sizeof(*dst->nodes)))) ||
+	    (src->n_sessions &&
+	     !(dst->sessions = malloc(src->n_sessions * sizeof(*dst->sessions)))) ||
+	    (src->n_sparse && !(dst->sparse = malloc(src->n_sparse * sizeof(*dst->sparse))))) {
+		seg_index_fini(dst);
+		return -ENOMEM;
+	}
+	if (src->n_nodes)
+		memcpy(dst->nodes, src->nodes, src->n_nodes * sizeof(*dst->nodes));
+	if (src->n_sessions)
+		memcpy(dst->sessions, src->sessions, src->n_sessions * sizeof(*dst->sessions));
+	if (src->n_sparse)
+		memcpy(dst->sparse, src->sparse, src->n_sparse * sizeof(*dst->sparse));
+	return 0;
+}
+
+int store_segment_index(struct store *s, uint64_t segment_id, struct seg_index *out)
+{
+	int err = -ENOENT;
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->n_segs; i++) {
+		if (s->segs[i]->id == segment_id) {
+			err = index_copy(&s->segs[i]->idx, out);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+size_t store_segment_ids(struct store *s, uint64_t *ids, size_t max)
+{
+	pthread_mutex_lock(&s->lock);
+	size_t n = s->n_segs;
+	for (size_t i = 0; i < n && i < max; i++)
+		ids[i] = s->segs[i]->id;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
