@@ -69,20 +69,21 @@ struct kernfs_node___old {
 	struct kernfs_node *parent;
 } __attribute__((preserve_access_index));
 
-static __always_inline __s64 rss_counter(void *mm, int idx)
-{
-	struct mm_struct___new *n = mm;
-	struct mm_struct___old *o = mm;
-	__s64 v = 0;
-
-	if (idx < 0 || idx >= 4)
-		return 0;
-	if (bpf_core_field_exists(n->rss_stat))
-		bpf_core_read(&v, sizeof(v), &n->rss_stat[idx].count);
-	else
-		bpf_core_read(&v, sizeof(v), &o->rss_stat.count[idx].counter);
-	return v > 0 ? v : 0; /* percpu_counter_read_positive(), as get_mm_counter() does */
-}
+/*
+ * One mm counter, percpu_counter_read_positive()-style as get_mm_counter() reports it. The
+ * index must be a literal: CO-RE relocates member offsets, not array strides of local types.
+ */
+#define RSS_COUNTER(mm, idx)                                                 \
+	({                                                                   \
+		struct mm_struct___new *_n = (void *)(mm);                   \
+		struct mm_struct___old *_o = (void *)(mm);                   \
+		__s64 _v = 0;                                                \
+		if (bpf_core_field_exists(_n->rss_stat))                     \
+			_v = BPF_CORE_READ(_n, rss_stat[idx].count);         \
+		else                                                         \
+			_v = BPF_CORE_READ(_o, rss_stat.count[idx].counter); \
+		_v > 0 ? (__u64)_v : 0;                                      \
+	})
 
 static __always_inline __u64 task_rss_bytes(struct task_struct *task)
 {
@@ -92,9 +93,9 @@ static __always_inline __u64 task_rss_bytes(struct task_struct *task)
 	if (!mm)
 		return 0;
 	/* MM_* indexes have been stable since v4.5 (MM_SHMEMPAGES = 3) */
-	pages = rss_counter(mm, MM_FILEPAGES);
-	pages += rss_counter(mm, MM_ANONPAGES);
-	pages += rss_counter(mm, MM_SHMEMPAGES);
+	pages = RSS_COUNTER(mm, MM_FILEPAGES);
+	pages += RSS_COUNTER(mm, MM_ANONPAGES);
+	pages += RSS_COUNTER(mm, MM_SHMEMPAGES);
 	return pages * page_size;
 }
 

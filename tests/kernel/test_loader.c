@@ -374,3 +374,102 @@ Test(loader, consume_respects_budget, .timeout = 60)
 	cr_expect_eq(loader_consume(l, TAPIO_OBS_CONTAINER, 0), 0);
 	loader_free(l);
 }
+
+static int write_file(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, value, strlen(value));
+	close(fd);
+	return n == (ssize_t)strlen(value) ? 0 : -EIO;
+}
+
+/*
+ * A child moved into a 32 MiB memory cgroup (v1 here) touches 256 MiB: the OOM killer marks
+ * it, and the record must carry the victim's own pid/comm and its cgroup's limit and path.
+ */
+Test(loader, oom_victim_in_memory_cgroup, .timeout = 120)
+{
+	const uint64_t limit = 32ull << 20;
+	struct tapio_config cfg = enabled_config(7);
+	const struct tapio_container_event *e;
+	char dir[128], path[192], pidbuf[32], name[64];
+	struct loader *l;
+	int sync_pipe[2], status;
+	size_t plen, nlen;
+	pid_t pid;
+	char go;
+
+	skip_unless_capable();
+	if (access("/sys/fs/cgroup/memory/cgroup.procs", W_OK) != 0)
+		cr_skip_test("no cgroup v1 memory controller at /sys/fs/cgroup/memory");
+	snprintf(name, sizeof(name), "tapio-test-%d", (int)getpid());
+	snprintf(dir, sizeof(dir), "/sys/fs/cgroup/memory/%s", name);
+	cr_assert(mkdir(dir, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", dir, strerror(errno));
+	snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", dir);
+	cr_assert_eq(write_file(path, "33554432"), 0);
+	snprintf(path, sizeof(path), "%s/memory.memsw.limit_in_bytes", dir);
+	write_file(path, "33554432"); /* no swap escape where swap accounting exists */
+	l = load(&cfg);
+
+	cr_assert_eq(pipe(sync_pipe), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		size_t sz = 256u << 20, off;
+		char *p;
+
+		prctl(PR_SET_NAME, "tapio-oom", 0, 0, 0);
+		close(sync_pipe[1]);
+		if (read(sync_pipe[0], &go, 1) != 1)
+			_exit(90);
+		p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			_exit(91);
+		for (off = 0; off < sz; off += 4096)
+			p[off] = 1;
+		_exit(92); /* not reached under the limit */
+	}
+	close(sync_pipe[0]);
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
+	cr_assert_eq(write_file(path, pidbuf), 0);
+	cr_assert_eq(write(sync_pipe[1], "g", 1), 1);
+	close(sync_pipe[1]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	drain(l, TAPIO_OBS_CONTAINER, 500);
+	rmdir(dir);
+
+	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status 0x%x", status);
+	e = find_exit(pid, TAPIO_CT_OOM_VICTIM);
+	cr_assert_not_null(e, "no OOM_VICTIM record for pid %d among %zu records", pid, n_records);
+	cr_log_info("oom victim %u %s rss=%llu usage=%llu limit=%llu cgroup=%s id=%llu", e->pid,
+		    e->comm, (unsigned long long)e->rss_bytes,
+		    (unsigned long long)e->memory_usage_bytes,
+		    (unsigned long long)e->memory_limit_bytes, e->cgroup_path,
+		    (unsigned long long)e->cgroup_id);
+	cr_expect_eq(e->tid, (uint32_t)pid);
+	cr_expect_str_eq(e->comm, "tapio-oom");
+	cr_expect_eq(e->memory_limit_bytes, limit);
+	cr_expect_gt(e->memory_usage_bytes, limit / 2);
+	cr_expect_leq(e->memory_usage_bytes, limit);
+	cr_expect_gt(e->rss_bytes, limit / 2); /* mostly the anon pages it touched */
+	cr_expect_lt(e->rss_bytes, 256ull << 20);
+	cr_expect_neq(e->cgroup_id, 0);
+	plen = strlen(e->cgroup_path);
+	nlen = strlen(name);
+	cr_expect(plen > nlen && !strcmp(e->cgroup_path + plen - nlen, name) &&
+		      e->cgroup_path[plen - nlen - 1] == '/',
+		  "cgroup_path '%s' does not end with /%s", e->cgroup_path, name);
+	cr_expect_eq(e->config_generation, 7);
+
+	/* the kill itself is an abnormal exit by SIGKILL */
+	e = find_exit(pid, TAPIO_CT_EXIT);
+	cr_assert_not_null(e);
+	cr_expect_eq(e->exit_code & 0x7f, SIGKILL);
+	cr_expect_eq(e->memory_limit_bytes, limit);
+	loader_free(l);
+}
