@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "agent/loader.h"
 #include "ebpf/headers/container.h"
 #include "ebpf/headers/network.h"
+#include "ebpf/headers/storage.h"
 
 #define MAX_RECORDS 4096
 
@@ -33,6 +35,7 @@ struct captured {
 	union {
 		struct tapio_net_event net;
 		struct tapio_container_event ct;
+		struct tapio_storage_event st;
 		unsigned char raw[256];
 	} u;
 };
@@ -471,5 +474,126 @@ Test(loader, oom_victim_in_memory_cgroup, .timeout = 120)
 	cr_assert_not_null(e);
 	cr_expect_eq(e->exit_code & 0x7f, SIGKILL);
 	cr_expect_eq(e->memory_limit_bytes, limit);
+	loader_free(l);
+}
+
+/* A loopback connection with some traffic yields RTT samples for its 4-tuple. */
+Test(loader, rtt_samples_of_a_live_connection, .timeout = 60)
+{
+	struct tapio_config cfg = enabled_config(7);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	struct loader *l;
+	int lfd, cfd, sfd, i, samples = 0;
+	uint16_t port;
+	char buf[4096];
+
+	skip_unless_capable();
+	l = load(&cfg);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+	port = ntohs(a.sin_port);
+	cfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(connect(cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	sfd = accept(lfd, NULL, NULL);
+	cr_assert_geq(sfd, 0);
+	memset(buf, 'x', sizeof(buf));
+	for (i = 0; i < 20; i++) {
+		cr_assert_eq(write(cfd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+		cr_assert_gt(read(sfd, buf, sizeof(buf)), 0);
+		cr_assert_eq(write(sfd, buf, 100), 100);
+		cr_assert_gt(read(cfd, buf, sizeof(buf)), 0);
+	}
+	close(cfd);
+	close(sfd);
+	close(lfd);
+	drain(l, TAPIO_OBS_NETWORK, 300);
+	for (i = 0; i < (int)n_records; i++) {
+		const struct tapio_net_event *e = &records[i].u.net;
+
+		if (records[i].obs != TAPIO_OBS_NETWORK || e->kind != TAPIO_NET_RTT_SAMPLE ||
+		    (e->dport != port && e->sport != port))
+			continue;
+		samples++;
+		cr_expect_eq(e->family, AF_INET);
+		cr_expect_gt(e->srtt_us, 0);
+		cr_expect_lt(e->srtt_us, 1000000);
+		cr_expect_eq(e->config_generation, 7);
+	}
+	/* each side: at most one rate-limited tcp_probe sample plus one at close */
+	cr_expect_geq(samples, 1);
+	cr_expect_leq(samples, 4);
+	cr_expect_eq(count_connect_fail(port), 0);
+	loader_free(l);
+}
+
+static size_t storage_records(dev_t dev)
+{
+	uint32_t kdev = (major(dev) << 20) | minor(dev);
+	size_t i, n = 0;
+
+	for (i = 0; i < n_records; i++)
+		if (records[i].obs == TAPIO_OBS_STORAGE && records[i].u.st.dev == kdev &&
+		    records[i].u.st.error == 0 && records[i].u.st.bytes > 0)
+			n++;
+	return n;
+}
+
+/* Direct writes reach the block layer: with a 1 ns threshold every completion is "slow". */
+static void direct_writes(const char *path)
+{
+	void *buf;
+	int fd, i;
+
+	cr_assert_eq(posix_memalign(&buf, 4096, 4096), 0);
+	memset(buf, 0xab, 4096);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+	for (i = 0; i < 8; i++)
+		cr_assert_eq(pwrite(fd, buf, 4096, (off_t)i * 4096), 4096);
+	fsync(fd);
+	close(fd);
+	unlink(path);
+	free(buf);
+}
+
+Test(loader, storage_latency_filter_in_kernel, .timeout = 60)
+{
+	struct tapio_config cfg = enabled_config(7);
+	char path[64];
+	struct stat sb;
+	struct loader *l;
+
+	skip_unless_capable();
+	snprintf(path, sizeof(path), "/var/tmp/tapio-io-%d", (int)getpid());
+	cr_assert_eq(stat("/var/tmp", &sb), 0);
+	if (major(sb.st_dev) == 0)
+		cr_skip_test("/var/tmp is not on a block device (st_dev %u:%u)", major(sb.st_dev),
+			     minor(sb.st_dev));
+
+	/* errors only: successful I/O never leaves the kernel */
+	cfg.flags = TAPIO_F_ST_ERROR;
+	l = load(&cfg);
+	direct_writes(path);
+	drain(l, TAPIO_OBS_STORAGE, 300);
+	cr_expect_eq(storage_records(sb.st_dev), 0);
+
+	/* latency >= 1 ns: every completion on this device is reported */
+	cfg.flags = TAPIO_F_ST_LATENCY;
+	cfg.storage_latency_min_ns = 1;
+	cfg.generation = 8;
+	cr_assert_eq(loader_apply_config(l, &cfg), 0);
+	direct_writes(path);
+	drain(l, TAPIO_OBS_STORAGE, 300);
+	cr_expect_geq(storage_records(sb.st_dev), 1, "no completion on %u:%u among %zu records",
+		      major(sb.st_dev), minor(sb.st_dev), n_records);
+	for (size_t i = 0; i < n_records; i++) {
+		if (records[i].obs != TAPIO_OBS_STORAGE)
+			continue;
+		cr_expect_eq(records[i].u.st.config_generation, 8);
+		cr_expect_gt(records[i].u.st.latency_ns, 0);
+	}
 	loader_free(l);
 }
