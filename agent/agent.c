@@ -1,0 +1,565 @@
+/*
+ * The agent's libuv loop. Ring buffers are polled level-triggered with a bounded budget per
+ * callback, so leftovers fire again on the next iteration and one busy source cannot starve
+ * the others. Observers emit into on_emit, which encodes JSON once and hands the line to
+ * every sink; sinks only copy into bounded buffers, so nothing on this path blocks.
+ */
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/observer/container.h"
+#include "agent/observer/network.h"
+#include "agent/observer/node.h"
+#include "agent/observer/storage.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/occ_json.h"
+#include "common/settings.h"
+
+#define TAG		  "agent"
+#define CONFIG_GENERATION 1
+#define DRAIN_ROUNDS	  64 /* at shutdown: up to 64 × budget records per observer */
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+struct agent_poll {
+	uv_poll_t handle;
+	struct agent *agent;
+	enum tapio_observer obs;
+	bool active;
+};
+
+struct agent {
+	uv_loop_t loop;
+	bool loop_ready;
+	struct agent_config cfg;
+	struct clock_map clock;
+	struct tapio_config kcfg;
+	struct loader *loader;
+
+	struct network_observer *network;
+	struct container_observer *container;
+	struct storage_observer *storage;
+	struct node_observer *node;
+	struct observer_stats stats[TAPIO_OBS__COUNT];
+	struct observer_ctx ctx[TAPIO_OBS__COUNT];
+
+	struct agent_poll polls[TAPIO_OBS__COUNT];
+	uv_timer_t tick;
+	uv_timer_t stats_timer;
+	uv_signal_t sigint;
+	uv_signal_t sigterm;
+	unsigned open_handles;
+
+	struct sink *sinks[AGENT_MAX_SINKS];
+	struct sink_counters final_sinks[AGENT_MAX_SINKS]; /* kept after a sink is closed */
+	const char *sink_names[AGENT_MAX_SINKS];
+	unsigned n_sinks;
+	unsigned open_sinks;
+
+	uint64_t encode_errors;
+	uint64_t occurrences;
+	uint64_t ticks;
+	uint64_t last_clock_sync_ns;
+	bool psi_missing_logged;
+	bool stopping;
+	char line[TAPIO_OCC_JSON_MAX];
+};
+
+/* ---- emission ---- */
+
+static void on_emit(void *emit_ctx, const struct tapio_occurrence *occ)
+{
+	struct agent *a = emit_ctx;
+	ssize_t n = occ_json_write(occ, a->line, sizeof(a->line));
+
+	if (n < 0) {
+		a->encode_errors++;
+		LOG_RATELIMITED(LOG_ERROR, TAG, "occ_json_write(%s): %s",
+				tapio_occ_type_name(occ->type), strerror((int)-n));
+		return;
+	}
+	a->occurrences++;
+	for (unsigned i = 0; i < a->n_sinks; i++)
+		if (a->sinks[i])
+			sink_write(a->sinks[i], a->line, (size_t)n);
+}
+
+static void on_record(void *ctx, enum tapio_observer obs, const void *data, size_t len)
+{
+	struct agent *a = ctx;
+
+	switch (obs) {
+	case TAPIO_OBS_NETWORK:
+		network_observer_handle(a->network, data, len);
+		break;
+	case TAPIO_OBS_CONTAINER:
+		container_observer_handle(a->container, data, len);
+		break;
+	case TAPIO_OBS_STORAGE:
+		storage_observer_handle(a->storage, data, len);
+		break;
+	case TAPIO_OBS_NODE:
+		node_observer_handle(a->node, data, len);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- polling ---- */
+
+static void on_ring_readable(uv_poll_t *h, int status, int events)
+{
+	struct agent_poll *p = container_of(h, struct agent_poll, handle);
+	int rc;
+
+	if (status < 0) {
+		LOG_RATELIMITED(LOG_ERROR, TAG, "poll %s ring: %s", tapio_observer_name(p->obs),
+				uv_strerror(status));
+		return;
+	}
+	rc = loader_consume(p->agent->loader, p->obs, AGENT_CONSUME_BUDGET);
+	if (rc < 0)
+		LOG_RATELIMITED(LOG_ERROR, TAG, "loader_consume(%s): %s",
+				tapio_observer_name(p->obs), strerror(-rc));
+}
+
+static void drain_rings(struct agent *a)
+{
+	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
+		if (!a->polls[obs].active)
+			continue;
+		for (int round = 0; round < DRAIN_ROUNDS; round++) {
+			int rc = loader_consume(a->loader, (enum tapio_observer)obs,
+						AGENT_CONSUME_BUDGET);
+			if (rc < AGENT_CONSUME_BUDGET)
+				break;
+		}
+	}
+}
+
+/* ---- timers ---- */
+
+static void feed_psi(struct agent *a, uint64_t now)
+{
+	char buf[512];
+	ssize_t n;
+	int fd = open(AGENT_PSI_PATH, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (!a->psi_missing_logged)
+			log_warn(
+			    TAG,
+			    "%s: %s; memory_pressure is not observed (kernel without PSI or psi=0)",
+			    AGENT_PSI_PATH, strerror(errno));
+		a->psi_missing_logged = true;
+		return;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	node_observer_psi(a->node, buf, (size_t)n, now);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct agent *a = container_of(t, struct agent, tick);
+	uint64_t now = clock_mono_ns();
+
+	a->ticks++;
+	network_observer_tick(a->network, now);
+	container_observer_tick(a->container, now);
+	storage_observer_tick(a->storage, now);
+	node_observer_tick(a->node, now);
+	if (a->cfg.settings.node_enabled && a->ticks % AGENT_PSI_EVERY_TICKS == 0 &&
+	    !a->psi_missing_logged)
+		feed_psi(a, now);
+	if (now - a->last_clock_sync_ns >= AGENT_CLOCK_RESYNC_MS * 1000000ull) {
+		int rc = clock_map_sync(&a->clock);
+		if (rc < 0)
+			LOG_RATELIMITED(LOG_WARN, TAG, "clock_map_sync: %s", strerror(-rc));
+		a->last_clock_sync_ns = now;
+	}
+}
+
+void agent_counters_snapshot(struct agent *a, struct agent_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
+		const struct observer_stats *s = &a->stats[obs];
+		out->events[obs] = s->records;
+		out->malformed += s->malformed;
+		out->correlation_drops += s->correlation_drops;
+		out->suppressed += s->suppressed;
+		for (int t = 0; t < TAPIO_OCC__COUNT; t++)
+			out->anomalies[t] += s->anomalies[t];
+		if (a->loader && loader_ring_fd(a->loader, (enum tapio_observer)obs) >= 0)
+			loader_kcounters(a->loader, (enum tapio_observer)obs, out->kernel[obs]);
+	}
+	out->encode_errors = a->encode_errors;
+	out->occurrences = a->occurrences;
+	out->n_sinks = a->n_sinks;
+	for (unsigned i = 0; i < a->n_sinks; i++) {
+		out->sink_names[i] = a->sink_names[i];
+		out->sinks[i] = a->sinks[i] ? a->sinks[i]->counters : a->final_sinks[i];
+	}
+}
+
+static void log_stats(struct agent *a, const char *what)
+{
+	struct agent_counters c;
+	char buf[1536];
+	size_t n = 0;
+	uint64_t k[TAPIO_KC__COUNT] = {0};
+
+#define PUT(...)                                                                      \
+	do {                                                                          \
+		if (n < sizeof(buf))                                                  \
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, __VA_ARGS__); \
+	} while (0)
+
+	agent_counters_snapshot(a, &c);
+	PUT("%s: events", what);
+	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
+		PUT(" %s=%llu", tapio_observer_name((enum tapio_observer)obs),
+		    (unsigned long long)c.events[obs]);
+		for (int i = 0; i < TAPIO_KC__COUNT; i++)
+			k[i] += c.kernel[obs][i];
+	}
+	PUT("; anomalies");
+	for (int t = 0; t < TAPIO_OCC__COUNT; t++) {
+		const char *name = tapio_occ_type_name((enum tapio_occ_type)t);
+		const char *dot = strrchr(name, '.');
+		if (c.anomalies[t])
+			PUT(" %s=%llu", dot ? dot + 1 : name, (unsigned long long)c.anomalies[t]);
+	}
+	PUT(" total=%llu", (unsigned long long)c.occurrences);
+	PUT("; kernel lost=%llu map_full=%llu correlation_miss=%llu",
+	    (unsigned long long)k[TAPIO_KC_RINGBUF_LOST], (unsigned long long)k[TAPIO_KC_MAP_FULL],
+	    (unsigned long long)k[TAPIO_KC_CORRELATION_MISS]);
+	PUT("; malformed=%llu correlation_drops=%llu suppressed=%llu",
+	    (unsigned long long)c.malformed, (unsigned long long)c.correlation_drops,
+	    (unsigned long long)c.suppressed);
+	if (c.encode_errors)
+		PUT(" encode_errors=%llu", (unsigned long long)c.encode_errors);
+	for (unsigned i = 0; i < c.n_sinks; i++)
+		PUT("; sink %s writes=%llu drops=%llu bytes=%llu", c.sink_names[i],
+		    (unsigned long long)c.sinks[i].writes, (unsigned long long)c.sinks[i].drops,
+		    (unsigned long long)c.sinks[i].bytes);
+#undef PUT
+	log_info(TAG, "%s", buf);
+}
+
+static void on_stats(uv_timer_t *t)
+{
+	log_stats(container_of(t, struct agent, stats_timer), "stats");
+}
+
+/* ---- shutdown ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct agent *a = h->data;
+
+	a->open_handles--;
+}
+
+static void close_handle(struct agent *a, uv_handle_t *h)
+{
+	if (h->loop && !uv_is_closing(h)) {
+		h->data = a;
+		uv_close(h, on_handle_closed);
+	}
+}
+
+static void on_sink_closed(void *arg)
+{
+	struct agent *a = arg;
+
+	a->open_sinks--;
+	if (a->open_sinks == 0)
+		log_info(TAG, "sinks flushed and closed");
+}
+
+void agent_stop(struct agent *a)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	log_info(TAG, "shutting down: draining ring buffers, flushing observers and sinks");
+	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++)
+		if (a->polls[obs].active)
+			uv_poll_stop(&a->polls[obs].handle);
+	uv_timer_stop(&a->tick);
+	uv_timer_stop(&a->stats_timer);
+	drain_rings(a);
+	network_observer_flush(a->network);
+	container_observer_flush(a->container);
+	storage_observer_flush(a->storage);
+	node_observer_flush(a->node);
+	log_stats(a, "final");
+
+	for (unsigned i = 0; i < a->n_sinks; i++) {
+		struct sink *s = a->sinks[i];
+		a->final_sinks[i] = s->counters; /* the sink frees itself after its last write */
+		a->sinks[i] = NULL;
+		sink_close(s, on_sink_closed, a);
+	}
+	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++)
+		if (a->polls[obs].active)
+			close_handle(a, (uv_handle_t *)&a->polls[obs].handle);
+	close_handle(a, (uv_handle_t *)&a->tick);
+	close_handle(a, (uv_handle_t *)&a->stats_timer);
+	close_handle(a, (uv_handle_t *)&a->sigint);
+	close_handle(a, (uv_handle_t *)&a->sigterm);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct agent *a = h->data;
+
+	log_info(TAG, "received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	agent_stop(a);
+}
+
+/* ---- setup ---- */
+
+static int add_sink(struct agent *a, struct sink *s, const char *name)
+{
+	a->sinks[a->n_sinks] = s;
+	a->sink_names[a->n_sinks] = name;
+	a->n_sinks++;
+	a->open_sinks++;
+	return 0;
+}
+
+static void release(struct agent *a)
+{
+	for (unsigned i = 0; i < a->n_sinks; i++)
+		if (a->sinks[i])
+			sink_close(a->sinks[i], NULL, NULL); /* nothing written yet: frees now */
+	a->n_sinks = 0;
+	loader_free(a->loader);
+	a->loader = NULL;
+	network_observer_free(a->network);
+	container_observer_free(a->container);
+	storage_observer_free(a->storage);
+	node_observer_free(a->node);
+	a->network = NULL;
+	a->container = NULL;
+	a->storage = NULL;
+	a->node = NULL;
+}
+
+struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	int rc, kerr = 0;
+	char lerr[256] = "";
+
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->cfg = *cfg;
+	rc = uv_loop_init(&a->loop);
+	if (rc < 0) {
+		snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
+		free(a);
+		return NULL;
+	}
+	a->loop_ready = true;
+	rc = clock_map_sync(&a->clock);
+	if (rc < 0) {
+		snprintf(err, errlen, "clock_map_sync: %s", strerror(-rc));
+		goto fail;
+	}
+	a->last_clock_sync_ns = clock_mono_ns();
+	settings_compile(&a->cfg.settings, CONFIG_GENERATION, &a->kcfg);
+
+	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
+		a->ctx[obs].node = a->cfg.node_name;
+		a->ctx[obs].cluster = a->cfg.cluster;
+		a->ctx[obs].clock = &a->clock;
+		a->ctx[obs].emit = on_emit;
+		a->ctx[obs].emit_ctx = a;
+		a->ctx[obs].stats = &a->stats[obs];
+	}
+	a->network = network_observer_new(&a->cfg.settings, &a->ctx[TAPIO_OBS_NETWORK]);
+	a->container = container_observer_new(&a->cfg.settings, &a->ctx[TAPIO_OBS_CONTAINER]);
+	a->storage = storage_observer_new(&a->cfg.settings, &a->ctx[TAPIO_OBS_STORAGE]);
+	a->node = node_observer_new(&a->cfg.settings, &a->ctx[TAPIO_OBS_NODE]);
+	if (!a->network || !a->container || !a->storage || !a->node) {
+		snprintf(err, errlen, "creating observers: out of memory");
+		goto fail;
+	}
+	node_observer_set_generation(a->node, CONFIG_GENERATION);
+
+	/* Sinks before BPF: a bad data dir fails fast without touching the kernel. */
+	if (a->cfg.sinks & AGENT_SINK_STDOUT) {
+		struct sink *s = sink_stdout_new(&a->loop, STDOUT_FILENO, SINK_STDOUT_QUEUE_BYTES);
+		if (!s) {
+			snprintf(err, errlen, "stdout sink: out of memory");
+			goto fail;
+		}
+		add_sink(a, s, "stdout");
+	}
+	if (a->cfg.sinks & AGENT_SINK_FILE) {
+		struct sink_file_options fo = {
+		    .dir = a->cfg.data_dir,
+		    .max_bytes = a->cfg.file_max_bytes,
+		    .max_files = a->cfg.file_max_files,
+		};
+		struct sink *s = sink_file_new(&a->loop, &fo, err, errlen);
+		if (!s)
+			goto fail;
+		add_sink(a, s, "file");
+	}
+
+	a->loader = loader_new(&a->kcfg, a->cfg.settings.pmc_interval_ms, on_record, a, &kerr, lerr,
+			       sizeof(lerr));
+	if (!a->loader) {
+		const char *hint =
+		    (kerr == -EPERM || kerr == -EACCES)
+			? " (run as root or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)"
+			: "";
+		snprintf(err, errlen, "cannot load BPF programs: %s%s",
+			 lerr[0] ? lerr : strerror(kerr < 0 ? -kerr : EINVAL), hint);
+		goto fail;
+	}
+	return a;
+fail:
+	release(a);
+	uv_loop_close(&a->loop);
+	free(a);
+	return NULL;
+}
+
+static bool observer_enabled(const struct agent *a, enum tapio_observer obs)
+{
+	switch (obs) {
+	case TAPIO_OBS_NETWORK:
+		return a->cfg.settings.network_enabled;
+	case TAPIO_OBS_CONTAINER:
+		return a->cfg.settings.container_enabled;
+	case TAPIO_OBS_STORAGE:
+		return a->cfg.settings.storage_enabled;
+	case TAPIO_OBS_NODE:
+		return a->cfg.settings.node_enabled;
+	default:
+		return false;
+	}
+}
+
+int agent_run(struct agent *a)
+{
+	char ready[256];
+	size_t n = 0;
+	int rc;
+
+	log_info(TAG, "tapio-agent %s node=%s cluster=%s agent_id=%s config_generation=%d%s%s",
+		 TAPIO_VERSION, a->cfg.node_name, a->cfg.cluster[0] ? a->cfg.cluster : "-",
+		 a->cfg.agent_id, CONFIG_GENERATION, a->cfg.config_file[0] ? " config=" : "",
+		 a->cfg.config_file);
+	n += (size_t)snprintf(ready, sizeof(ready), "tapio-agent ready:");
+	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
+		const struct loader_status *st =
+		    loader_get_status(a->loader, (enum tapio_observer)obs);
+		const char *name = tapio_observer_name((enum tapio_observer)obs);
+		int fd = loader_ring_fd(a->loader, (enum tapio_observer)obs);
+		const char *state = st ? observer_state_name(st->state) : "failed";
+
+		if (st && !observer_enabled(a, (enum tapio_observer)obs) &&
+		    (st->state == OBSERVER_RUNNING || st->state == OBSERVER_DEGRADED))
+			state = "disabled";
+		if (st && st->reason[0])
+			log_info(TAG, "observer %s: %s: %s (%u/%u programs attached)", name, state,
+				 st->reason, st->programs_attached, st->programs_total);
+		else if (st)
+			log_info(TAG, "observer %s: %s (%u/%u programs attached)", name, state,
+				 st->programs_attached, st->programs_total);
+		if (fd >= 0) {
+			struct agent_poll *p = &a->polls[obs];
+			p->agent = a;
+			p->obs = (enum tapio_observer)obs;
+			rc = uv_poll_init(&a->loop, &p->handle, fd);
+			if (rc == 0) {
+				a->open_handles++;
+				rc = uv_poll_start(&p->handle, UV_READABLE, on_ring_readable);
+			}
+			if (rc < 0) {
+				log_error(TAG, "observer %s: polling ring fd %d: %s", name, fd,
+					  uv_strerror(rc));
+				close_handle(a, (uv_handle_t *)&p->handle);
+				state = "failed";
+			} else {
+				p->active = true;
+			}
+		}
+		n += (size_t)snprintf(ready + n, sizeof(ready) - n, " %s=%s", name, state);
+	}
+
+	if ((rc = uv_timer_init(&a->loop, &a->tick)) < 0 ||
+	    (rc = uv_timer_start(&a->tick, on_tick, AGENT_TICK_MS, AGENT_TICK_MS)) < 0)
+		goto setup_failed;
+	a->open_handles++;
+	if ((rc = uv_timer_init(&a->loop, &a->stats_timer)) < 0)
+		goto setup_failed;
+	a->open_handles++;
+	if (a->cfg.stats_interval_s > 0 &&
+	    (rc = uv_timer_start(&a->stats_timer, on_stats, a->cfg.stats_interval_s * 1000ull,
+				 a->cfg.stats_interval_s * 1000ull)) < 0)
+		goto setup_failed;
+	if ((rc = uv_signal_init(&a->loop, &a->sigint)) < 0)
+		goto setup_failed;
+	a->open_handles++;
+	a->sigint.data = a;
+	if ((rc = uv_signal_start(&a->sigint, on_signal, SIGINT)) < 0)
+		goto setup_failed;
+	if ((rc = uv_signal_init(&a->loop, &a->sigterm)) < 0)
+		goto setup_failed;
+	a->open_handles++;
+	a->sigterm.data = a;
+	if ((rc = uv_signal_start(&a->sigterm, on_signal, SIGTERM)) < 0)
+		goto setup_failed;
+
+	log_info(TAG, "%s", ready);
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+	goto close_loop;
+
+setup_failed:
+	log_error(TAG, "loop setup: %s", uv_strerror(rc));
+	agent_stop(a);
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+close_loop:
+	a->loop_ready = false;
+	if (uv_loop_close(&a->loop) != 0) {
+		log_error(TAG, "uv_loop_close: handles still open (%u) — unclean shutdown",
+			  a->open_handles);
+		return -EBUSY;
+	}
+	if (rc < 0)
+		return rc;
+	log_info(TAG, "stopped cleanly");
+	return 0;
+}
+
+void agent_free(struct agent *a)
+{
+	if (!a)
+		return;
+	release(a);
+	if (a->loop_ready)
+		uv_loop_close(&a->loop);
+	free(a);
+}

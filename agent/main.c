@@ -1,1 +1,36 @@
-int main(void) { return 0; }
+/* tapio-agent: parse the config, build the agent, run its loop until SIGINT/SIGTERM. */
+#include <signal.h>
+#include <stdio.h>
+
+#include "agent/agent.h"
+#include "agent/agent_config.h"
+#include "common/log.h"
+
+int main(int argc, char **argv)
+{
+	struct agent_config cfg;
+	struct agent *a;
+	char err[512];
+	int rc;
+
+	/* A closed stdout pipe (tapio-agent | head) must be an error we count, not a kill. */
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = agent_config_parse(argc, argv, &cfg, stdout, err, sizeof(err));
+	if (rc == AGENT_CONFIG_EXIT)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "tapio-agent: %s\n", err);
+		return 2;
+	}
+	log_set_level((enum log_level)cfg.log_level);
+
+	a = agent_new(&cfg, err, sizeof(err));
+	if (!a) {
+		fprintf(stderr, "tapio-agent: %s\n", err);
+		return 1;
+	}
+	rc = agent_run(a);
+	agent_free(a);
+	return rc == 0 ? 0 : 1;
+}

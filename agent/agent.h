@@ -1,0 +1,65 @@
+/*
+ * The agent runtime: one libuv loop that polls every observer's ring buffer, drives the
+ * observers' clocks, encodes occurrences once and hands them to every sink, logs counters,
+ * and shuts down cleanly on SIGINT/SIGTERM.
+ */
+#ifndef TAPIO_AGENT_H
+#define TAPIO_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/agent_config.h"
+#include "agent/loader.h"
+#include "agent/sink/sink.h"
+#include "common/occurrence.h"
+
+#define AGENT_MAX_SINKS	      4
+#define AGENT_CONSUME_BUDGET  512 /* records per observer per poll callback */
+#define AGENT_TICK_MS	      250
+#define AGENT_CLOCK_RESYNC_MS 60000
+#define AGENT_PSI_EVERY_TICKS 4 /* /proc/pressure/memory once a second */
+#define AGENT_PSI_PATH	      "/proc/pressure/memory"
+
+/* Everything a stats line or a future heartbeat reports. */
+struct agent_counters {
+	uint64_t events[TAPIO_OBS__COUNT]; /* ring-buffer records consumed per observer */
+	uint64_t anomalies[TAPIO_OCC__COUNT];
+	uint64_t suppressed;
+	uint64_t malformed;
+	uint64_t correlation_drops;
+	uint64_t kernel[TAPIO_OBS__COUNT][TAPIO_KC__COUNT]; /* lost, map full, correlation miss */
+	uint64_t encode_errors; /* occurrences that could not be encoded (never expected) */
+	uint64_t occurrences;	/* occurrences handed to the sinks */
+	unsigned n_sinks;
+	const char *sink_names[AGENT_MAX_SINKS];
+	struct sink_counters sinks[AGENT_MAX_SINKS];
+};
+
+struct agent;
+
+/*
+ * Builds the agent from a parsed config: syncs the clock, compiles the settings (config
+ * generation 1), loads the BPF programs, creates observers and sinks. Returns NULL with one
+ * line in err (e.g. "cannot load BPF programs: Operation not permitted (run as root …)").
+ * The caller owns the result (agent_free).
+ */
+struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen);
+
+/*
+ * Starts polling and runs the loop until SIGINT/SIGTERM, then drains the rings, flushes
+ * observers and sinks and closes every handle. Returns 0 after a clean shutdown, or -EBUSY
+ * when uv_loop_close() failed (a handle was left open; logged), or -errno from libuv setup.
+ */
+int agent_run(struct agent *a);
+
+/* Asks the loop to shut down as SIGTERM would (thread-unsafe: call from the loop thread). */
+void agent_stop(struct agent *a);
+
+/* Copies the current counters (kernel counters read now). */
+void agent_counters_snapshot(struct agent *a, struct agent_counters *out);
+
+/* Frees an agent whose loop has ended (or never ran). NULL-safe. */
+void agent_free(struct agent *a);
+
+#endif
