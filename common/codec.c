@@ -296,6 +296,46 @@ ssize_t codec_decoder_feed(struct codec_decoder *d, const uint8_t *data, size_t 
 	return (ssize_t)taken;
 }
 
+/*
+ * Drops the unknown fields protobuf-c keeps, in m and every sub-message. "Ignored" then
+ * really means ignored: nothing we did not understand is stored or forwarded, and a
+ * re-encoded frame always decodes again (protobuf-c 1.4 keeps e.g. a field number 0 written
+ * as a two-byte tag, which it then writes as a one-byte tag that its own parser refuses).
+ */
+static void strip_unknown(ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *desc = m->descriptor;
+
+	for (unsigned i = 0; i < m->n_unknown_fields; i++)
+		free(m->unknown_fields[i].data);
+	free(m->unknown_fields);
+	m->unknown_fields = NULL;
+	m->n_unknown_fields = 0;
+
+	for (unsigned i = 0; i < desc->n_fields; i++) {
+		const ProtobufCFieldDescriptor *fd = &desc->fields[i];
+		char *base = (char *)m;
+
+		if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(size_t *)(base + fd->quantifier_offset);
+			ProtobufCMessage **arr = *(ProtobufCMessage ***)(base + fd->offset);
+
+			for (size_t j = 0; j < n; j++)
+				if (arr[j])
+					strip_unknown(arr[j]);
+			continue;
+		}
+		if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(uint32_t *)(base + fd->quantifier_offset) != fd->id)
+			continue;
+		ProtobufCMessage *sub = *(ProtobufCMessage **)(base + fd->offset);
+		if (sub)
+			strip_unknown(sub);
+	}
+}
+
 int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out)
 {
 	Tapio__V1__Frame *f;
@@ -314,6 +354,7 @@ int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out)
 				     d->buf + d->start + CODEC_HEADER_LEN);
 	if (!f)
 		return fail(d, CODEC_ERR_MALFORMED);
+	strip_unknown(&f->base);
 	d->start += need;
 	if (d->start == d->len)
 		d->start = d->len = 0;

@@ -112,7 +112,8 @@ ssize_t codec_decoder_feed(struct codec_decoder *d, const uint8_t *data, size_t 
  * Returns 1 and a frame in *out, 0 when more bytes are needed, or a negative codec_error.
  * The caller owns *out and must release it with tapio__v1__frame__free_unpacked(*out, NULL).
  * A frame may carry no known message (msg_case NOT_SET: a newer peer's message); the session
- * layer answers it with UNEXPECTED_MESSAGE. Unknown fields are ignored.
+ * layer answers it with UNEXPECTED_MESSAGE. Unknown fields are ignored: they are dropped from
+ * the frame and every sub-message, so a returned frame re-encodes to what we understood.
  */
 int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out);
 
