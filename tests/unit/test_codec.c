@@ -696,7 +696,7 @@ Test(codec, growable_buffer, .timeout = 10)
 	struct codec_buf b;
 	struct codec_decoder d;
 	Tapio__V1__Frame *f;
-	size_t first;
+	size_t first = 0;
 
 	codec_buf_init(&b);
 	for (int kind = 0; kind < KINDS; kind++) {
