@@ -162,7 +162,7 @@ static const struct {
 	const char *tp;
 	unsigned nargs;
 } tp_nargs[] = {
-    {"inet_sock_set_state", 4}, {"tcp_receive_reset", 2},  {"tcp_retransmit_skb", 4},
+    {"inet_sock_set_state", 4}, {"tcp_receive_reset", 2},  {"tcp_retransmit_skb", 3},
     {"tcp_probe", 3},		{"sched_process_exit", 3}, {"mark_victim", 3},
     {"block_rq_issue", 2},	{"block_rq_complete", 4},
 };

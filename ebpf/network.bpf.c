@@ -197,7 +197,7 @@ int BPF_PROG(handle_tcp_receive_reset, struct sock *sk)
 }
 
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(handle_tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb, int err)
+int BPF_PROG(handle_tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb)
 {
 	struct tapio_config cfg;
 	struct tapio_net_event *e;
@@ -214,7 +214,7 @@ int BPF_PROG(handle_tcp_retransmit_skb, const struct sock *sk, const struct sk_b
 	e->kind = TAPIO_NET_RETRANSMIT;
 	e->old_state = state;
 	e->new_state = state;
-	e->sk_err = err;
+	/* the tracepoint's `err` argument is recent; leaving it unread keeps older kernels */
 	fill_tuple(e, sk);
 	fill_tcp(e, sk);
 	bpf_ringbuf_submit(e, 0);

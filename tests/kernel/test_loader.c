@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -595,5 +596,57 @@ Test(loader, storage_latency_filter_in_kernel, .timeout = 60)
 		cr_expect_eq(records[i].u.st.config_generation, 8);
 		cr_expect_gt(records[i].u.st.latency_ns, 0);
 	}
+	loader_free(l);
+}
+
+/*
+ * A SYN that is never answered: the listener's accept queue is full (backlog 0, one
+ * connection parked), so the kernel drops further SYNs. With TCP_SYNCNT=1 the connect gives
+ * up after ~3 s: one CONNECT_FAIL with ETIMEDOUT and no RST, plus the SYN retransmits.
+ */
+Test(loader, connect_timeout_has_no_rst, .timeout = 60)
+{
+	struct tapio_config cfg = enabled_config(7);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	const struct tapio_net_event *e;
+	struct loader *l;
+	int lfd, c1, c2, syncnt = 1, retrans = 0;
+	uint16_t port;
+	size_t i;
+
+	skip_unless_capable();
+	l = load(&cfg);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(lfd, 0), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+	port = ntohs(a.sin_port);
+	c1 = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(connect(c1, (struct sockaddr *)&a, sizeof(a)), 0);
+	usleep(50000);
+	c2 = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(setsockopt(c2, IPPROTO_TCP, TCP_SYNCNT, &syncnt, sizeof(syncnt)), 0);
+	cr_assert_eq(connect(c2, (struct sockaddr *)&a, sizeof(a)), -1);
+	cr_assert_eq(errno, ETIMEDOUT, "connect: %s", strerror(errno));
+	close(c2);
+	close(c1);
+	close(lfd);
+	drain(l, TAPIO_OBS_NETWORK, 300);
+
+	e = find_connect_fail(port);
+	cr_assert_not_null(e, "no CONNECT_FAIL for port %u", port);
+	cr_expect_eq(count_connect_fail(port), 1);
+	cr_expect_eq(e->sk_err, ETIMEDOUT);
+	cr_expect_eq(e->rst_seen, 0);
+	cr_expect_eq(e->pid, (uint32_t)getpid());
+	for (i = 0; i < n_records; i++)
+		if (records[i].obs == TAPIO_OBS_NETWORK &&
+		    records[i].u.net.kind == TAPIO_NET_RETRANSMIT &&
+		    records[i].u.net.dport == port) {
+			retrans++;
+			cr_expect_eq(records[i].u.net.old_state, 2 /* TCP_SYN_SENT */);
+		}
+	cr_expect_geq(retrans, 1, "no SYN retransmit recorded");
 	loader_free(l);
 }
