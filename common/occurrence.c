@@ -140,6 +140,31 @@ static bool terminated(const char *s, size_t len)
 	return memchr(s, '\0', len) != NULL;
 }
 
+/* The data strings of the member the type selects must be NUL-terminated in their arrays. */
+static bool data_strings_terminated(const struct tapio_occurrence *occ)
+{
+	const struct tapio_occ_network *n = &occ->data.network;
+	const struct tapio_occ_container *c = &occ->data.container;
+	const struct tapio_occ_storage *st = &occ->data.storage;
+
+	switch (tapio_catalogue[occ->type].observer) {
+	case TAPIO_OBS_NETWORK:
+		return terminated(n->comm, sizeof(n->comm)) &&
+		       terminated(n->src_ip, sizeof(n->src_ip)) &&
+		       terminated(n->dst_ip, sizeof(n->dst_ip)) &&
+		       terminated(n->old_state, sizeof(n->old_state)) &&
+		       terminated(n->new_state, sizeof(n->new_state));
+	case TAPIO_OBS_CONTAINER:
+		return terminated(c->comm, sizeof(c->comm)) &&
+		       terminated(c->cgroup_path, sizeof(c->cgroup_path));
+	case TAPIO_OBS_STORAGE:
+		return terminated(st->comm, sizeof(st->comm)) &&
+		       terminated(st->opcode, sizeof(st->opcode));
+	default:
+		return true;
+	}
+}
+
 int occurrence_validate(const struct tapio_occurrence *occ, char *err, size_t errlen)
 {
 	const char *why = NULL;
@@ -159,6 +184,8 @@ int occurrence_validate(const struct tapio_occurrence *occ, char *err, size_t er
 	else if (!terminated(occ->cluster, sizeof(occ->cluster)) ||
 		 !terminated(occ->error_message, sizeof(occ->error_message)))
 		why = "unterminated string";
+	else if (!data_strings_terminated(occ))
+		why = "unterminated data string";
 	else if (occ->count == 0 && (occ->first_seen_ns || occ->last_seen_ns))
 		why = "first_seen/last_seen set without count";
 	else if (occ->count > 0 && (occ->first_seen_ns == 0 || occ->last_seen_ns == 0))

@@ -169,6 +169,15 @@ Test(occurrence, validate_rejects_broken, .timeout = 5)
 	cr_assert_eq(occurrence_validate(&occ, err, sizeof(err)), -EINVAL);
 
 	occ = base;
+	memset(occ.data.storage.comm, 'x', sizeof(occ.data.storage.comm));
+	cr_assert_eq(occurrence_validate(&occ, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "unterminated"), "%s", err);
+
+	occ = base;
+	memset(occ.error_message, 'x', sizeof(occ.error_message));
+	cr_assert_eq(occurrence_validate(&occ, err, sizeof(err)), -EINVAL);
+
+	occ = base;
 	occ.timestamp_ns = 0;
 	cr_assert_eq(occurrence_validate(&occ, NULL, 0), -EINVAL);
 }
