@@ -78,7 +78,7 @@ struct tapio_occ_container {
 	uint32_t pid;
 	uint32_t tid;
 	char comm[TAPIO_OCC_COMM_LEN];
-	int32_t exit_code; /* decoded exit status (0..255), -1 when killed by a signal */
+	int32_t exit_code; /* decoded exit status (0..255), 0 when killed by a signal */
 	int32_t signal;	   /* 0 when none */
 	bool core_dumped;
 	uint64_t cgroup_id;
