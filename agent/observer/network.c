@@ -418,8 +418,9 @@ static void handle_rtt(struct network_observer *o, const struct tapio_net_event 
 
 	trusted = e->samples > 0 && e->samples >= s->rtt_baseline_samples &&
 		  e->baseline_us <= (double)s->rtt_baseline_max_ms * 1000.0;
-	spike = (trusted && current >= s->rtt_spike_ratio * e->baseline_us) ||
-		(s->rtt_absolute_ms && current >= absolute);
+	spike =
+	    (trusted && s->rtt_spike_ratio > 0 && current >= s->rtt_spike_ratio * e->baseline_us) ||
+	    (s->rtt_absolute_ms && current >= absolute);
 	if (!spike) {
 		/* Only normal samples shape the baseline, so it settles instead of chasing
 		 * the degradation it is meant to reveal. */
