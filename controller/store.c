@@ -1142,6 +1142,10 @@ int store_open(const struct store_options *o, struct store **out)
 		if (err)
 			goto fail;
 	}
+	err = housekeeping(s);
+	if (err)
+		goto fail;
+	/* dedupe watermarks from what is retained (the index session tables) */
 	for (size_t i = 0; i < s->n_segs; i++) {
 		const struct seg_index *idx = &s->segs[i]->idx;
 		for (size_t j = 0; j < idx->n_sessions; j++) {
@@ -1151,9 +1155,6 @@ int store_open(const struct store_options *o, struct store **out)
 				goto fail;
 		}
 	}
-	err = housekeeping(s);
-	if (err)
-		goto fail;
 	free(ids);
 	log_info(TAG, "opened %s: %zu segments, active %" PRIu64 ", %u nodes", s->dir, s->n_segs,
 		 active_seg(s)->id, s->n_nodes);

@@ -1,0 +1,305 @@
+/* Contract tests of controller/segment.c: byte layout, CRC, index images, recovery scan. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "controller/segment.h"
+
+TestSuite(segment, .timeout = 30);
+
+Test(segment, crc32_is_ieee)
+{
+	cr_assert_eq(seg_crc32("123456789", 9), 0xCBF43926u);
+	cr_assert_eq(seg_crc32("", 0), 0);
+}
+
+Test(segment, little_endian_helpers)
+{
+	uint8_t b[8];
+	seg_put_u32(b, 0x11223344u);
+	cr_assert(b[0] == 0x44 && b[1] == 0x33 && b[2] == 0x22 && b[3] == 0x11);
+	cr_assert_eq(seg_get_u32(b), 0x11223344u);
+	seg_put_u64(b, 0x0102030405060708ull);
+	cr_assert(b[0] == 0x08 && b[7] == 0x01);
+	cr_assert_eq(seg_get_u64(b), 0x0102030405060708ull);
+}
+
+Test(segment, header_round_trip_and_damage)
+{
+	uint8_t h[SEG_HEADER_SIZE];
+	uint64_t id, created;
+	seg_header_encode(h, 42, 1234567890123ull);
+	cr_assert(memcmp(h, "TAPIOSEG", 8) == 0);
+	cr_assert_eq(seg_get_u32(h + 8), SEG_VERSION);
+	cr_assert_eq(seg_header_decode(h, &id, &created), 0);
+	cr_assert_eq(id, 42);
+	cr_assert_eq(created, 1234567890123ull);
+	h[20] ^= 1;
+	cr_assert_eq(seg_header_decode(h, &id, &created), -EBADMSG);
+}
+
+Test(segment, record_layout)
+{
+	struct store_record_meta m = {.timestamp_ns = 0x1122334455667788ull,
+				      .type = 4,
+				      .severity = 3,
+				      .node_id = 0xabcdef01u,
+				      .agent_key = 1,
+				      .session_id = 2,
+				      .sequence = 3};
+	uint8_t out[SEG_REC_OVERHEAD + 5];
+	cr_assert_eq(seg_record_size(5), sizeof(out));
+	seg_record_encode(out, &m, SEG_FLAG_BATCH_END, "hello", 5);
+	cr_assert_eq(seg_get_u32(out), SEG_META_SIZE + 5, "length covers meta + payload");
+	cr_assert_eq(seg_get_u32(out + 4), seg_crc32(out + 8, SEG_META_SIZE + 5));
+	cr_assert_eq(seg_get_u64(out + 8), m.timestamp_ns);
+	cr_assert_eq(out[16], 4);
+	cr_assert_eq(out[17], 3);
+	cr_assert_eq(out[18], SEG_FLAG_BATCH_END);
+	cr_assert_eq(out[19], 0);
+	cr_assert_eq(seg_get_u32(out + 20), 0xabcdef01u);
+	cr_assert_eq(seg_get_u64(out + 24), 1);
+	cr_assert_eq(seg_get_u64(out + 32), 2);
+	cr_assert_eq(seg_get_u64(out + 40), 3);
+	cr_assert(memcmp(out + 48, "hello", 5) == 0);
+	struct store_record_meta d;
+	uint8_t flags;
+	seg_meta_decode(out + SEG_REC_PREFIX, &d, &flags);
+	cr_assert_eq(d.timestamp_ns, m.timestamp_ns);
+	cr_assert_eq(d.type, m.type);
+	cr_assert_eq(d.severity, m.severity);
+	cr_assert_eq(d.node_id, m.node_id);
+	cr_assert_eq(d.agent_key, m.agent_key);
+	cr_assert_eq(d.session_id, m.session_id);
+	cr_assert_eq(d.sequence, m.sequence);
+	cr_assert_eq(flags, SEG_FLAG_BATCH_END);
+}
+
+static void fill_index(struct seg_index *idx, size_t n)
+{
+	uint64_t off = SEG_HEADER_SIZE;
+	for (size_t i = 0; i < n; i++) {
+		struct store_record_meta m = {.timestamp_ns = 1000 + (i * 7919) % 500,
+					      .type = (uint8_t)(i % TAPIO_OCC__COUNT),
+					      .severity = (uint8_t)(i % TAPIO_SEV__COUNT),
+					      .node_id = (uint32_t)(i % 13) * 3,
+					      .agent_key = i % 3,
+					      .session_id = 1,
+					      .sequence = i};
+		cr_assert_eq(seg_index_add(idx, &m, off, 100), 0);
+		off += 100;
+	}
+}
+
+Test(segment, index_counts_and_image_round_trip)
+{
+	struct seg_index idx, back;
+	seg_index_init(&idx, 7, 99, 10);
+	fill_index(&idx, 95);
+	cr_assert_eq(idx.records, 95);
+	cr_assert_eq(idx.n_sparse, 10);
+	cr_assert_eq(idx.sparse[1].offset, SEG_HEADER_SIZE + 10 * 100);
+	cr_assert_eq(idx.n_nodes, 13);
+	cr_assert_eq(idx.n_sessions, 3);
+	cr_assert_eq(idx.file_size, SEG_HEADER_SIZE + 95 * 100);
+	uint64_t sum = 0;
+	for (unsigned t = 0; t < TAPIO_OCC__COUNT; t++)
+		sum += idx.by_type[t];
+	cr_assert_eq(sum, 95);
+	cr_assert_eq(seg_index_node_count(&idx, 0), 8); /* i % 13 == 0 for i in 0..94 */
+	cr_assert_eq(seg_index_node_count(&idx, 1), 0);
+
+	cr_assert(seg_index_may_match(&idx, 0, UINT64_MAX, 0, 0, -1));
+	cr_assert_not(seg_index_may_match(&idx, 2000, UINT64_MAX, 0, 0, -1));
+	cr_assert_not(seg_index_may_match(&idx, 0, idx.min_ts, 0, 0, -1));
+	cr_assert_not(seg_index_may_match(&idx, 0, UINT64_MAX, 0, 0, 1), "node 1 absent");
+	cr_assert(seg_index_may_match(&idx, 0, UINT64_MAX, 0, 0, 3));
+
+	uint8_t *img;
+	size_t len;
+	cr_assert_eq(seg_index_encode(&idx, &img, &len), 0);
+	cr_assert(memcmp(img, "TAPIOIDX", 8) == 0);
+	cr_assert_eq(seg_index_decode(img, len, &back), 0);
+	cr_assert_eq(back.segment_id, 7);
+	cr_assert_eq(back.created_ns, 99);
+	cr_assert_eq(back.records, idx.records);
+	cr_assert_eq(back.min_ts, idx.min_ts);
+	cr_assert_eq(back.max_ts, idx.max_ts);
+	cr_assert(memcmp(back.by_type, idx.by_type, sizeof(idx.by_type)) == 0);
+	cr_assert(memcmp(back.by_severity, idx.by_severity, sizeof(idx.by_severity)) == 0);
+	cr_assert_eq(back.n_nodes, idx.n_nodes);
+	for (size_t i = 0; i < idx.n_nodes; i++) {
+		cr_assert_eq(back.nodes[i].node_id, idx.nodes[i].node_id);
+		cr_assert_eq(back.nodes[i].count, idx.nodes[i].count);
+	}
+	cr_assert(memcmp(back.sessions, idx.sessions, idx.n_sessions * sizeof(*idx.sessions)) == 0);
+	cr_assert(memcmp(back.sparse, idx.sparse, idx.n_sparse * sizeof(*idx.sparse)) == 0);
+	seg_index_fini(&back);
+
+	/* any flipped byte or truncation is refused */
+	for (size_t i = 0; i < len; i += 13) {
+		img[i] ^= 0x10;
+		cr_assert_eq(seg_index_decode(img, len, &back), -EBADMSG, "flip at %zu", i);
+		img[i] ^= 0x10;
+	}
+	cr_assert_eq(seg_index_decode(img, len - 1, &back), -EBADMSG);
+	free(img);
+	seg_index_fini(&idx);
+}
+
+static int make_file(const uint8_t *buf, size_t len)
+{
+	char path[] = "/tmp/tapio-seg-test.XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+	return fd;
+}
+
+/* header + records for batches of sizes `batches` */
+static size_t build_segment(uint8_t *buf, const size_t *batches, size_t nb, size_t *ends)
+{
+	size_t off = SEG_HEADER_SIZE;
+	uint64_t seq = 0;
+	seg_header_encode(buf, 1, 5);
+	for (size_t b = 0; b < nb; b++) {
+		seq++;
+		for (size_t i = 0; i < batches[b]; i++) {
+			struct store_record_meta m = {
+			    .timestamp_ns = 100 + seq, .type = 1, .severity = 2, .sequence = seq};
+			char payload[32];
+			size_t pl = (size_t)snprintf(payload, sizeof(payload), "rec-%zu-%zu", b, i);
+			seg_record_encode(buf + off, &m,
+					  i + 1 == batches[b] ? SEG_FLAG_BATCH_END : 0, payload,
+					  pl);
+			off += seg_record_size(pl);
+		}
+		ends[b] = off;
+	}
+	return off;
+}
+
+Test(segment, recover_scan_finds_each_problem)
+{
+	uint8_t buf[8192];
+	size_t batches[] = {2, 1, 3}, ends[3];
+	size_t len = build_segment(buf, batches, 3, ends);
+	struct seg_index idx;
+	uint64_t good;
+	enum seg_check why;
+
+	int fd = make_file(buf, len);
+	seg_index_init(&idx, 1, 5, 0);
+	cr_assert_eq(seg_recover_scan(fd, len, &idx, &good, &why), 0);
+	cr_assert_eq(good, len);
+	cr_assert_eq(why, SEG_REC_OK);
+	cr_assert_eq(idx.records, 6);
+	seg_index_fini(&idx);
+	close(fd);
+
+	/* torn in the middle of batch 3: batch 3 vanishes whole */
+	fd = make_file(buf, ends[2] - 3);
+	seg_index_init(&idx, 1, 5, 0);
+	cr_assert_eq(seg_recover_scan(fd, ends[2] - 3, &idx, &good, &why), 0);
+	cr_assert_eq(good, ends[1]);
+	cr_assert_eq(why, SEG_REC_SHORT);
+	cr_assert_eq(idx.records, 3);
+	seg_index_fini(&idx);
+	close(fd);
+
+	/* corrupted byte in batch 2 */
+	uint8_t bad[8192];
+	memcpy(bad, buf, len);
+	bad[ends[0] + 20] ^= 0xff;
+	fd = make_file(bad, len);
+	seg_index_init(&idx, 1, 5, 0);
+	cr_assert_eq(seg_recover_scan(fd, len, &idx, &good, &why), 0);
+	cr_assert_eq(good, ends[0]);
+	cr_assert_eq(why, SEG_REC_BAD_CRC);
+	seg_index_fini(&idx);
+	close(fd);
+
+	/* absurd length */
+	memcpy(bad, buf, len);
+	seg_put_u32(bad + ends[1], 0xffffffffu);
+	fd = make_file(bad, len);
+	seg_index_init(&idx, 1, 5, 0);
+	cr_assert_eq(seg_recover_scan(fd, len, &idx, &good, &why), 0);
+	cr_assert_eq(good, ends[1]);
+	cr_assert_eq(why, SEG_REC_BAD_LENGTH);
+	seg_index_fini(&idx);
+	close(fd);
+
+	/* a few trailing bytes (torn prefix) */
+	memcpy(bad, buf, len);
+	memset(bad + len, 0, 5);
+	fd = make_file(bad, len + 5);
+	seg_index_init(&idx, 1, 5, 0);
+	cr_assert_eq(seg_recover_scan(fd, len + 5, &idx, &good, &why), 0);
+	cr_assert_eq(good, len);
+	cr_assert_eq(why, SEG_REC_SHORT_PREFIX);
+	seg_index_fini(&idx);
+	close(fd);
+
+	/* valid records but no batch end at the tail */
+	size_t nb[] = {2, 2};
+	size_t e2[2];
+	size_t l2 = build_segment(buf, nb, 2, e2);
+	uint8_t *last = buf + e2[1] - seg_record_size(strlen("rec-1-1"));
+	last[SEG_REC_PREFIX + 10] = 0; /* clear BATCH_END ... */
+	seg_put_u32(last + 4, seg_crc32(last + SEG_REC_PREFIX, seg_get_u32(last))); /* valid */
+	fd = make_file(buf, l2);
+	seg_index_init(&idx, 1, 5, 0);
+	cr_assert_eq(seg_recover_scan(fd, l2, &idx, &good, &why), 0);
+	cr_assert_eq(good, e2[0]);
+	cr_assert_eq(why, SEG_REC_INCOMPLETE_BATCH);
+	seg_index_fini(&idx);
+	close(fd);
+}
+
+Test(segment, reader_forward_and_backward)
+{
+	uint8_t data[10000];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 31);
+	int fd = make_file(data, sizeof(data));
+	struct seg_reader r;
+	const uint8_t *p;
+	cr_assert_eq(seg_reader_init(&r, fd, sizeof(data), 1024), 0);
+	cr_assert_eq(seg_reader_get(&r, 0, 100, false, &p), 0);
+	cr_assert(memcmp(p, data, 100) == 0);
+	cr_assert_eq(seg_reader_get(&r, 9000, 1000, true, &p), 0);
+	cr_assert(memcmp(p, data + 9000, 1000) == 0);
+	cr_assert_eq(seg_reader_get(&r, 8500, 100, true, &p), 0);
+	cr_assert(memcmp(p, data + 8500, 100) == 0);
+	cr_assert_eq(seg_reader_get(&r, 100, 5000, false, &p), 0, "larger than the buffer");
+	cr_assert(memcmp(p, data + 100, 5000) == 0);
+	cr_assert_eq(seg_reader_get(&r, 9990, 20, false, &p), -ENODATA);
+	seg_reader_fini(&r);
+	close(fd);
+}
+
+Test(segment, atomic_write_replaces_file)
+{
+	char dir[] = "/tmp/tapio-seg-atomic.XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	cr_assert_eq(seg_write_file_atomic(dfd, "f", "one", 3, true), 0);
+	cr_assert_eq(seg_write_file_atomic(dfd, "f", "second", 6, true), 0);
+	uint8_t *b;
+	size_t len;
+	cr_assert_eq(seg_read_file(dfd, "f", 100, &b, &len), 0);
+	cr_assert_eq(len, 6);
+	cr_assert(memcmp(b, "second", 6) == 0);
+	free(b);
+	cr_assert_neq(faccessat(dfd, "f.tmp", F_OK, 0), 0, "no tmp left behind");
+	cr_assert_eq(seg_read_file(dfd, "missing", 100, &b, &len), -ENOENT);
+	unlinkat(dfd, "f", 0);
+	close(dfd);
+	rmdir(dir);
+}

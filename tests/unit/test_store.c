@@ -1,0 +1,927 @@
+/* Contract tests of controller/store.c on a real filesystem under /tmp. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "store_testlib.h"
+
+static char *dir;
+
+static void setup(void)
+{
+	dir = t_mkdtemp();
+	t_fake_now = T_BASE_NS;
+	t_rng_state = 88172645463325252ull;
+}
+
+static void teardown(void)
+{
+	t_rm_rf(dir);
+	free(dir);
+}
+
+static struct store *open_store(const struct store_options *o)
+{
+	struct store *s = NULL;
+	int err = store_open(o, &s);
+	cr_assert_eq(err, 0, "store_open: %s", strerror(-err));
+	return s;
+}
+
+static void seg_path(char *buf, size_t len, uint64_t id, const char *ext)
+{
+	char name[64];
+	seg_file_name(name, sizeof(name), id, ext);
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "stat %s", path);
+	return st.st_size;
+}
+
+TestSuite(store, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(store, append_commit_reopen_round_trip)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	uint32_t nodes[3];
+	cr_assert_eq(store_node_intern(s, "node-a", &nodes[0]), 0);
+	cr_assert_eq(store_node_intern(s, "node-b", &nodes[1]), 0);
+	cr_assert_eq(store_node_intern(s, "node-c", &nodes[2]), 0);
+	uint32_t again;
+	cr_assert_eq(store_node_intern(s, "node-b", &again), 0);
+	cr_assert_eq(again, nodes[1]);
+	cr_assert_eq(store_node_intern(s, "", &again), -EINVAL);
+
+	for (uint64_t seq = 1; seq <= 20; seq++)
+		cr_assert_eq(t_append(s, &model, 7, 1, seq, 1 + seq % 5, nodes, 3,
+				      T_BASE_NS - 3600 * T_SEC + seq * T_SEC),
+			     0);
+	cr_assert_eq(store_appended_ticket(s), 20);
+	cr_assert_eq(store_durable_ticket(s), 0);
+	struct t_list before = t_scan_all(s);
+	cr_assert_eq(before.n, 0, "uncommitted records must not be visible");
+	cr_assert_eq(store_commit(s), 0);
+	cr_assert_eq(store_durable_ticket(s), 20);
+	struct t_list got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	cr_assert_eq(store_close(s), 0);
+
+	s = open_store(&o);
+	struct t_list got2 = t_scan_all(s);
+	t_assert_same(&model, &got2);
+	cr_assert_eq(store_node_count(s), 3);
+	cr_assert_str_eq(store_node_name(s, nodes[0]), "node-a");
+	cr_assert_str_eq(store_node_name(s, nodes[2]), "node-c");
+	cr_assert_null(store_node_name(s, 3));
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_eq(st.records, model.n);
+	cr_assert_eq(st.recovery_truncations, 0);
+	/* a second open of the same directory is refused while the first holds it */
+	struct store *s2 = NULL;
+	cr_assert_eq(store_open(&o, &s2), -EBUSY);
+	cr_assert_eq(store_close(s), 0);
+	t_list_free(&model);
+	t_list_free(&before);
+	t_list_free(&got);
+	t_list_free(&got2);
+}
+
+Test(store, rejects_invalid_records)
+{
+	struct store_options o;
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	struct store_record_meta m = {.timestamp_ns = T_BASE_NS, .type = TAPIO_OCC__COUNT};
+	const void *rec[1] = {"x"};
+	size_t len[1] = {1};
+	cr_assert_eq(store_append_batch(s, &m, rec, len, 1), -EINVAL);
+	m.type = 0;
+	m.severity = TAPIO_SEV__COUNT;
+	cr_assert_eq(store_append_batch(s, &m, rec, len, 1), -EINVAL);
+	m.severity = 0;
+	cr_assert_eq(store_append_batch(s, &m, rec, len, 0), -EINVAL);
+	cr_assert_eq(store_append_batch(s, &m, rec, len, 1), 0);
+	store_close(s);
+}
+
+static size_t count_files(const char *ext)
+{
+	size_t n = 0;
+	for (uint64_t id = 1; id < 4096; id++) {
+		char p[4200];
+		struct stat st;
+		seg_path(p, sizeof(p), id, ext);
+		if (stat(p, &st) == 0)
+			n++;
+	}
+	return n;
+}
+
+Test(store, rotation_by_size_seals_with_index)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	t_options(&o, dir);
+	o.segment_max_bytes = 8192;
+	struct store *s = open_store(&o);
+	cr_assert_eq(store_node_intern(s, "n", &node), 0);
+	for (uint64_t seq = 1; seq <= 60; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 4, &node, 1, T_BASE_NS + seq), 0);
+		cr_assert_eq(store_commit(s), 0);
+	}
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_gt(st.rotations, 3);
+	cr_assert_eq(st.segments, st.rotations + 1);
+	cr_assert_eq(count_files("tseg"), st.segments);
+	cr_assert_eq(count_files("idx"), st.rotations, "every sealed segment has an index");
+	uint64_t ids[64];
+	size_t n = store_segment_ids(s, ids, 64);
+	for (size_t i = 0; i + 1 < n; i++) {
+		char p[4200];
+		seg_path(p, sizeof(p), ids[i], "tseg");
+		/* sealed at the first commit past the limit: never more than one batch past it */
+		cr_assert_geq(file_size(p), 8192);
+		cr_assert_lt(file_size(p), 8192 + 4 * seg_record_size(400));
+	}
+	struct t_list got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	store_close(s);
+	s = open_store(&o);
+	struct t_list got2 = t_scan_all(s);
+	t_assert_same(&model, &got2);
+	store_stats(s, &st);
+	cr_assert_eq(st.index_rebuilds, 0, "valid indexes are trusted");
+	store_close(s);
+	t_list_free(&model);
+	t_list_free(&got);
+	t_list_free(&got2);
+}
+
+Test(store, rotation_by_age)
+{
+	struct store_options o;
+	uint32_t node = 0;
+	t_options(&o, dir);
+	o.segment_max_age_s = 10;
+	struct store *s = open_store(&o);
+	cr_assert_eq(t_append(s, NULL, 1, 1, 1, 2, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_eq(st.rotations, 0);
+	t_fake_now += 9 * T_SEC;
+	cr_assert_eq(store_maintain(s), 0);
+	store_stats(s, &st);
+	cr_assert_eq(st.rotations, 0, "younger than the max age");
+	t_fake_now += 2 * T_SEC;
+	cr_assert_eq(store_maintain(s), 0);
+	store_stats(s, &st);
+	cr_assert_eq(st.rotations, 1, "idle store rotates by age via store_maintain");
+	cr_assert_eq(st.segments, 2);
+	/* an empty active segment is never sealed, however old */
+	t_fake_now += 100 * T_SEC;
+	cr_assert_eq(store_maintain(s), 0);
+	store_stats(s, &st);
+	cr_assert_eq(st.rotations, 1);
+	cr_assert_eq(t_append(s, NULL, 1, 1, 2, 2, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	store_stats(s, &st);
+	cr_assert_eq(st.rotations, 2, "a commit into an old segment seals it");
+	store_close(s);
+}
+
+Test(store, retention_by_bytes_deletes_oldest)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	t_options(&o, dir);
+	o.segment_max_bytes = 4096;
+	o.retention_bytes = 20000;
+	struct store *s = open_store(&o);
+	for (uint64_t seq = 1; seq <= 100; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 3, &node, 1, T_BASE_NS), 0);
+		cr_assert_eq(store_commit(s), 0);
+	}
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_gt(st.deleted_segments, 0);
+	cr_assert_leq(st.bytes, 20000 + 4096 + 3 * seg_record_size(400));
+	uint64_t ids[256];
+	size_t n = store_segment_ids(s, ids, 256);
+	cr_assert_eq(n, st.segments);
+	cr_assert_eq(ids[0], st.deleted_segments + 1, "the oldest segments went first");
+	char p[4200];
+	seg_path(p, sizeof(p), 1, "tseg");
+	cr_assert_neq(access(p, F_OK), 0);
+	seg_path(p, sizeof(p), 1, "idx");
+	cr_assert_neq(access(p, F_OK), 0);
+	/* what is left is exactly the newest suffix of what was appended */
+	struct t_list got = t_scan_all(s);
+	cr_assert_eq(got.n, st.records);
+	struct t_list suffix = {.v = model.v + (model.n - got.n), .n = got.n};
+	t_assert_same(&suffix, &got);
+	store_close(s);
+	t_list_free(&model);
+	t_list_free(&got);
+}
+
+Test(store, retention_by_age)
+{
+	struct store_options o;
+	uint32_t node = 0;
+	t_options(&o, dir);
+	o.segment_max_age_s = 60;
+	o.retention_age_s = 3600;
+	struct store *s = open_store(&o);
+	/* old segment: records one day old */
+	cr_assert_eq(t_append(s, NULL, 1, 1, 1, 5, &node, 1, T_BASE_NS - 86400 * T_SEC), 0);
+	cr_assert_eq(store_commit(s), 0);
+	t_fake_now += 61 * T_SEC;
+	cr_assert_eq(store_maintain(s), 0); /* seals segment 1 ... */
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_eq(st.rotations, 1);
+	cr_assert_eq(st.deleted_segments, 1, "... whose newest record is past retention");
+	cr_assert_eq(st.records, 0);
+	/* fresh records are kept */
+	cr_assert_eq(t_append(s, NULL, 1, 1, 2, 5, &node, 1, t_fake_now), 0);
+	cr_assert_eq(store_commit(s), 0);
+	t_fake_now += 61 * T_SEC;
+	cr_assert_eq(store_maintain(s), 0);
+	store_stats(s, &st);
+	cr_assert_eq(st.deleted_segments, 1);
+	cr_assert_eq(st.records, 5);
+	/* until they age out too, also across a reopen */
+	store_close(s);
+	t_fake_now += 3600 * T_SEC;
+	s = open_store(&o);
+	store_stats(s, &st);
+	cr_assert_eq(st.records, 0);
+	cr_assert_eq(st.deleted_segments, 1);
+	/* the dedupe watermark of deleted data is gone with it (documented) */
+	cr_assert_not(store_batch_seen(s, 1, 1, 2));
+	store_close(s);
+}
+
+/* Recount every segment from its raw records and compare with the store's index. */
+static void check_indexes(struct store *s)
+{
+	struct t_list all = {0};
+	struct store_query q;
+	store_query_init(&q);
+	cr_assert_geq(store_scan(s, &q, t_collect, &all), 0);
+	uint64_t ids[256];
+	size_t n = store_segment_ids(s, ids, 256);
+	for (size_t i = 0; i < n; i++) {
+		struct seg_index idx;
+		cr_assert_eq(store_segment_index(s, ids[i], &idx), 0);
+		uint64_t by_type[TAPIO_OCC__COUNT] = {0}, by_sev[TAPIO_SEV__COUNT] = {0};
+		uint64_t records = 0, min_ts = UINT64_MAX, max_ts = 0, nodes[8] = {0};
+		uint64_t max_seq = 0;
+		for (size_t k = 0; k < all.n; k++) {
+			if (all.v[k].pos.segment_id != ids[i])
+				continue;
+			const struct store_record_meta *m = &all.v[k].m;
+			records++;
+			by_type[m->type]++;
+			by_sev[m->severity]++;
+			nodes[m->node_id]++;
+			min_ts = m->timestamp_ns < min_ts ? m->timestamp_ns : min_ts;
+			max_ts = m->timestamp_ns > max_ts ? m->timestamp_ns : max_ts;
+			max_seq = m->sequence > max_seq ? m->sequence : max_seq;
+		}
+		cr_assert_eq(idx.records, records, "segment %llu", (unsigned long long)ids[i]);
+		if (records) {
+			cr_assert_eq(idx.min_ts, min_ts);
+			cr_assert_eq(idx.max_ts, max_ts);
+			cr_assert_eq(idx.n_sessions, 1);
+			cr_assert_eq(idx.sessions[0].max_sequence, max_seq);
+		}
+		for (unsigned t = 0; t < TAPIO_OCC__COUNT; t++)
+			cr_assert_eq(idx.by_type[t], by_type[t]);
+		for (unsigned v = 0; v < TAPIO_SEV__COUNT; v++)
+			cr_assert_eq(idx.by_severity[v], by_sev[v]);
+		for (uint32_t nd = 0; nd < 8; nd++)
+			cr_assert_eq(seg_index_node_count(&idx, nd), nodes[nd]);
+		uint64_t expect_blocks = (records + idx.sparse_every - 1) / idx.sparse_every;
+		cr_assert_eq(idx.n_sparse, expect_blocks);
+
+		/* the sealed index on disk says the same as the one in memory */
+		if (i + 1 < n) {
+			char name[64];
+			uint8_t *img;
+			size_t len;
+			struct seg_index disk;
+			int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+			seg_file_name(name, sizeof(name), ids[i], "idx");
+			cr_assert_eq(seg_read_file(dfd, name, 1 << 26, &img, &len), 0);
+			close(dfd);
+			cr_assert_eq(seg_index_decode(img, len, &disk), 0);
+			cr_assert_eq(disk.records, idx.records);
+			cr_assert_eq(disk.file_size, idx.file_size);
+			cr_assert(memcmp(disk.by_type, idx.by_type, sizeof(idx.by_type)) == 0);
+			cr_assert_eq(disk.n_nodes, idx.n_nodes);
+			cr_assert_eq(disk.n_sparse, idx.n_sparse);
+			for (size_t b = 0; b < idx.n_sparse; b++) {
+				cr_assert_eq(disk.sparse[b].offset, idx.sparse[b].offset);
+				cr_assert_eq(disk.sparse[b].min_ts, idx.sparse[b].min_ts);
+			}
+			seg_index_fini(&disk);
+			free(img);
+		}
+		seg_index_fini(&idx);
+	}
+	t_list_free(&all);
+}
+
+Test(store, index_equals_recount)
+{
+	struct store_options o;
+	uint32_t nodes[4];
+	t_options(&o, dir);
+	o.segment_max_bytes = 16384;
+	o.sparse_every = 8;
+	struct store *s = open_store(&o);
+	store_node_intern(s, "a", &nodes[0]);
+	store_node_intern(s, "b", &nodes[1]);
+	store_node_intern(s, "c", &nodes[2]);
+	store_node_intern(s, "d", &nodes[3]);
+	for (uint64_t seq = 1; seq <= 80; seq++) {
+		cr_assert_eq(t_append(s, NULL, 3, 9, seq, 1 + t_rand() % 7, nodes, 4,
+				      T_BASE_NS - 600 * T_SEC + seq * T_SEC),
+			     0);
+		if (seq % 3 == 0)
+			cr_assert_eq(store_commit(s), 0);
+	}
+	cr_assert_eq(store_commit(s), 0);
+	check_indexes(s);
+	store_close(s);
+	s = open_store(&o);
+	check_indexes(s);
+	store_close(s);
+}
+
+/* ---- scans against a brute-force filter ---- */
+
+static bool brute_match(const struct store_query *q, const struct store_record_meta *m)
+{
+	uint64_t until = q->until_ns ? q->until_ns : UINT64_MAX;
+	return m->timestamp_ns >= q->since_ns && m->timestamp_ns < until &&
+	       (!q->type_mask || (q->type_mask >> m->type) & 1) &&
+	       (!q->severity_mask || (q->severity_mask >> m->severity) & 1) &&
+	       (q->node_id < 0 || m->node_id == (uint32_t)q->node_id);
+}
+
+static struct t_list brute(const struct t_list *model, const struct store_query *q)
+{
+	struct t_list out = {0};
+	for (size_t k = 0; k < model->n; k++) {
+		size_t i = q->order == STORE_OLDEST_FIRST ? k : model->n - 1 - k;
+		if (brute_match(q, &model->v[i].m))
+			t_list_push(&out, &model->v[i].m, model->v[i].data, model->v[i].len,
+				    model->v[i].pos);
+		if (q->limit && out.n == q->limit)
+			break;
+	}
+	return out;
+}
+
+static void check_query(struct store *s, const struct t_list *model, struct store_query *q)
+{
+	/* whole result */
+	struct t_list exp = brute(model, q), got = {0};
+	long n = store_scan(s, q, t_collect, &got);
+	cr_assert_eq(n, (long)got.n);
+	t_assert_same(&exp, &got);
+	t_list_free(&got);
+	t_list_free(&exp);
+
+	/* paginated with a cursor: same records, no gaps, no repeats */
+	if (q->limit)
+		return;
+	struct t_list all = brute(model, q), pages = {0};
+	struct store_query pq = *q;
+	pq.limit = 7;
+	for (int guard = 0; guard < 10000; guard++) {
+		struct t_list page = {0};
+		long pn = store_scan(s, &pq, t_collect, &page);
+		cr_assert_geq(pn, 0);
+		cr_assert_leq(pn, 7);
+		for (size_t i = 0; i < page.n; i++)
+			t_list_push(&pages, &page.v[i].m, page.v[i].data, page.v[i].len,
+				    page.v[i].pos);
+		if (page.n > 0) {
+			pq.has_cursor = true;
+			pq.cursor = page.v[page.n - 1].pos;
+		}
+		size_t pn_sz = page.n;
+		t_list_free(&page);
+		if (pn_sz < 7)
+			break;
+	}
+	t_assert_same(&all, &pages);
+	for (size_t i = 1; i < pages.n; i++) {
+		const struct store_pos *a = &pages.v[i - 1].pos, *b = &pages.v[i].pos;
+		bool ordered = a->segment_id < b->segment_id ||
+			       (a->segment_id == b->segment_id && a->offset < b->offset);
+		if (q->order == STORE_NEWEST_FIRST)
+			ordered = a->segment_id > b->segment_id ||
+				  (a->segment_id == b->segment_id && a->offset > b->offset);
+		cr_assert(ordered, "positions strictly ordered at %zu", i);
+	}
+	t_list_free(&all);
+	t_list_free(&pages);
+}
+
+Test(store, scan_filters_equal_brute_force, .timeout = 120)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[3];
+	t_options(&o, dir);
+	o.segment_max_bytes = 20000;
+	o.sparse_every = 16;
+	struct store *s = open_store(&o);
+	store_node_intern(s, "a", &nodes[0]);
+	store_node_intern(s, "b", &nodes[1]);
+	store_node_intern(s, "c", &nodes[2]);
+	/* node "c" only appears in the second half: early segments are skipped by index */
+	for (uint64_t seq = 1; seq <= 120; seq++) {
+		size_t nn = seq > 60 ? 3 : 2;
+		cr_assert_eq(t_append(s, &model, 5, 5, seq, 1 + t_rand() % 6, nodes, nn,
+				      T_BASE_NS - 7200 * T_SEC + seq * 30 * T_SEC),
+			     0);
+		if (seq % 4 == 0)
+			cr_assert_eq(store_commit(s), 0);
+	}
+	cr_assert_eq(store_commit(s), 0);
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_gt(st.segments, 3);
+
+	uint64_t t0 = T_BASE_NS - 7200 * T_SEC;
+	struct {
+		uint64_t since, until;
+		uint32_t types, sevs;
+		int64_t node;
+		size_t limit;
+	} cases[] = {
+	    {0, 0, 0, 0, -1, 0},
+	    {t0 + 600 * T_SEC, t0 + 1800 * T_SEC, 0, 0, -1, 0},
+	    {t0 + 3000 * T_SEC, 0, 0, 0, -1, 0},
+	    {0, t0 + 100 * T_SEC, 0, 0, -1, 0},
+	    {0, 0, 1u << TAPIO_OCC_OOM_KILL, 0, -1, 0},
+	    {0, 0, (1u << 0) | (1u << 5) | (1u << 10), 0, -1, 0},
+	    {0, 0, 0, 1u << TAPIO_SEV_CRITICAL, -1, 0},
+	    {0, 0, 0, 0, 2, 0},
+	    {0, 0, 0, 0, 7, 0},
+	    {t0 + 900 * T_SEC, t0 + 2700 * T_SEC, 0x3f, 0x6, 1, 0},
+	    {0, 0, 0, 0, -1, 13},
+	    {t0 + 300 * T_SEC, 0, 1u << 3, 0, -1, 5},
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		for (int dir_i = 0; dir_i < 2; dir_i++) {
+			struct store_query q;
+			store_query_init(&q);
+			q.since_ns = cases[c].since;
+			q.until_ns = cases[c].until;
+			q.type_mask = cases[c].types;
+			q.severity_mask = cases[c].sevs;
+			q.node_id = cases[c].node;
+			q.limit = cases[c].limit;
+			q.order = dir_i ? STORE_NEWEST_FIRST : STORE_OLDEST_FIRST;
+			check_query(s, &model, &q);
+		}
+	}
+	/* meta-only scans deliver the same metadata without payloads */
+	struct store_query q;
+	store_query_init(&q);
+	q.meta_only = true;
+	struct t_list metas = {0};
+	cr_assert_eq(store_scan(s, &q, t_collect, &metas), (long)model.n);
+	for (size_t i = 0; i < model.n; i++) {
+		cr_assert_eq(metas.v[i].len, 0);
+		cr_assert_eq(metas.v[i].m.timestamp_ns, model.v[i].m.timestamp_ns);
+	}
+	t_list_free(&metas);
+	store_close(s);
+	t_list_free(&model);
+}
+
+static int stop_after_three(void *ctx, const struct store_record_meta *m, const void *data,
+			    size_t len, struct store_pos pos)
+{
+	(void)m;
+	(void)data;
+	(void)len;
+	(void)pos;
+	return ++*(int *)ctx == 3;
+}
+
+Test(store, scan_callback_stops)
+{
+	struct store_options o;
+	uint32_t node = 0;
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	cr_assert_eq(t_append(s, NULL, 1, 1, 1, 10, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	struct store_query q;
+	store_query_init(&q);
+	int calls = 0;
+	cr_assert_eq(store_scan(s, &q, stop_after_three, &calls), 3);
+	cr_assert_eq(calls, 3);
+	store_close(s);
+}
+
+/* ---- recovery ---- */
+
+/* Builds a store with `batches` single-record batches (seq 1..batches), committed, closed. */
+static struct t_list build_committed(size_t batches)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	for (uint64_t seq = 1; seq <= batches; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 1, &node, 1, T_BASE_NS), 0);
+		cr_assert_eq(store_commit(s), 0);
+	}
+	cr_assert_eq(store_close(s), 0);
+	return model;
+}
+
+static void check_recovered_seq(struct t_list *model, size_t keep, uint64_t last_seq,
+				uint64_t cut_bytes)
+{
+	struct store_options o;
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_eq(st.recovery_truncations, 1, "the tail cut is reported");
+	if (cut_bytes)
+		cr_assert_eq(st.recovery_truncated_bytes, cut_bytes);
+	struct t_list got = t_scan_all(s);
+	struct t_list prefix = {.v = model->v, .n = keep};
+	t_assert_same(&prefix, &got);
+	cr_assert(store_batch_seen(s, 1, 1, last_seq));
+	cr_assert_not(store_batch_seen(s, 1, 1, last_seq + 1));
+	/* the store keeps working after recovery, and the next open finds nothing to cut */
+	uint32_t node = 0;
+	cr_assert_eq(t_append(s, NULL, 1, 1, last_seq + 1, 1, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	store_close(s);
+	s = open_store(&o);
+	store_stats(s, &st);
+	cr_assert_eq(st.recovery_truncations, 0);
+	cr_assert_eq(st.records, keep + 1);
+	store_close(s);
+	t_list_free(&got);
+}
+
+static void check_recovered(struct t_list *model, size_t keep, uint64_t cut_bytes)
+{
+	check_recovered_seq(model, keep, keep, cut_bytes);
+}
+
+Test(store, recovery_flipped_byte_in_last_record)
+{
+	struct t_list model = build_committed(10);
+	char p[4200];
+	seg_path(p, sizeof(p), 1, "tseg");
+	off_t size = file_size(p);
+	size_t last = seg_record_size(model.v[9].len);
+	int fd = open(p, O_RDWR);
+	uint8_t b;
+	off_t at = size - 2; /* inside the last record's payload */
+	cr_assert_eq(pread(fd, &b, 1, at), 1);
+	b ^= 0x40;
+	cr_assert_eq(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+	check_recovered(&model, 9, last);
+	t_list_free(&model);
+}
+
+Test(store, recovery_truncated_mid_record)
+{
+	struct t_list model = build_committed(10);
+	char p[4200];
+	seg_path(p, sizeof(p), 1, "tseg");
+	off_t size = file_size(p);
+	size_t last = seg_record_size(model.v[9].len);
+	cr_assert_eq(truncate(p, size - (off_t)last / 2), 0);
+	check_recovered(&model, 9, last - last / 2);
+	t_list_free(&model);
+}
+
+Test(store, recovery_garbage_appended)
+{
+	struct t_list model = build_committed(10);
+	char p[4200];
+	seg_path(p, sizeof(p), 1, "tseg");
+	int fd = open(p, O_WRONLY | O_APPEND);
+	uint8_t junk[333];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 37 + 1);
+	cr_assert_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	close(fd);
+	check_recovered(&model, 10, sizeof(junk));
+	t_list_free(&model);
+}
+
+Test(store, recovery_drops_half_written_batch_whole)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	cr_assert_eq(t_append(s, &model, 1, 1, 1, 3, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(t_append(s, &model, 1, 1, 2, 4, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	store_close(s);
+	/* cut inside the last record of batch 2: its first three records are intact */
+	char p[4200];
+	seg_path(p, sizeof(p), 1, "tseg");
+	off_t size = file_size(p);
+	cr_assert_eq(truncate(p, size - 5), 0);
+	uint64_t batch2 = 0;
+	for (size_t i = 3; i < 7; i++)
+		batch2 += seg_record_size(model.v[i].len);
+	check_recovered_seq(&model, 3, 1, batch2 - 5);
+	t_list_free(&model);
+}
+
+Test(store, corrupt_index_is_rebuilt)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	t_options(&o, dir);
+	o.segment_max_bytes = 4096;
+	struct store *s = open_store(&o);
+	for (uint64_t seq = 1; seq <= 30; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 2, &node, 1, T_BASE_NS + seq), 0);
+		cr_assert_eq(store_commit(s), 0);
+	}
+	store_close(s);
+	char p[4200];
+	seg_path(p, sizeof(p), 1, "idx");
+	int fd = open(p, O_RDWR);
+	uint8_t b = 0x5a;
+	cr_assert_eq(pwrite(fd, &b, 1, 50), 1);
+	close(fd);
+	seg_path(p, sizeof(p), 2, "idx");
+	cr_assert_eq(unlink(p), 0);
+	s = open_store(&o);
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_eq(st.index_rebuilds, 2, "corrupt and missing indexes are rebuilt");
+	cr_assert_eq(st.recovery_truncations, 0);
+	cr_assert(access(p, F_OK) == 0, "the missing index was rewritten");
+	struct t_list got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	check_indexes(s);
+	store_close(s);
+	s = open_store(&o);
+	store_stats(s, &st);
+	cr_assert_eq(st.index_rebuilds, 0);
+	store_close(s);
+	t_list_free(&got);
+	t_list_free(&model);
+}
+
+Test(store, dedupe_across_reopen)
+{
+	struct store_options o;
+	uint32_t node = 0;
+	t_options(&o, dir);
+	o.segment_max_bytes = 2048;
+	struct store *s = open_store(&o);
+	for (uint64_t seq = 1; seq <= 12; seq++) {
+		cr_assert_eq(t_append(s, NULL, 42, 7, seq, 2, &node, 1, T_BASE_NS), 0);
+		cr_assert_eq(store_commit(s), 0);
+	}
+	cr_assert_eq(t_append(s, NULL, 42, 8, 1, 1, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	/* appended, not committed */
+	cr_assert_eq(t_append(s, NULL, 42, 7, 13, 2, &node, 1, T_BASE_NS), 0);
+	cr_assert(store_batch_seen(s, 42, 7, 13), "appended batches are already seen");
+	uint64_t seq = 0;
+	cr_assert(store_session_durable(s, 42, 7, &seq));
+	cr_assert_eq(seq, 12);
+	store_close(s);
+
+	s = open_store(&o);
+	for (uint64_t q = 1; q <= 12; q++)
+		cr_assert(store_batch_seen(s, 42, 7, q), "committed seq %llu",
+			  (unsigned long long)q);
+	cr_assert_not(store_batch_seen(s, 42, 7, 13), "uncommitted batch was lost, not seen");
+	cr_assert(store_batch_seen(s, 42, 8, 1));
+	cr_assert_not(store_batch_seen(s, 42, 8, 2));
+	cr_assert_not(store_batch_seen(s, 43, 7, 1), "other agent");
+	cr_assert(store_session_durable(s, 42, 7, &seq));
+	cr_assert_eq(seq, 12);
+	store_close(s);
+}
+
+/* ---- crash: SIGKILL a committing child at a random moment ---- */
+
+Test(store, crash_keeps_every_committed_batch_once, .timeout = 120)
+{
+	int pipefd[2];
+	cr_assert_eq(pipe(pipefd), 0);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	srand((unsigned)ts.tv_nsec);
+	uint64_t committed_max = 0;
+
+	for (int round = 0; round < 3; round++) {
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			close(pipefd[0]);
+			struct store_options o;
+			t_options(&o, dir);
+			o.fsync = STORE_FSYNC_ALWAYS;
+			o.segment_max_bytes = 65536; /* rotations happen during the run too */
+			struct store *s;
+			if (store_open(&o, &s))
+				_exit(2);
+			uint32_t node;
+			store_node_intern(s, "crash-node", &node);
+			uint64_t seq = committed_max;
+			for (;;) {
+				seq++;
+				if (t_append(s, NULL, 9, 9, seq, 1 + seq % 5, &node, 1, T_BASE_NS))
+					_exit(3);
+				if (store_commit(s))
+					_exit(4);
+				if (write(pipefd[1], &seq, sizeof(seq)) != sizeof(seq))
+					_exit(5);
+			}
+		}
+		usleep(50000 + (useconds_t)(rand() % 250000));
+		kill(pid, SIGKILL);
+		int status;
+		waitpid(pid, &status, 0);
+		cr_assert(WIFSIGNALED(status), "child exited by itself: %d", WEXITSTATUS(status));
+		/* drain what the child reported as committed */
+		int fl = fcntl(pipefd[0], F_GETFL);
+		fcntl(pipefd[0], F_SETFL, fl | O_NONBLOCK);
+		uint64_t v;
+		while (read(pipefd[0], &v, sizeof(v)) == sizeof(v))
+			committed_max = v;
+		cr_assert_gt(committed_max, 0, "child committed nothing before the kill");
+
+		struct store_options o;
+		t_options(&o, dir);
+		o.fsync = STORE_FSYNC_ALWAYS;
+		o.segment_max_bytes = 65536;
+		struct store *s = open_store(&o);
+		struct t_list got = t_scan_all(s);
+		/* count records per sequence: each committed batch present exactly once, whole */
+		uint64_t max_seen = 0;
+		size_t *counts = calloc(committed_max + 2, sizeof(*counts));
+		for (size_t i = 0; i < got.n; i++) {
+			uint64_t q = got.v[i].m.sequence;
+			if (q > max_seen)
+				max_seen = q;
+			if (q <= committed_max)
+				counts[q]++;
+		}
+		for (uint64_t q = 1; q <= committed_max; q++)
+			cr_assert_eq(counts[q], 1 + q % 5, "round %d seq %llu: %zu records", round,
+				     (unsigned long long)q, counts[q]);
+		/* at most the one batch in flight at the kill may also be there (not acked) */
+		cr_assert_leq(max_seen, committed_max + 1);
+		committed_max = max_seen;
+		cr_assert(store_batch_seen(s, 9, 9, committed_max));
+		free(counts);
+		t_list_free(&got);
+		store_close(s);
+	}
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+/* ---- async commit on a real loop ---- */
+
+struct async_ctx {
+	struct store *s;
+	uv_loop_t *loop;
+	int calls;
+	uint64_t tickets[8];
+	int status[8];
+	uint64_t appended_during;
+	uint32_t node;
+};
+
+static void on_committed(struct store *s, int status, uint64_t durable, void *ctx)
+{
+	struct async_ctx *a = ctx;
+	cr_assert_eq(s, a->s);
+	a->status[a->calls] = status;
+	a->tickets[a->calls] = durable;
+	a->calls++;
+	cr_assert_eq(store_durable_ticket(s), durable);
+}
+
+Test(store, commit_async_on_uv_loop)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uv_loop_t loop;
+	t_options(&o, dir);
+	o.fsync = STORE_FSYNC_ALWAYS;
+	o.segment_max_bytes = 4096; /* rotation inside the worker too */
+	struct store *s = open_store(&o);
+	struct async_ctx a = {.s = s, .loop = &loop};
+	cr_assert_eq(uv_loop_init(&loop), 0);
+	store_node_intern(s, "async", &a.node);
+
+	cr_assert_eq(t_append(s, &model, 1, 1, 1, 3, &a.node, 1, T_BASE_NS), 0);
+	cr_assert_eq(t_append(s, &model, 1, 1, 2, 3, &a.node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit_async(s, &loop, on_committed, &a), 0);
+	cr_assert(store_commit_busy(s));
+	cr_assert_eq(a.calls, 0, "the callback never runs inside the call");
+	cr_assert_eq(store_commit(s), -EBUSY);
+	cr_assert_eq(store_close(s), -EBUSY);
+	/* appended while the first group is in flight: goes to the next group */
+	cr_assert_eq(t_append(s, &model, 1, 1, 3, 3, &a.node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit_async(s, &loop, on_committed, &a), 0);
+	cr_assert_eq(t_append(s, &model, 1, 1, 4, 3, &a.node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit_async(s, &loop, on_committed, &a), 0);
+	cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	cr_assert_eq(a.calls, 3);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(a.status[i], 0);
+	cr_assert_eq(a.tickets[0], 2, "first group: the two batches appended before it");
+	cr_assert_eq(a.tickets[1], 4, "queued requests share the next group");
+	cr_assert_eq(a.tickets[2], 4);
+	cr_assert_not(store_commit_busy(s));
+	struct t_list got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_eq(st.commits, 2, "two groups, not three commits");
+	cr_assert_eq(st.fsyncs, 2);
+	cr_assert_eq(store_close(s), 0);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+
+	s = open_store(&o);
+	struct t_list got2 = t_scan_all(s);
+	t_assert_same(&model, &got2);
+	store_close(s);
+	t_list_free(&got);
+	t_list_free(&got2);
+	t_list_free(&model);
+}
+
+Test(store, fsync_policies_count_fsyncs)
+{
+	struct store_options o;
+	uint32_t node = 0;
+	t_options(&o, dir);
+	o.fsync = STORE_FSYNC_INTERVAL;
+	o.fsync_interval_ms = 60000;
+	struct store *s = open_store(&o);
+	for (uint64_t seq = 1; seq <= 5; seq++) {
+		cr_assert_eq(t_append(s, NULL, 1, 1, seq, 1, &node, 1, T_BASE_NS), 0);
+		cr_assert_eq(store_commit(s), 0);
+	}
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_eq(st.commits, 5);
+	cr_assert_eq(st.fsyncs, 1, "interval policy: one fsync per interval");
+	store_close(s);
+	o.fsync = STORE_FSYNC_ALWAYS;
+	s = open_store(&o);
+	for (uint64_t seq = 6; seq <= 8; seq++) {
+		cr_assert_eq(t_append(s, NULL, 1, 1, seq, 1, &node, 1, T_BASE_NS), 0);
+		cr_assert_eq(store_commit(s), 0);
+	}
+	store_stats(s, &st);
+	cr_assert_eq(st.fsyncs, 3);
+	cr_assert_eq(st.records, 8);
+	store_close(s);
+}
