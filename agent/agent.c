@@ -23,9 +23,10 @@
 #include "common/occ_json.h"
 #include "common/settings.h"
 
-#define TAG		  "agent"
-#define CONFIG_GENERATION 1
-#define DRAIN_ROUNDS	  64 /* at shutdown: up to 64 × budget records per observer */
+#define TAG		     "agent"
+#define CONFIG_GENERATION    1
+#define DRAIN_ROUNDS	     64	   /* at shutdown: up to 64 × budget records per observer */
+#define SHUTDOWN_DEADLINE_MS 10000 /* a sink stuck in a write (stalled reader) ends here */
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -56,6 +57,7 @@ struct agent {
 	uv_timer_t stats_timer;
 	uv_signal_t sigint;
 	uv_signal_t sigterm;
+	uv_timer_t deadline;
 	unsigned open_handles;
 
 	struct sink *sinks[AGENT_MAX_SINKS];
@@ -287,8 +289,22 @@ static void on_sink_closed(void *arg)
 	struct agent *a = arg;
 
 	a->open_sinks--;
-	if (a->open_sinks == 0)
+	if (a->open_sinks == 0) {
 		log_info(TAG, "sinks flushed and closed");
+		close_handle(a, (uv_handle_t *)&a->deadline);
+	}
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	struct agent *a = container_of(t, struct agent, deadline);
+
+	log_error(
+	    TAG,
+	    "shutdown: %u sink(s) still writing after %d ms (stalled stdout reader or disk?); "
+	    "exiting with unwritten lines",
+	    a->open_sinks, SHUTDOWN_DEADLINE_MS);
+	_exit(1);
 }
 
 void agent_stop(struct agent *a)
@@ -309,6 +325,11 @@ void agent_stop(struct agent *a)
 	node_observer_flush(a->node);
 	log_stats(a, "final");
 
+	if (a->n_sinks && uv_timer_init(&a->loop, &a->deadline) == 0) {
+		a->open_handles++;
+		uv_timer_start(&a->deadline, on_deadline, SHUTDOWN_DEADLINE_MS, 0);
+		uv_unref((uv_handle_t *)&a->deadline); /* pending writes keep the loop alive */
+	}
 	for (unsigned i = 0; i < a->n_sinks; i++) {
 		struct sink *s = a->sinks[i];
 		a->final_sinks[i] = s->counters; /* the sink frees itself after its last write */
