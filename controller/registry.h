@@ -69,6 +69,7 @@ struct registry_agent {
 	size_t n_capabilities;
 
 	bool connected;
+	void *owner;	   /* opaque: the ingest connection serving it now (NULL when none) */
 	uint64_t connects; /* Hellos accepted */
 	uint64_t first_seen_ns, connected_since_ns, disconnected_ns;
 	uint64_t last_seen_ns; /* last frame of any kind */
