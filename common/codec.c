@@ -6,6 +6,7 @@
 #include "common/codec.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,8 @@ const char *codec_error_name(int err)
 		return "WIRE_VERSION";
 	case CODEC_ERR_NOMEM:
 		return "NOMEM";
+	case CODEC_ERR_FRAME_TOO_COMPLEX:
+		return "FRAME_TOO_COMPLEX";
 	default:
 		return "INTERNAL";
 	}
@@ -39,6 +42,7 @@ Tapio__V1__ErrorCode codec_error_to_proto(int err)
 	case CODEC_ERR_MALFORMED:
 		return TAPIO__V1__ERROR_CODE__ERROR_CODE_MALFORMED;
 	case CODEC_ERR_FRAME_TOO_LARGE:
+	case CODEC_ERR_FRAME_TOO_COMPLEX:
 		return TAPIO__V1__ERROR_CODE__ERROR_CODE_FRAME_TOO_LARGE;
 	case CODEC_ERR_WIRE_VERSION:
 		return TAPIO__V1__ERROR_CODE__ERROR_CODE_WIRE_VERSION;
@@ -297,6 +301,37 @@ ssize_t codec_decoder_feed(struct codec_decoder *d, const uint8_t *data, size_t 
 }
 
 /*
+ * protobuf-c allocator that refuses to allocate more than a budget while one frame is
+ * unpacked. Frames are small on the wire but may decode to much more (two bytes per empty
+ * repeated sub-message become a struct and a pointer each); the budget keeps a hostile frame
+ * from costing more than CODEC_UNPACK_FACTOR times its size. It allocates with malloc, so the
+ * result is released by free_unpacked(f, NULL) like any frame.
+ */
+struct unpack_budget {
+	size_t left;
+	size_t used;
+	bool exhausted;
+};
+
+static void *budget_alloc(void *data, size_t size)
+{
+	struct unpack_budget *b = data;
+
+	if (size > b->left) {
+		b->exhausted = true;
+		return NULL;
+	}
+	b->left -= size;
+	b->used += size;
+	return malloc(size);
+}
+
+static void budget_free(void *data, void *p)
+{
+	free(p);
+}
+
+/*
  * Drops the unknown fields protobuf-c keeps, in m and every sub-message. "Ignored" then
  * really means ignored: nothing we did not understand is stored or forwarded, and a
  * re-encoded frame always decodes again (protobuf-c 1.4 keeps e.g. a field number 0 written
@@ -338,8 +373,10 @@ static void strip_unknown(ProtobufCMessage *m)
 
 int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out)
 {
+	struct unpack_budget budget = {0};
+	ProtobufCAllocator alloc = {budget_alloc, budget_free, &budget};
 	Tapio__V1__Frame *f;
-	size_t need;
+	size_t need, payload;
 	int err;
 
 	*out = NULL;
@@ -350,10 +387,13 @@ int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out)
 		return err;
 	if (d->len - d->start < need)
 		return 0;
-	f = tapio__v1__frame__unpack(NULL, need - CODEC_HEADER_LEN,
-				     d->buf + d->start + CODEC_HEADER_LEN);
+	payload = need - CODEC_HEADER_LEN;
+	budget.left = payload * CODEC_UNPACK_FACTOR + CODEC_UNPACK_SLACK;
+	f = tapio__v1__frame__unpack(&alloc, payload, d->buf + d->start + CODEC_HEADER_LEN);
+	d->last_unpack_bytes = budget.used;
 	if (!f)
-		return fail(d, CODEC_ERR_MALFORMED);
+		return fail(d,
+			    budget.exhausted ? CODEC_ERR_FRAME_TOO_COMPLEX : CODEC_ERR_MALFORMED);
 	strip_unknown(&f->base);
 	d->start += need;
 	if (d->start == d->len)

@@ -16,6 +16,13 @@
 #define CODEC_HEADER_LEN	4u
 #define CODEC_MAX_FRAME_LIMIT	0x7fffffffu /* largest max_frame a decoder accepts */
 #define CODEC_DEFAULT_MAX_FRAME (4u << 20)  /* 4 MiB of payload */
+/*
+ * Memory one frame may decode to: CODEC_UNPACK_FACTOR times its payload plus a fixed slack.
+ * Real frames need well under half of it (tests measure it); a hostile one is refused with
+ * CODEC_ERR_FRAME_TOO_COMPLEX instead of costing a multiple of max_frame.
+ */
+#define CODEC_UNPACK_FACTOR 16u
+#define CODEC_UNPACK_SLACK  (64u << 10)
 
 /*
  * Machine-readable decoder/handshake errors. All negative and outside the errno range, so
@@ -28,6 +35,8 @@ enum codec_error {
 	CODEC_ERR_MALFORMED = -4094,	   /* payload is not a valid Frame → MALFORMED */
 	CODEC_ERR_WIRE_VERSION = -4093,	   /* Hello/Welcome with another wire version */
 	CODEC_ERR_NOMEM = -4092,	   /* allocation failed → INTERNAL */
+	/* payload would decode to more memory than the unpack budget → FRAME_TOO_LARGE */
+	CODEC_ERR_FRAME_TOO_COMPLEX = -4091,
 };
 
 /* "FRAME_TOO_LARGE", …; for -errno values strerror-like names are not given: "INTERNAL". */
@@ -84,12 +93,13 @@ ssize_t codec_buf_append_frame(struct codec_buf *b, const Tapio__V1__Frame *f);
  */
 struct codec_decoder {
 	uint8_t *buf;
-	size_t cap;	    /* bytes allocated */
-	size_t len;	    /* bytes held (from buf[0]) */
-	size_t start;	    /* first byte not yet consumed by _next */
-	uint32_t max_frame; /* largest accepted payload */
-	int error;	    /* sticky codec_error, 0 while healthy */
-	uint64_t frames;    /* frames returned so far */
+	size_t cap;		  /* bytes allocated */
+	size_t len;		  /* bytes held (from buf[0]) */
+	size_t start;		  /* first byte not yet consumed by _next */
+	uint32_t max_frame;	  /* largest accepted payload */
+	int error;		  /* sticky codec_error, 0 while healthy */
+	uint64_t frames;	  /* frames returned so far */
+	size_t last_unpack_bytes; /* memory the last unpacked frame took (budget accounting) */
 };
 
 /*

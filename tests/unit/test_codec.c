@@ -731,3 +731,112 @@ Test(codec, growable_buffer, .timeout = 10)
 	codec_buf_fini(NULL);
 	free(s);
 }
+
+/* Decodes one frame and returns the memory it took. */
+static size_t unpack_cost(const Tapio__V1__Frame *frame, size_t *payload)
+{
+	struct codec_buf b;
+	struct codec_decoder d;
+	Tapio__V1__Frame *f;
+	size_t used;
+
+	codec_buf_init(&b);
+	cr_assert_gt(codec_buf_append_frame(&b, frame), 0);
+	codec_decoder_init(&d, 0);
+	cr_assert_eq(codec_decoder_feed(&d, b.data, b.len), (ssize_t)b.len);
+	cr_assert_eq(codec_decoder_next(&d, &f), 1, "%s", codec_error_name(d.error));
+	tapio__v1__frame__free_unpacked(f, NULL);
+	used = d.last_unpack_bytes;
+	*payload = b.len - CODEC_HEADER_LEN;
+	codec_decoder_fini(&d);
+	codec_buf_fini(&b);
+	return used;
+}
+
+#define BIG_BATCH 2000
+
+Test(codec, real_frames_fit_the_unpack_budget, .timeout = 30)
+{
+	static Tapio__V1__Occurrence occ[BIG_BATCH];
+	static Tapio__V1__Occurrence *ptrs[BIG_BATCH];
+	Tapio__V1__OccurrenceError error = TAPIO__V1__OCCURRENCE_ERROR__INIT;
+	Tapio__V1__Context ctx = TAPIO__V1__CONTEXT__INIT;
+	Tapio__V1__NetworkData net = TAPIO__V1__NETWORK_DATA__INIT;
+	Tapio__V1__EventBatch batch = TAPIO__V1__EVENT_BATCH__INIT;
+	Tapio__V1__Frame frame = TAPIO__V1__FRAME__INIT;
+	struct sample *s = malloc(sizeof(*s));
+	size_t payload, used;
+
+	/* the smallest occurrence an agent sends: catalogue constants, id, node, empty data */
+	error.code = "CONNECTION_REFUSED";
+	ctx.node = "n";
+	for (int i = 0; i < BIG_BATCH; i++) {
+		tapio__v1__occurrence__init(&occ[i]);
+		occ[i].id = "01JDQ4Z8X9K3M5N7P9R1T3V5W7";
+		occ[i].source = "tapio";
+		occ[i].protocol_version = "1.0";
+		occ[i].type = TAPIO__V1__OCCURRENCE_TYPE__OCCURRENCE_TYPE_CONNECTION_REFUSED;
+		occ[i].severity = TAPIO__V1__SEVERITY__SEVERITY_WARNING;
+		occ[i].outcome = TAPIO__V1__OUTCOME__OUTCOME_FAILURE;
+		occ[i].error = &error;
+		occ[i].context = &ctx;
+		occ[i].data_case = TAPIO__V1__OCCURRENCE__DATA_NETWORK;
+		occ[i].network = &net;
+		ptrs[i] = &occ[i];
+	}
+	batch.n_occurrences = BIG_BATCH;
+	batch.occurrences = ptrs;
+	batch.sequence = 1;
+	frame.msg_case = TAPIO__V1__FRAME__MSG_EVENT_BATCH;
+	frame.event_batch = &batch;
+	used = unpack_cost(&frame, &payload);
+	cr_log_info("minimal batch: %zu bytes decode to %zu", payload, used);
+	cr_assert_leq(used, payload * CODEC_UNPACK_FACTOR / 2, "%zu bytes took %zu", payload, used);
+
+	for (int kind = 0; kind < KINDS; kind++) {
+		sample_fill(s, kind, 0);
+		used = unpack_cost(&s->frame, &payload);
+		cr_assert_leq(used, (payload * CODEC_UNPACK_FACTOR + CODEC_UNPACK_SLACK) / 2,
+			      "kind %d: %zu bytes took %zu", kind, payload, used);
+	}
+	free(s);
+}
+
+Test(codec, decode_amplification_refused, .timeout = 30)
+{
+	/* EventBatch of 100 000 empty occurrences: 200 KB that would decode to ~20 MB */
+	const size_t n = 100000, payload = 2 * n + 4;
+	uint8_t *buf = malloc(CODEC_HEADER_LEN + payload);
+	struct codec_decoder d;
+	Tapio__V1__Frame *f;
+	size_t off = 0;
+
+	cr_assert_not_null(buf);
+	buf[off++] = (uint8_t)(payload >> 24);
+	buf[off++] = (uint8_t)(payload >> 16);
+	buf[off++] = (uint8_t)(payload >> 8);
+	buf[off++] = (uint8_t)payload;
+	buf[off++] = 0x22; /* Frame.event_batch, length-delimited */
+	buf[off++] = 0x80 | (uint8_t)((2 * n) & 0x7f);
+	buf[off++] = 0x80 | (uint8_t)(((2 * n) >> 7) & 0x7f);
+	buf[off++] = (uint8_t)((2 * n) >> 14);
+	for (size_t i = 0; i < n; i++) {
+		buf[off++] = 0x1a; /* EventBatch.occurrences, empty */
+		buf[off++] = 0x00;
+	}
+	cr_assert_eq(off, CODEC_HEADER_LEN + payload);
+	codec_decoder_init(&d, 0);
+	for (size_t fed = 0; fed < off;) {
+		ssize_t k = codec_decoder_feed(&d, buf + fed, off - fed);
+		cr_assert_geq(k, 0);
+		fed += (size_t)k;
+	}
+	cr_assert_eq(codec_decoder_next(&d, &f), CODEC_ERR_FRAME_TOO_COMPLEX);
+	cr_assert_null(f);
+	cr_assert_leq(d.last_unpack_bytes, payload * CODEC_UNPACK_FACTOR + CODEC_UNPACK_SLACK);
+	cr_assert_eq(codec_error_to_proto(CODEC_ERR_FRAME_TOO_COMPLEX),
+		     TAPIO__V1__ERROR_CODE__ERROR_CODE_FRAME_TOO_LARGE);
+	cr_assert_str_eq(codec_error_name(CODEC_ERR_FRAME_TOO_COMPLEX), "FRAME_TOO_COMPLEX");
+	codec_decoder_fini(&d);
+	free(buf);
+}
