@@ -85,6 +85,7 @@ struct store {
 	uint64_t durable_ticket;
 	int failed; /* sticky -errno after a failed write/fsync */
 	uint64_t last_fsync_ns;
+	bool unsynced; /* STORE_FSYNC_INTERVAL: written data waiting for its fsync */
 
 	/* node table (loop thread) */
 	char **nodes;
@@ -641,6 +642,7 @@ static int commit_io(struct store *s)
 			}
 			s->last_fsync_ns = now;
 		}
+		s->unsynced = !sync;
 		pthread_mutex_lock(&s->lock);
 		if (sync)
 			s->st.fsyncs++;
@@ -726,7 +728,23 @@ int store_maintain(struct store *s)
 		return -EBUSY;
 	if (s->failed)
 		return s->failed;
-	int err = housekeeping(s);
+	int err = 0;
+	if (s->unsynced && s->opt.fsync == STORE_FSYNC_INTERVAL) {
+		/* an idle interval-policy store still reaches the disk within the interval */
+		if (fdatasync(s->active_fd) != 0) {
+			err = -errno;
+			log_error(TAG, "fdatasync segment %" PRIu64 ": %s", active_seg(s)->id,
+				  strerror(-err));
+		} else {
+			s->unsynced = false;
+			s->last_fsync_ns = clock_mono_ns();
+			pthread_mutex_lock(&s->lock);
+			s->st.fsyncs++;
+			pthread_mutex_unlock(&s->lock);
+		}
+	}
+	if (!err)
+		err = housekeeping(s);
 	if (err)
 		s->failed = err;
 	return err;
@@ -915,7 +933,8 @@ static int list_dir(struct store *s, uint64_t **ids_out, size_t *n_out)
 		free(ids);
 		return err;
 	}
-	qsort(ids, n, sizeof(*ids), cmp_u64);
+	if (n)
+		qsort(ids, n, sizeof(*ids), cmp_u64);
 	*ids_out = ids;
 	*n_out = n;
 	return 0;
@@ -939,7 +958,7 @@ static void remove_orphan_indexes(struct store *s, const uint64_t *ids, size_t n
 		if (sscanf(de->d_name, "seg-%20llu.%7s", &id, ext) != 2 || strcmp(ext, "idx"))
 			continue;
 		uint64_t key = id;
-		if (!bsearch(&key, ids, n, sizeof(*ids), cmp_u64)) {
+		if (!n || !bsearch(&key, ids, n, sizeof(*ids), cmp_u64)) {
 			log_info(TAG, "removing orphan index %s/%s", s->dir, de->d_name);
 			unlinkat(s->dirfd, de->d_name, 0);
 		}

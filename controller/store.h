@@ -134,8 +134,10 @@ bool store_session_durable(const struct store *s, uint64_t agent_key, uint64_t s
 			   uint64_t *seq);
 
 /*
- * Applies age-based rotation and retention without a commit (call from a timer so an idle
- * store still ages out). Returns 0, -EBUSY while an async commit is in flight, or -errno.
+ * Applies age-based rotation and retention without a commit, and under STORE_FSYNC_INTERVAL
+ * fsyncs data still waiting for it (call from a timer, e.g. every second, so an idle store
+ * still ages out and syncs). Returns 0, -EBUSY while an async commit is in flight, or -errno
+ * (sticky, like a failed commit).
  */
 int store_maintain(struct store *s);
 

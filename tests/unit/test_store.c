@@ -913,6 +913,12 @@ Test(store, fsync_policies_count_fsyncs)
 	store_stats(s, &st);
 	cr_assert_eq(st.commits, 5);
 	cr_assert_eq(st.fsyncs, 1, "interval policy: one fsync per interval");
+	cr_assert_eq(store_maintain(s), 0);
+	store_stats(s, &st);
+	cr_assert_eq(st.fsyncs, 2, "maintain syncs what the interval left unsynced");
+	cr_assert_eq(store_maintain(s), 0);
+	store_stats(s, &st);
+	cr_assert_eq(st.fsyncs, 2, "nothing left to sync");
 	store_close(s);
 	o.fsync = STORE_FSYNC_ALWAYS;
 	s = open_store(&o);
