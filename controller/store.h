@@ -86,8 +86,9 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 		       const void *const *rec, const size_t *len, size_t n);
 
 /*
- * Tickets: every successful store_append_batch() gets the next ticket number. A batch is
- * durable once store_durable_ticket() >= its ticket.
+ * Tickets: every successful store_append_batch() gets the next ticket number (1, 2, …,
+ * restarting at 1 with each store_open). A batch is durable once store_durable_ticket() >=
+ * its ticket. store_appended_ticket() right after an append is that batch's ticket.
  */
 uint64_t store_appended_ticket(const struct store *s);
 uint64_t store_durable_ticket(const struct store *s);

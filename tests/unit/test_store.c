@@ -931,3 +931,78 @@ Test(store, fsync_policies_count_fsyncs)
 	cr_assert_eq(st.records, 8);
 	store_close(s);
 }
+
+/* ---- write failures are sticky, reported, and leave the disk consistent ---- */
+
+#include <sys/resource.h>
+
+static void limit_file_size(rlim_t bytes)
+{
+	struct rlimit rl;
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+	rl.rlim_cur = bytes;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+static void on_failed_commit(struct store *s, int status, uint64_t durable, void *ctx)
+{
+	(void)s;
+	struct async_ctx *a = ctx;
+	a->status[a->calls] = status;
+	a->tickets[a->calls] = durable;
+	a->calls++;
+}
+
+Test(store, write_failure_is_sticky_and_recoverable)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	t_options(&o, dir);
+	signal(SIGXFSZ, SIG_IGN);
+	struct store *s = open_store(&o);
+	cr_assert_eq(t_append(s, &model, 1, 1, 1, 5, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	struct store_stats st;
+	store_stats(s, &st);
+	limit_file_size(st.bytes + 100); /* the next group cannot be written whole */
+	cr_assert_eq(t_append(s, NULL, 1, 1, 2, 20, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), -EFBIG);
+	cr_assert_eq(store_durable_ticket(s), 1);
+	cr_assert_eq(t_append(s, NULL, 1, 1, 3, 1, &node, 1, T_BASE_NS), -EFBIG, "sticky");
+	cr_assert_eq(store_commit(s), -EFBIG);
+	uv_loop_t loop;
+	cr_assert_eq(uv_loop_init(&loop), 0);
+	cr_assert_eq(store_commit_async(s, &loop, on_failed_commit, NULL), -EFBIG);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+	store_close(s);
+	limit_file_size(RLIM_INFINITY);
+
+	s = open_store(&o);
+	store_stats(s, &st);
+	cr_assert_eq(st.recovery_truncations, 0, "the partial write was undone at failure");
+	struct t_list got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	cr_assert(store_batch_seen(s, 1, 1, 1));
+	cr_assert_not(store_batch_seen(s, 1, 1, 2), "the failed batch is accepted again");
+	t_list_free(&got);
+
+	/* the async path reports the failure to the in-flight and the queued waiters */
+	store_stats(s, &st);
+	limit_file_size(st.bytes + 100);
+	struct async_ctx a = {.s = s};
+	cr_assert_eq(uv_loop_init(&loop), 0);
+	cr_assert_eq(t_append(s, NULL, 1, 1, 2, 20, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit_async(s, &loop, on_failed_commit, &a), 0);
+	cr_assert_eq(t_append(s, NULL, 1, 1, 3, 1, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit_async(s, &loop, on_failed_commit, &a), 0);
+	cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	cr_assert_eq(a.calls, 2);
+	cr_assert_eq(a.status[0], -EFBIG);
+	cr_assert_eq(a.status[1], -EFBIG);
+	cr_assert_eq(a.tickets[0], 0, "nothing became durable (tickets restart per open)");
+	cr_assert_eq(store_close(s), 0);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+	limit_file_size(RLIM_INFINITY);
+	t_list_free(&model);
+}
