@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,4 +231,43 @@ Test(agent_run, unusable_data_dir_exits_1_with_one_line)
 	cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
 	free(err);
 	cleanup(&r);
+}
+
+Test(agent_run, without_privileges_exits_1_naming_the_capabilities)
+{
+	int pe[2], status;
+	char err[8192];
+	ssize_t n, total = 0;
+	pid_t pid;
+	const char *last;
+
+	skip_unless_runnable(); /* root is needed to drop to nobody */
+	cr_assert_eq(pipe(pe), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		char *argv[] = {AGENT, "--stats-interval", "0", NULL};
+		dup2(pe[1], 2);
+		if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+		    setresuid(65534, 65534, 65534) != 0)
+			_exit(126);
+		execv(AGENT, argv);
+		_exit(127);
+	}
+	close(pe[1]);
+	while ((n = read(pe[0], err + total, sizeof(err) - 1 - (size_t)total)) > 0)
+		total += n;
+	err[total] = 0;
+	close(pe[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	cr_assert_eq(WEXITSTATUS(status), 1, "%s", err);
+	cr_assert_gt(total, 1);
+	err[total - 1] = 0; /* the last line is the verdict */
+	last = strrchr(err, '\n');
+	last = last ? last + 1 : err;
+	cr_assert(strncmp(last, "tapio-agent: cannot load BPF programs: ", 39) == 0, "%s", last);
+	cr_assert(strstr(last, "(run as root or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)") !=
+		      NULL,
+		  "%s", last);
 }
