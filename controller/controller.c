@@ -44,7 +44,7 @@ static void log_stats(struct controller *c)
 		 "bytes_in=%llu batches=%llu occurrences=%llu acks=%llu duplicates=%llu "
 		 "gaps=%llu regressions=%llu invalid=%llu errors:%s timeouts=%llu "
 		 "overflows=%llu commits=%llu fsyncs=%llu rotations=%llu records=%llu "
-		 "segments=%llu backpressure=%s",
+		 "segments=%llu backpressure=%s backpressure_events=%llu",
 		 (unsigned long long)s->current, registry_connected(&c->registry),
 		 registry_known(&c->registry), (unsigned long long)s->frames_in,
 		 (unsigned long long)s->frames_out, (unsigned long long)s->bytes_in,
@@ -56,7 +56,7 @@ static void log_stats(struct controller *c)
 		 (unsigned long long)s->output_overflows, (unsigned long long)st.commits,
 		 (unsigned long long)st.fsyncs, (unsigned long long)st.rotations,
 		 (unsigned long long)st.records, (unsigned long long)st.segments,
-		 s->backpressure ? "on" : "off");
+		 s->backpressure ? "on" : "off", (unsigned long long)s->backpressure_events);
 }
 
 static void on_stats(uv_timer_t *t)

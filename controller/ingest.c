@@ -488,6 +488,7 @@ static void on_batch(struct conn *c, const Tapio__V1__EventBatch *b)
 
 	in->stats.batches++;
 	c->sent_batch = true;
+	session_batch_accepted(&c->sess, seq);
 	store_session_durable(in->store, c->agent_key, sid, &durable);
 	rs = registry_session(c->agent, sid, durable, now);
 	if (!rs) {
@@ -620,6 +621,15 @@ static void handle_frame(struct conn *c, const Tapio__V1__Frame *f)
 	case SESSION_ACT_IGNORE:
 		break;
 	case SESSION_ACT_REFUSE:
+		if (code == TAPIO__V1__ERROR_CODE__ERROR_CODE_WIRE_VERSION) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg),
+				 "controller speaks wire version %u, agent sent %u",
+				 CODEC_WIRE_VERSION, f->hello->wire_version);
+			conn_fail(c, code, msg);
+			break;
+		}
 		conn_fail(c, code, why);
 		break;
 	}

@@ -37,6 +37,13 @@ void session_init(struct session *s)
 {
 	s->state = SESSION_AWAIT_HELLO;
 	s->session_id = 0;
+	s->last_batch_seq = 0;
+}
+
+void session_batch_accepted(struct session *s, uint64_t sequence)
+{
+	if (sequence > s->last_batch_seq)
+		s->last_batch_seq = sequence;
 }
 
 void session_established(struct session *s, uint64_t session_id)
@@ -95,6 +102,9 @@ enum session_action session_classify(const struct session *s, const Tapio__V1__F
 		if (f->event_batch->sequence == 0)
 			return refuse(code, why, TAPIO__V1__ERROR_CODE__ERROR_CODE_SEQUENCE,
 				      "event batch sequence 0 (sequences start at 1)");
+		if (f->event_batch->sequence <= s->last_batch_seq)
+			return refuse(code, why, TAPIO__V1__ERROR_CODE__ERROR_CODE_SEQUENCE,
+				      "event batch sequence went backwards on this connection");
 		return SESSION_ACT_BATCH;
 	case TAPIO__V1__FRAME__MSG_CONFIG_APPLIED:
 		return SESSION_ACT_CONFIG_APPLIED;

@@ -34,7 +34,8 @@ enum session_action {
 
 struct session {
 	enum session_state state;
-	uint64_t session_id; /* from the Hello */
+	uint64_t session_id;	 /* from the Hello */
+	uint64_t last_batch_seq; /* sequence of the previous batch on this connection */
 };
 
 /* Starts a connection's session in SESSION_AWAIT_HELLO. Never fails. */
@@ -48,8 +49,9 @@ void session_init(struct session *s);
  * ConfigApplied, ConfigRejected. Refused: anything before Hello (UNEXPECTED_MESSAGE), a
  * second Hello, controller-to-agent messages (Welcome, Ack, ConfigPush) and frames carrying
  * no known message (UNEXPECTED_MESSAGE), another wire version (WIRE_VERSION), a Hello
- * without agent_id/session_id (MALFORMED), a batch of another session or with sequence 0
- * (SEQUENCE). Does not change s: the caller moves states with session_established()/
+ * without agent_id/session_id (MALFORMED), a batch of another session, with sequence 0, or
+ * whose sequence is not above the previous batch's on this connection (SEQUENCE: within one
+ * connection sequences only increase; resends come on a new connection). Does not change s: the caller moves states with session_established()/
  * session_closing() once it has acted.
  */
 enum session_action session_classify(const struct session *s, const Tapio__V1__Frame *f,
@@ -57,6 +59,8 @@ enum session_action session_classify(const struct session *s, const Tapio__V1__F
 
 /* Hello accepted: records its session id and moves to SESSION_ESTABLISHED. */
 void session_established(struct session *s, uint64_t session_id);
+/* Records the sequence of a batch the connection accepted (see session_classify). */
+void session_batch_accepted(struct session *s, uint64_t sequence);
 /* Moves to SESSION_CLOSING (idempotent). */
 void session_closing(struct session *s);
 

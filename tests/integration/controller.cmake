@@ -1,0 +1,10 @@
+# tapio-controller: session/registry unit tests and loopback integration tests against the
+# real controller process (TAPIO_BIN_DIR/tapio-controller).
+tapio_add_test(test_session SOURCES unit/test_session.c LIBS tapio_controller_lib TIMEOUT 60)
+tapio_add_test(test_registry SOURCES unit/test_registry.c LIBS tapio_controller_lib TIMEOUT 60)
+tapio_add_test(test_ingest SOURCES integration/test_ingest.c LIBS tapio_controller_lib
+	TIMEOUT 600 LABELS integration)
+tapio_add_test(test_hostile SOURCES integration/test_hostile.c LIBS tapio_controller_lib
+	TIMEOUT 600 LABELS integration)
+add_dependencies(test_ingest tapio-controller)
+add_dependencies(test_hostile tapio-controller)

@@ -1,0 +1,269 @@
+/*
+ * The controller's ingest path end to end: a real tapio-controller process, raw loopback
+ * sockets speaking the wire protocol, and the data directory inspected with --dump after the
+ * Acks (after a SIGKILL, so only what was durable can be there).
+ */
+#include "controller_harness.h"
+
+static struct ctl ctl;
+
+static void setup(void)
+{
+	raise_nofile(20000);
+}
+
+static void teardown(void)
+{
+	if (ctl.pid > 0)
+		ctl_stop(&ctl, SIGKILL);
+	if (ctl.dir[0])
+		ctl_rmroot(&ctl);
+}
+
+TestSuite(ingest, .init = setup, .fini = teardown);
+
+Test(ingest, hello_welcome_batches_acked_only_when_durable, .timeout = 60)
+{
+	Tapio__V1__Frame *w;
+	int fd;
+
+	ctl_mkroot(&ctl, "durable");
+	ctl_start(&ctl, "--fsync", "always", "--controller-id", "ctl-test", NULL);
+	fd = cli_connect(ctl.port);
+	w = cli_hello(fd, "agent-1", 77);
+	cr_assert_str_eq(w->welcome->controller_id, "ctl-test");
+	cr_assert_eq(w->welcome->wire_version, CODEC_WIRE_VERSION);
+	cr_assert(w->welcome->session_accepted);
+	cr_assert_eq(w->welcome->session_id, 77);
+	cr_assert_not(w->welcome->session_resumed);
+	cr_assert_eq(w->welcome->last_acked_sequence, 0);
+	cr_assert_gt(w->welcome->heartbeat_interval_ms, 0);
+	cr_assert_eq(w->welcome->max_frame_bytes, CODEC_DEFAULT_MAX_FRAME);
+	tapio__v1__frame__free_unpacked(w, NULL);
+
+	cr_assert_eq(cli_batch(fd, 77, 1, 3), 0);
+	cr_assert_eq(cli_expect_ack(fd, 77), 1);
+	cr_assert_eq(cli_batch(fd, 77, 2, 2), 0);
+	cr_assert_eq(cli_expect_ack(fd, 77), 2);
+	/* Acked means durable: a crash right now must not lose a single occurrence. */
+	ctl_stop(&ctl, SIGKILL);
+	close(fd);
+	cr_assert_eq(ctl_dump_count(&ctl, NULL), 5);
+	cr_assert_eq(ctl_dump_count(&ctl, "--limit 2"), 2);
+	cr_assert_eq(ctl_dump_count(&ctl, "--type kernel.network.connection_refused"), 5);
+	cr_assert_eq(ctl_dump_count(&ctl, "--type kernel.container.oom_kill"), 0);
+}
+
+Test(ingest, duplicate_batch_acked_and_stored_once, .timeout = 60)
+{
+	Tapio__V1__Frame *w;
+	int fd;
+
+	ctl_mkroot(&ctl, "dup");
+	ctl_start(&ctl, "--fsync", "never", NULL);
+	fd = cli_connect(ctl.port);
+	tapio__v1__frame__free_unpacked(cli_hello(fd, "agent-dup", 5), NULL);
+	cr_assert_eq(cli_batch(fd, 5, 1, 4), 0);
+	cr_assert_eq(cli_batch(fd, 5, 2, 4), 0);
+	cli_wait_ack(fd, 5, 2);
+	close(fd);
+
+	/* the agent lost the Ack and reconnects: the resend is recognised */
+	fd = cli_connect(ctl.port);
+	w = cli_hello(fd, "agent-dup", 5);
+	cr_assert(w->welcome->session_resumed);
+	cr_assert_eq(w->welcome->last_acked_sequence, 2);
+	tapio__v1__frame__free_unpacked(w, NULL);
+	cr_assert_eq(cli_batch(fd, 5, 2, 4), 0);
+	cr_assert_eq(cli_expect_ack(fd, 5), 2);
+	cr_assert_eq(cli_batch(fd, 5, 3, 1), 0);
+	cr_assert_eq(cli_expect_ack(fd, 5), 3);
+	close(fd);
+	cr_assert_eq(WEXITSTATUS(ctl_stop(&ctl, SIGTERM)), 0);
+	cr_assert_eq(ctl_dump_count(&ctl, NULL), 9);
+	cr_assert(ctl_log_has(&ctl, "duplicates=1 "), "duplicate not counted");
+}
+
+Test(ingest, resend_after_restart_recognised, .timeout = 60)
+{
+	Tapio__V1__Frame *w;
+	int fd, status;
+
+	ctl_mkroot(&ctl, "restart");
+	ctl_start(&ctl, NULL);
+	fd = cli_connect(ctl.port);
+	tapio__v1__frame__free_unpacked(cli_hello(fd, "agent-r", 900), NULL);
+	cr_assert_eq(cli_batch(fd, 900, 1, 2), 0);
+	cr_assert_eq(cli_expect_ack(fd, 900), 1);
+	close(fd);
+	status = ctl_stop(&ctl, SIGTERM);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "unclean exit %d", status);
+	cr_assert(ctl_log_has(&ctl, "stopped cleanly"));
+
+	ctl_start(&ctl, NULL);
+	fd = cli_connect(ctl.port);
+	w = cli_hello(fd, "agent-r", 900);
+	cr_assert(w->welcome->session_resumed, "restarted controller forgot the session");
+	cr_assert_eq(w->welcome->last_acked_sequence, 1);
+	tapio__v1__frame__free_unpacked(w, NULL);
+	cr_assert_eq(cli_batch(fd, 900, 1, 2), 0); /* resend of what was acked before */
+	cr_assert_eq(cli_expect_ack(fd, 900), 1);
+	cr_assert_eq(cli_batch(fd, 900, 2, 3), 0);
+	cr_assert_eq(cli_expect_ack(fd, 900), 2);
+	close(fd);
+	ctl_stop(&ctl, SIGKILL);
+	cr_assert_eq(ctl_dump_count(&ctl, NULL), 5);
+}
+
+Test(ingest, gaps_accepted_invalid_occurrences_dropped, .timeout = 60)
+{
+	int fd;
+
+	ctl_mkroot(&ctl, "gap");
+	ctl_start(&ctl, "--fsync", "never", NULL);
+	fd = cli_connect(ctl.port);
+	tapio__v1__frame__free_unpacked(cli_hello(fd, "agent-g", 3), NULL);
+	cr_assert_eq(cli_batch(fd, 3, 1, 1), 0);
+	cr_assert_eq(cli_expect_ack(fd, 3), 1);
+	cr_assert_eq(cli_batch(fd, 3, 5, 1), 0); /* the agent dropped 2..4 under pressure */
+	cr_assert_eq(cli_expect_ack(fd, 3), 5);
+	cr_assert_eq(cli_batch_ex(fd, 3, 6, 2, 1), 0); /* one invalid occurrence among three */
+	cr_assert_eq(cli_expect_ack(fd, 3), 6);
+	close(fd);
+	cr_assert_eq(WEXITSTATUS(ctl_stop(&ctl, SIGTERM)), 0);
+	cr_assert_eq(ctl_dump_count(&ctl, NULL), 4);
+	cr_assert(ctl_log_has(&ctl, "gaps=1 "));
+	cr_assert(ctl_log_has(&ctl, "invalid=1 "));
+}
+
+Test(ingest, heartbeat_and_config_frames_accepted, .timeout = 60)
+{
+	Tapio__V1__Frame f = TAPIO__V1__FRAME__INIT;
+	Tapio__V1__Heartbeat hb = TAPIO__V1__HEARTBEAT__INIT;
+	Tapio__V1__Counters cnt = TAPIO__V1__COUNTERS__INIT;
+	Tapio__V1__ConfigApplied ca = TAPIO__V1__CONFIG_APPLIED__INIT;
+	int fd;
+
+	ctl_mkroot(&ctl, "hb");
+	ctl_start(&ctl, "--fsync", "never", NULL);
+	fd = cli_connect(ctl.port);
+	tapio__v1__frame__free_unpacked(cli_hello(fd, "agent-hb", 8), NULL);
+	cnt.events = 42;
+	hb.counters = &cnt;
+	hb.uptime_ms = 1000;
+	f.msg_case = TAPIO__V1__FRAME__MSG_HEARTBEAT;
+	f.heartbeat = &hb;
+	cr_assert_eq(cli_send(fd, &f), 0);
+	ca.generation = 3;
+	ca.hash = "sha256:00";
+	f.msg_case = TAPIO__V1__FRAME__MSG_CONFIG_APPLIED;
+	f.config_applied = &ca;
+	cr_assert_eq(cli_send(fd, &f), 0);
+	/* the connection is still healthy: a batch is acked */
+	cr_assert_eq(cli_batch(fd, 8, 1, 1), 0);
+	cr_assert_eq(cli_expect_ack(fd, 8), 1);
+	close(fd);
+	cr_assert_eq(WEXITSTATUS(ctl_stop(&ctl, SIGTERM)), 0);
+}
+
+/* Opens n connections that each say Hello (distinct agents) and read their Welcome. */
+static void open_idle_agents(int *fds, int n, int port, const char *prefix)
+{
+	for (int i = 0; i < n; i++) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "%s-%04d", prefix, i);
+		fds[i] = cli_connect(port);
+		tapio__v1__frame__free_unpacked(cli_hello(fds[i], id, (uint64_t)i + 1), NULL);
+	}
+}
+
+Test(ingest, thousand_idle_agents_cost_under_16k_each, .timeout = 120)
+{
+	enum { N = 1000 };
+	static int fds[N];
+	long before, after;
+	double per_conn;
+	int good;
+
+	ctl_mkroot(&ctl, "idle");
+	ctl_start(&ctl, "--fsync", "never", NULL);
+	good = cli_connect(ctl.port);
+	tapio__v1__frame__free_unpacked(cli_hello(good, "good", 1), NULL);
+	cr_assert_eq(cli_batch(good, 1, 1, 5), 0);
+	cr_assert_eq(cli_expect_ack(good, 1), 1);
+	/* warm up allocator arenas with a first round of connections, then measure */
+	open_idle_agents(fds, 50, ctl.port, "warm");
+	for (int i = 0; i < 50; i++)
+		close(fds[i]);
+	usleep(200000);
+	before = ctl_rss_kb(&ctl);
+	open_idle_agents(fds, N, ctl.port, "idle");
+	usleep(200000);
+	after = ctl_rss_kb(&ctl);
+	per_conn = (double)(after - before) * 1024.0 / N;
+	fprintf(stderr, "controller VmRSS %ld kB -> %ld kB with %d idle agents: %.0f bytes each\n",
+		before, after, N, per_conn);
+	cr_assert_lt(per_conn, 16384.0, "idle agent costs %.0f bytes", per_conn);
+	/* the good client is still served while the idle ones are connected */
+	for (uint64_t seq = 2; seq <= 5; seq++) {
+		cr_assert_eq(cli_batch(good, 1, seq, 10), 0);
+		cr_assert_eq(cli_expect_ack(good, 1), seq);
+	}
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	close(good);
+	cr_assert_eq(WEXITSTATUS(ctl_stop(&ctl, SIGTERM)), 0);
+}
+
+Test(ingest, peer_that_never_reads_is_disconnected, .timeout = 120)
+{
+	int slow, good, r = 0;
+	uint64_t seq;
+
+	ctl_mkroot(&ctl, "slow");
+	ctl_start(&ctl, "--fsync", "never", "--max-output-bytes", "4k", NULL);
+	good = cli_connect(ctl.port);
+	tapio__v1__frame__free_unpacked(cli_hello(good, "good", 1), NULL);
+	slow = cli_connect_buf(ctl.port, 1024);
+	tapio__v1__frame__free_unpacked(cli_hello(slow, "slow", 2), NULL);
+	/* never read the Acks: the controller's socket buffer fills, then its output cap */
+	for (seq = 1; seq <= 200000; seq++) {
+		r = cli_batch(slow, 2, seq, 0);
+		if (r < 0)
+			break;
+		if (seq % 5000 == 0) {
+			/* the good client is served meanwhile */
+			cr_assert_eq(cli_batch(good, 1, seq / 5000, 1), 0);
+			cr_assert_eq(cli_expect_ack(good, 1), seq / 5000);
+		}
+	}
+	cr_assert_lt(r, 0, "the controller kept a peer that never reads (%llu batches)",
+		     (unsigned long long)seq);
+	cr_assert(r == -EPIPE || r == -ECONNRESET, "send: %s", strerror(-r));
+	close(slow);
+	cr_assert_eq(cli_batch(good, 1, 1000, 1), 0);
+	cr_assert_eq(cli_expect_ack(good, 1), 1000);
+	close(good);
+	cr_assert(ctl_alive(&ctl));
+	cr_assert_eq(WEXITSTATUS(ctl_stop(&ctl, SIGTERM)), 0);
+	cr_assert(ctl_log_has(&ctl, "overflows=1 "), "output overflow not counted");
+}
+
+Test(ingest, backpressure_pauses_and_resumes_batch_readers, .timeout = 120)
+{
+	int fd;
+
+	ctl_mkroot(&ctl, "bp");
+	/* a tiny high-water mark: every batch outruns the store, reading pauses and resumes */
+	ctl_start(&ctl, "--fsync", "always", "--high-water-bytes", "4k", NULL);
+	fd = cli_connect(ctl.port);
+	tapio__v1__frame__free_unpacked(cli_hello(fd, "agent-bp", 4), NULL);
+	for (uint64_t seq = 1; seq <= 200; seq++)
+		cr_assert_eq(cli_batch(fd, 4, seq, 20), 0);
+	cli_wait_ack(fd, 4, 200);
+	close(fd);
+	cr_assert_eq(WEXITSTATUS(ctl_stop(&ctl, SIGTERM)), 0);
+	cr_assert_eq(ctl_dump_count(&ctl, NULL), 4000);
+	cr_assert_not(ctl_log_has(&ctl, "backpressure_events=0"));
+}
