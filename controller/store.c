@@ -1120,7 +1120,12 @@ int store_open(const struct store_options *o, struct store **out)
 	if (!s->opt.sparse_every)
 		s->opt.sparse_every = def.sparse_every;
 	s->dirfd = s->lockfd = s->active_fd = -1;
-	pthread_mutex_init(&s->lock, NULL);
+	/* recursive: a scan callback may call store_stats (the scan holds the lock) */
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&s->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
 	s->dir = strdup(o->dir);
 	s->opt.dir = s->dir;
 	if (!s->dir) {
@@ -1290,8 +1295,10 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 	struct seg_reader r = {0};
 
 	if (!seg_index_may_match(idx, q->since_ns, ss->until, q->type_mask, q->severity_mask,
-				 q->node_id))
+				 q->node_id)) {
+		s->st.scan_segments_skipped += idx->records > 0;
 		return 0;
+	}
 	/* cursor bounds within this segment: records in (lo, hi) are eligible */
 	uint64_t lo = 0, hi = UINT64_MAX;
 	if (q->has_cursor && q->cursor.segment_id == seg->id) {
@@ -1313,9 +1320,12 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 	for (size_t b = 0; b < idx->n_sparse && !ss->stop; b++) {
 		const struct seg_sparse *blk = &idx->sparse[b];
 		uint64_t end = b + 1 < idx->n_sparse ? idx->sparse[b + 1].offset : seg->size;
-		if (blk->max_ts < q->since_ns || blk->min_ts >= ss->until || end <= lo ||
-		    blk->offset >= hi)
+		if (end <= lo || blk->offset >= hi)
+			continue; /* outside the cursor's side */
+		if (blk->max_ts < q->since_ns || blk->min_ts >= ss->until) {
+			s->st.scan_blocks_skipped++;
 			continue;
+		}
 		for (uint64_t off = blk->offset; off < end && !ss->stop;) {
 			const uint8_t *p;
 			err = seg_reader_get(&r, off, SEG_REC_OVERHEAD, false, &p);

@@ -172,7 +172,8 @@ typedef int (*store_scan_cb)(void *ctx, const struct store_record_meta *m, const
 
 /*
  * Calls cb for every durable record matching q, in q->order, skipping segments and sparse
- * blocks whose index rules them out. cb must not call store_scan/stats/commit/maintain.
+ * blocks whose index rules them out. cb may call store_stats and the loop-thread getters
+ * (store_batch_seen, store_node_name, …), but not store_scan/commit/maintain/close.
  * Returns the number of records delivered (>= 0) or -errno.
  */
 long store_scan(struct store *s, const struct store_query *q, store_scan_cb cb, void *ctx);
@@ -187,10 +188,12 @@ struct store_stats {
 	uint64_t rotations;
 	uint64_t recovery_truncations; /* segments whose tail was cut at open */
 	uint64_t recovery_truncated_bytes;
-	uint64_t index_rebuilds;   /* sealed indexes rebuilt at open */
-	uint64_t deleted_segments; /* by retention */
-	uint64_t pending_bytes;	   /* appended, not yet committed */
-	uint64_t corrupt_reads;	   /* records that failed their CRC during a scan */
+	uint64_t index_rebuilds;	/* sealed indexes rebuilt at open */
+	uint64_t deleted_segments;	/* by retention */
+	uint64_t pending_bytes;		/* appended, not yet committed */
+	uint64_t corrupt_reads;		/* records that failed their CRC during a scan */
+	uint64_t scan_segments_skipped; /* segments a scan ruled out by their index */
+	uint64_t scan_blocks_skipped;	/* sparse blocks a scan ruled out by time range */
 	uint64_t active_segment_id;
 };
 

@@ -510,6 +510,10 @@ Test(store, scan_filters_equal_brute_force, .timeout = 120)
 			check_query(s, &model, &q);
 		}
 	}
+	/* the indexes did their job: whole segments and sparse blocks were skipped */
+	store_stats(s, &st);
+	cr_assert_gt(st.scan_segments_skipped, 0, "node/time filters skip segments");
+	cr_assert_gt(st.scan_blocks_skipped, 0, "time filters skip sparse blocks");
 	/* meta-only scans deliver the same metadata without payloads */
 	struct store_query q;
 	store_query_init(&q);
@@ -525,6 +529,8 @@ Test(store, scan_filters_equal_brute_force, .timeout = 120)
 	t_list_free(&model);
 }
 
+static struct store *cb_store;
+
 static int stop_after_three(void *ctx, const struct store_record_meta *m, const void *data,
 			    size_t len, struct store_pos pos)
 {
@@ -532,6 +538,9 @@ static int stop_after_three(void *ctx, const struct store_record_meta *m, const 
 	(void)data;
 	(void)len;
 	(void)pos;
+	struct store_stats st;
+	store_stats(cb_store, &st); /* allowed from a scan callback */
+	cr_assert_eq(st.records, 10);
 	return ++*(int *)ctx == 3;
 }
 
@@ -546,6 +555,7 @@ Test(store, scan_callback_stops)
 	struct store_query q;
 	store_query_init(&q);
 	int calls = 0;
+	cb_store = s;
 	cr_assert_eq(store_scan(s, &q, stop_after_three, &calls), 3);
 	cr_assert_eq(calls, 3);
 	store_close(s);
