@@ -43,6 +43,7 @@ struct agent {
 	struct agent_config cfg;
 	struct clock_map clock;
 	struct tapio_config kcfg;
+	uint64_t generation;
 	struct loader *loader;
 
 	struct network_observer *network;
@@ -57,6 +58,7 @@ struct agent {
 	uv_timer_t stats_timer;
 	uv_signal_t sigint;
 	uv_signal_t sigterm;
+	uv_signal_t sighup;
 	uv_timer_t deadline;
 	unsigned open_handles;
 
@@ -343,14 +345,93 @@ void agent_stop(struct agent *a)
 	close_handle(a, (uv_handle_t *)&a->stats_timer);
 	close_handle(a, (uv_handle_t *)&a->sigint);
 	close_handle(a, (uv_handle_t *)&a->sigterm);
+	close_handle(a, (uv_handle_t *)&a->sighup);
 }
+
+static void reload(struct agent *a);
 
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct agent *a = h->data;
 
+	if (signum == SIGHUP) {
+		log_info(TAG, "received SIGHUP: reloading %s",
+			 a->cfg.config_file[0] ? a->cfg.config_file
+					       : "(no config file; flags only)");
+		reload(a);
+		return;
+	}
 	log_info(TAG, "received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
 	agent_stop(a);
+}
+
+/* ---- reload ---- */
+
+/*
+ * SIGHUP: re-reads the config file with the original flags on top. Observer settings take
+ * effect at once under the next config generation (carriers rewritten, no reload or
+ * re-attach); log level and stats interval too. Identity, sinks and file bounds need a
+ * restart. A bad file is refused and the running config stays.
+ */
+static void reload(struct agent *a)
+{
+	struct agent_config *nc = malloc(sizeof(*nc));
+	char err[512];
+	int rc;
+
+	if (!nc) {
+		log_error(TAG, "reload: out of memory");
+		return;
+	}
+	rc = agent_config_parse(a->cfg.argc, a->cfg.argv, nc, stderr, err, sizeof(err));
+	if (rc != AGENT_CONFIG_RUN) {
+		log_error(TAG, "reload refused: %s; keeping config generation %llu", err,
+			  (unsigned long long)a->generation);
+		goto out;
+	}
+	if (nc->sinks != a->cfg.sinks || strcmp(nc->data_dir, a->cfg.data_dir) != 0 ||
+	    strcmp(nc->node_name, a->cfg.node_name) != 0 ||
+	    strcmp(nc->cluster, a->cfg.cluster) != 0 ||
+	    nc->file_max_bytes != a->cfg.file_max_bytes ||
+	    nc->file_max_files != a->cfg.file_max_files)
+		log_warn(TAG,
+			 "reload: sinks, data_dir, node_name, cluster and file bounds change only "
+			 "at restart");
+	if (nc->log_level != a->cfg.log_level) {
+		log_set_level((enum log_level)nc->log_level);
+		a->cfg.log_level = nc->log_level;
+	}
+	if (nc->stats_interval_s != a->cfg.stats_interval_s) {
+		a->cfg.stats_interval_s = nc->stats_interval_s;
+		uv_timer_stop(&a->stats_timer);
+		if (nc->stats_interval_s)
+			uv_timer_start(&a->stats_timer, on_stats, nc->stats_interval_s * 1000ull,
+				       nc->stats_interval_s * 1000ull);
+	}
+	if (memcmp(&nc->settings, &a->cfg.settings, sizeof(nc->settings)) == 0) {
+		log_info(TAG, "reload: observer settings unchanged (config generation %llu)",
+			 (unsigned long long)a->generation);
+		goto out;
+	}
+	settings_compile(&nc->settings, a->generation + 1, &a->kcfg);
+	rc = loader_apply_config(a->loader, &a->kcfg);
+	if (rc < 0) {
+		log_error(TAG, "reload: writing the kernel config: %s; keeping generation %llu",
+			  strerror(-rc), (unsigned long long)a->generation);
+		settings_compile(&a->cfg.settings, a->generation, &a->kcfg);
+		loader_apply_config(a->loader, &a->kcfg);
+		goto out;
+	}
+	a->generation++;
+	a->cfg.settings = nc->settings;
+	network_observer_set_settings(a->network, &a->cfg.settings);
+	container_observer_set_settings(a->container, &a->cfg.settings);
+	storage_observer_set_settings(a->storage, &a->cfg.settings);
+	node_observer_set_settings(a->node, &a->cfg.settings);
+	node_observer_set_generation(a->node, a->generation);
+	log_info(TAG, "reload: applied config generation %llu", (unsigned long long)a->generation);
+out:
+	free(nc);
 }
 
 /* ---- setup ---- */
@@ -406,7 +487,8 @@ struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen
 		goto fail;
 	}
 	a->last_clock_sync_ns = clock_mono_ns();
-	settings_compile(&a->cfg.settings, CONFIG_GENERATION, &a->kcfg);
+	a->generation = CONFIG_GENERATION;
+	settings_compile(&a->cfg.settings, a->generation, &a->kcfg);
 
 	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
 		a->ctx[obs].node = a->cfg.node_name;
@@ -552,6 +634,12 @@ int agent_run(struct agent *a)
 	a->open_handles++;
 	a->sigterm.data = a;
 	if ((rc = uv_signal_start(&a->sigterm, on_signal, SIGTERM)) < 0)
+		goto setup_failed;
+	if ((rc = uv_signal_init(&a->loop, &a->sighup)) < 0)
+		goto setup_failed;
+	a->open_handles++;
+	a->sighup.data = a;
+	if ((rc = uv_signal_start(&a->sighup, on_signal, SIGHUP)) < 0)
 		goto setup_failed;
 
 	log_info(TAG, "%s", ready);

@@ -456,5 +456,7 @@ int agent_config_parse(int argc, char **argv, struct agent_config *c, FILE *out,
 	}
 	if ((rc = settings_validate(&c->settings, err, errlen)) < 0)
 		return rc;
+	c->argc = argc;
+	c->argv = argv;
 	return AGENT_CONFIG_RUN;
 }

@@ -32,6 +32,9 @@ struct agent_config {
 	uint64_t file_max_bytes;
 	uint32_t file_max_files;
 	struct tapio_settings settings;
+	/* the command line, kept so SIGHUP can re-read the file with the same flags on top */
+	int argc;
+	char **argv;
 };
 
 enum agent_config_result {

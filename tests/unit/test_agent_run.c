@@ -271,3 +271,53 @@ Test(agent_run, without_privileges_exits_1_naming_the_capabilities)
 		      NULL,
 		  "%s", last);
 }
+
+static void rewrite(const struct run *r, const char *yaml)
+{
+	char p[160], tmp[170];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/agent.yaml", r->dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+	f = fopen(tmp, "w");
+	fputs(yaml, f);
+	fclose(f);
+	cr_assert_eq(rename(tmp, p), 0);
+}
+
+Test(agent_run, sighup_reloads_settings_under_a_new_generation)
+{
+	struct run r;
+	const char *const extra[] = {"--stats-interval", "0", NULL};
+	char *out;
+
+	skip_unless_runnable();
+	start(&r, "network:\n  conn_refused_window_ms: 600000\n", extra);
+	cr_assert(wait_for(r.err, "tapio-agent ready:", 20000), "%s", slurp(r.err));
+
+	/* a contradiction is refused with its location; the agent keeps running */
+	rewrite(&r, "storage:\n  warning_ms: 300\n  critical_ms: 100\n");
+	kill(r.pid, SIGHUP);
+	cr_assert(wait_for(r.err,
+			   "agent.yaml:3:16: storage.critical_ms: 100 is below "
+			   "storage.warning_ms 300; keeping config generation 1",
+			   5000),
+		  "%s", slurp(r.err));
+
+	/* a valid change applies at once: short window, events carry generation 2 */
+	rewrite(&r, "network:\n  conn_refused_window_ms: 100\n");
+	kill(r.pid, SIGHUP);
+	cr_assert(wait_for(r.err, "reload: applied config generation 2", 5000), "%s", slurp(r.err));
+	refuse_once();
+	cr_assert(wait_for(r.out, "\"type\":\"kernel.network.connection_refused\"", 5000),
+		  "window of 100 ms must close long before SIGTERM: %s", slurp(r.err));
+	out = slurp(r.out);
+	cr_assert(strstr(out, "\"config_generation\":2") != NULL, "%s", out);
+	free(out);
+
+	kill(r.pid, SIGHUP); /* same file again: nothing changes */
+	cr_assert(
+	    wait_for(r.err, "reload: observer settings unchanged (config generation 2)", 5000));
+	cr_assert_eq(stop(&r, SIGTERM), 0, "%s", slurp(r.err));
+	cleanup(&r);
+}
