@@ -1316,9 +1316,15 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 	err = seg_reader_init(&r, seg->sealed ? fd : s->active_fd, seg->size, 0);
 	if (err)
 		goto out;
-	ss->n_offs = 0;
-	for (size_t b = 0; b < idx->n_sparse && !ss->stop; b++) {
+	/*
+	 * Blocks in scan order; newest-first walks blocks backwards, collecting one block's
+	 * matches forward and delivering them reversed, so a limited "latest N" query only
+	 * reads the tail of a segment.
+	 */
+	for (size_t k = 0; k < idx->n_sparse && !ss->stop; k++) {
+		size_t b = fwd ? k : idx->n_sparse - 1 - k;
 		const struct seg_sparse *blk = &idx->sparse[b];
+		ss->n_offs = 0;
 		uint64_t end = b + 1 < idx->n_sparse ? idx->sparse[b + 1].offset : seg->size;
 		if (end <= lo || blk->offset >= hi)
 			continue; /* outside the cursor's side */
@@ -1363,11 +1369,11 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 			}
 			off += SEG_REC_PREFIX + len;
 		}
-	}
-	for (size_t i = ss->n_offs; i > 0 && !ss->stop; i--) {
-		err = deliver(s, ss, &r, seg->id, ss->offs[i - 1], true);
-		if (err)
-			goto out;
+		for (size_t i = ss->n_offs; i > 0 && !ss->stop; i--) {
+			err = deliver(s, ss, &r, seg->id, ss->offs[i - 1], true);
+			if (err)
+				goto out;
+		}
 	}
 out:
 	seg_reader_fini(&r);

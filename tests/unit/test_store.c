@@ -1016,3 +1016,39 @@ Test(store, write_failure_is_sticky_and_recoverable)
 	limit_file_size(RLIM_INFINITY);
 	t_list_free(&model);
 }
+
+Test(store, default_sparse_blocks_at_scale, .timeout = 120)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[2] = {0, 1};
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	for (uint64_t seq = 1; seq <= 200; seq++) {
+		cr_assert_eq(t_append(s, &model, 2, 2, seq, 50, nodes, 2,
+				      T_BASE_NS - 86400 * T_SEC + seq * 60 * T_SEC),
+			     0);
+		if (seq % 10 == 0)
+			cr_assert_eq(store_commit(s), 0);
+	}
+	struct seg_index idx;
+	cr_assert_eq(store_segment_index(s, 1, &idx), 0);
+	cr_assert_eq(idx.records, 10000);
+	cr_assert_eq(idx.sparse_every, SEG_SPARSE_EVERY);
+	cr_assert_eq(idx.n_sparse, 3);
+	seg_index_fini(&idx);
+	/* "latest 5" and "latest 5 of node 1" */
+	for (int node = -1; node <= 1; node += 2) {
+		struct store_query q;
+		store_query_init(&q);
+		q.order = STORE_NEWEST_FIRST;
+		q.limit = 5;
+		q.node_id = node;
+		check_query(s, &model, &q);
+		q.limit = 0;
+		q.since_ns = T_BASE_NS - 86400 * T_SEC + 150 * 60 * T_SEC;
+		check_query(s, &model, &q);
+	}
+	store_close(s);
+	t_list_free(&model);
+}
