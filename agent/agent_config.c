@@ -109,8 +109,10 @@ static void set_defaults(struct agent_config *c)
 			snprintf(c->node_name, sizeof(c->node_name), "unknown");
 	}
 	env = getenv("TAPIO_AGENT_ID");
-	if (!env || set_name(c->agent_id, sizeof(c->agent_id), env) < 0)
+	if (!env || set_name(c->agent_id, sizeof(c->agent_id), env) < 0) {
 		ulid_generate(clock_wall_ns() / 1000000ull, c->agent_id);
+		c->agent_id_generated = true;
+	}
 	c->log_level = LOG_INFO;
 	c->stats_interval_s = AGENT_DEFAULT_STATS_INTERVAL;
 	c->file_max_bytes = SINK_FILE_MAX_BYTES;
@@ -178,6 +180,8 @@ static int file_key(const char *label, yaml_document_t *doc, const char *key, ya
 						   len - 1);
 		if (!buf[0])
 			dst[0] = 0;
+		if (key[0] == 'a')
+			c->agent_id_generated = false;
 		return 0;
 	}
 	if (strcmp(key, "log_level") == 0) {
@@ -247,6 +251,46 @@ int agent_config_load_file(const char *path, struct agent_config *c, char *err, 
 	}
 out:
 	yaml_document_delete(&doc);
+	return rc;
+}
+
+/* ---- persistent generated identity ---- */
+
+int agent_config_persist_id(struct agent_config *c)
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 32], buf[AGENT_ID_LEN + 2];
+	FILE *f;
+	size_t n;
+	int rc = 0;
+
+	if (!c->agent_id_generated)
+		return 0;
+	snprintf(path, sizeof(path), "%s/agent-id", c->data_dir);
+	f = fopen(path, "r");
+	if (f) {
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = 0;
+		buf[strcspn(buf, "\r\n")] = 0;
+		if (set_name(c->agent_id, sizeof(c->agent_id), buf) == 0) {
+			c->agent_id_generated = false;
+			return 1;
+		}
+	} else if (errno != ENOENT) {
+		return -errno;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	if (fprintf(f, "%s\n", c->agent_id) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0)
+		rc = -errno;
+	if (fclose(f) != 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
 	return rc;
 }
 
@@ -374,6 +418,8 @@ static int apply_opt(const struct parsed_opt *po, struct agent_config *c, bool *
 			    err, errlen,
 			    "invalid value '%s' for %s (expected 1..%zu printable characters)", v,
 			    n, len - 1);
+		if (po->o->id == O_AGENT_ID)
+			c->agent_id_generated = false;
 		return 0;
 	}
 	case O_CONFIG:

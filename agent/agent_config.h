@@ -26,6 +26,7 @@ struct agent_config {
 	char node_name[TAPIO_NAME_LEN];
 	char cluster[TAPIO_NAME_LEN];
 	char agent_id[AGENT_ID_LEN];
+	bool agent_id_generated;    /* no flag, file key or $TAPIO_AGENT_ID gave one */
 	char config_file[PATH_MAX]; /* "" when none */
 	int log_level;		    /* enum log_level */
 	uint32_t stats_interval_s;  /* 0 = no stats line */
@@ -56,6 +57,15 @@ int agent_config_parse(int argc, char **argv, struct agent_config *c, FILE *out,
  * -errno/-EINVAL with "path:line:col: message" in err.
  */
 int agent_config_load_file(const char *path, struct agent_config *c, char *err, size_t errlen);
+
+/*
+ * Keeps a generated agent id stable across restarts: when c->agent_id_generated and the data
+ * dir exists, reuses <data_dir>/agent-id if it holds a valid id, else stores the generated
+ * one there (tmp file + rename). An explicit id is never stored or replaced. Returns 1 when
+ * an id was reused, 0 when stored or nothing to do, -errno when the dir was unusable
+ * (the generated id stays; callers log it).
+ */
+int agent_config_persist_id(struct agent_config *c);
 
 /* Writes the --help text. */
 void agent_config_usage(FILE *out);

@@ -1,6 +1,8 @@
 /* tapio-agent: parse the config, build the agent, run its loop until SIGINT/SIGTERM. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "agent/agent.h"
 #include "agent/agent_config.h"
@@ -24,6 +26,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level((enum log_level)cfg.log_level);
+	rc = agent_config_persist_id(&cfg);
+	if (rc < 0 && rc != -ENOENT)
+		log_warn("agent", "agent id %s is not kept across restarts: %s/agent-id: %s",
+			 cfg.agent_id, cfg.data_dir, strerror(-rc));
 
 	a = agent_new(&cfg, err, sizeof(err));
 	if (!a) {

@@ -319,3 +319,39 @@ Test(agent_binary, bad_config_file_exits_2)
 	cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
 	cleanup();
 }
+
+Test(agent_config, generated_agent_id_is_kept_in_the_data_dir)
+{
+	struct agent_config c;
+	int rc;
+	char err[256], dir[64] = "/tmp/tapio-id-XXXXXX", first[AGENT_ID_LEN], path[128], cmd[128];
+	FILE *f;
+
+	unsetenv("TAPIO_AGENT_ID");
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(parse(&c, err, sizeof(err), "--data-dir", dir, NULL), AGENT_CONFIG_RUN);
+	cr_assert(c.agent_id_generated);
+	rc = agent_config_persist_id(&c);
+	cr_assert_eq(rc, 0, "first start stores the id: %d", rc);
+	snprintf(first, sizeof(first), "%s", c.agent_id);
+	snprintf(path, sizeof(path), "%s/agent-id", dir);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	fclose(f);
+
+	cr_assert_eq(parse(&c, err, sizeof(err), "--data-dir", dir, NULL), AGENT_CONFIG_RUN);
+	cr_assert_str_neq(c.agent_id, first, "a fresh ULID before persist");
+	cr_assert_eq(agent_config_persist_id(&c), 1, "second start reuses it");
+	cr_assert_str_eq(c.agent_id, first);
+
+	cr_assert_eq(parse(&c, err, sizeof(err), "--data-dir", dir, "--agent-id", "explicit", NULL),
+		     AGENT_CONFIG_RUN);
+	cr_assert_eq(agent_config_persist_id(&c), 0);
+	cr_assert_str_eq(c.agent_id, "explicit", "an explicit id wins and is not stored");
+
+	cr_assert_eq(parse(&c, err, sizeof(err), "--data-dir", "/nonexistent/tapio", NULL),
+		     AGENT_CONFIG_RUN);
+	cr_assert_eq(agent_config_persist_id(&c), -ENOENT);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
