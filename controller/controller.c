@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -84,6 +85,25 @@ static void on_signal(uv_signal_t *h, int signum)
 	controller_stop(c);
 }
 
+/*
+ * SIGUSR1: the full status (ingest counters, store, every agent) as one JSON line on stderr
+ * right after a log line announcing it (log lines are capped at 1 KB; the status is not).
+ */
+static void on_status_signal(uv_signal_t *h, int signum)
+{
+	struct controller *c = h->data;
+	json_t *j = controller_status_json(c);
+	char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+	if (text) {
+		log_info(TAG, "status (SIGUSR1) as JSON on the next line");
+		fprintf(stderr, "%s\n", text);
+	} else
+		log_error(TAG, "status: out of memory");
+	free(text);
+	json_decref(j);
+}
+
 static void on_ingest_stopped(struct ingest *in, void *ctx)
 {
 	struct controller *c = ctx;
@@ -91,6 +111,7 @@ static void on_ingest_stopped(struct ingest *in, void *ctx)
 	log_stats(c);
 	uv_close((uv_handle_t *)&c->sigint, NULL);
 	uv_close((uv_handle_t *)&c->sigterm, NULL);
+	uv_close((uv_handle_t *)&c->sigusr1, NULL);
 	uv_close((uv_handle_t *)&c->stats_timer, NULL);
 	uv_close((uv_handle_t *)&c->maintain_timer, NULL);
 }
@@ -136,9 +157,10 @@ int controller_open(struct controller *c, uv_loop_t *loop, const struct controll
 	}
 	uv_signal_init(loop, &c->sigint);
 	uv_signal_init(loop, &c->sigterm);
+	uv_signal_init(loop, &c->sigusr1);
 	uv_timer_init(loop, &c->stats_timer);
 	uv_timer_init(loop, &c->maintain_timer);
-	c->sigint.data = c->sigterm.data = c;
+	c->sigint.data = c->sigterm.data = c->sigusr1.data = c;
 	c->handles_inited = true;
 	r = ingest_start(&c->ingest, loop, &c->opt.ingest, c->store, &c->registry, c->aggregate);
 	if (r < 0) {
@@ -151,6 +173,7 @@ int controller_open(struct controller *c, uv_loop_t *loop, const struct controll
 	c->ingest_started = true;
 	uv_signal_start(&c->sigint, on_signal, SIGINT);
 	uv_signal_start(&c->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&c->sigusr1, on_status_signal, SIGUSR1);
 	uv_timer_start(&c->stats_timer, on_stats, c->opt.stats_interval_ms,
 		       c->opt.stats_interval_ms);
 	uv_timer_start(&c->maintain_timer, on_maintain, c->opt.maintain_interval_ms,

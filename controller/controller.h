@@ -36,7 +36,7 @@ struct controller {
 	struct registry registry;
 	struct ingest ingest;
 	bool ingest_started;
-	uv_signal_t sigint, sigterm;
+	uv_signal_t sigint, sigterm, sigusr1;
 	uv_timer_t stats_timer, maintain_timer;
 	bool handles_inited, stopping;
 	uint64_t started_ns;

@@ -3,6 +3,9 @@
  * sockets speaking the wire protocol, and the data directory inspected with --dump after the
  * Acks (after a SIGKILL, so only what was durable can be there).
  */
+#include <pthread.h>
+
+#include "controller/controller.h"
 #include "controller_harness.h"
 
 static struct ctl ctl;
@@ -162,6 +165,13 @@ Test(ingest, heartbeat_and_config_frames_accepted, .timeout = 60)
 	/* the connection is still healthy: a batch is acked */
 	cr_assert_eq(cli_batch(fd, 8, 1, 1), 0);
 	cr_assert_eq(cli_expect_ack(fd, 8), 1);
+	/* SIGUSR1 logs the status JSON, with what the heartbeat and ConfigApplied reported */
+	kill(ctl.pid, SIGUSR1);
+	for (int i = 0; i < 500 && !ctl_log_has(&ctl, "\"generation\":3,\"hash\":\"sha256:00\"");
+	     i++)
+		usleep(10000);
+	cr_assert(ctl_log_has(&ctl, "\"events\":42"), "heartbeat counters not in the status");
+	cr_assert(ctl_log_has(&ctl, "\"generation\":3,\"hash\":\"sha256:00\""));
 	close(fd);
 	cr_assert_eq(WEXITSTATUS(ctl_stop(&ctl, SIGTERM)), 0);
 }
@@ -266,4 +276,124 @@ Test(ingest, backpressure_pauses_and_resumes_batch_readers, .timeout = 120)
 	cr_assert_eq(WEXITSTATUS(ctl_stop(&ctl, SIGTERM)), 0);
 	cr_assert_eq(ctl_dump_count(&ctl, NULL), 4000);
 	cr_assert_not(ctl_log_has(&ctl, "backpressure_events=0"));
+}
+
+struct lib_run {
+	uv_loop_t loop;
+	struct controller c;
+};
+
+static void *run_loop(void *arg)
+{
+	uv_run(&((struct lib_run *)arg)->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+Test(ingest, library_on_real_loop_stops_and_closes_cleanly, .timeout = 60)
+{
+	static struct lib_run lr;
+	struct controller_options o;
+	json_t *st, *agent;
+	pthread_t th;
+	int fd;
+
+	ctl_mkroot(&ctl, "lib");
+	controller_options_defaults(&o);
+	o.ingest.port = 0;
+	o.ingest.controller_id = "lib";
+	o.store.dir = ctl.data;
+	o.store.fsync = STORE_FSYNC_NEVER;
+	cr_assert_eq(uv_loop_init(&lr.loop), 0);
+	cr_assert_eq(controller_open(&lr.c, &lr.loop, &o), 0);
+	cr_assert_gt(ingest_port(&lr.c.ingest), 0);
+	cr_assert_eq(pthread_create(&th, NULL, run_loop, &lr), 0);
+
+	fd = cli_connect(ingest_port(&lr.c.ingest));
+	tapio__v1__frame__free_unpacked(cli_hello(fd, "lib-agent", 12), NULL);
+	cr_assert_eq(cli_batch(fd, 12, 1, 3), 0);
+	cr_assert_eq(cli_expect_ack(fd, 12), 1);
+	/* SIGTERM: the controller's own signal handler stops the loop gracefully */
+	kill(getpid(), SIGTERM);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	close(fd);
+
+	st = controller_status_json(&lr.c);
+	cr_assert_not_null(st);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "ingest"), "batches")),
+		     1);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "ingest"), "acks")), 1);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "store"), "records")),
+		     3);
+	agent = json_array_get(json_object_get(json_object_get(st, "registry"), "agents"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(agent, "id")), "lib-agent");
+	cr_assert(json_is_false(json_object_get(agent, "connected")), "stays known, disconnected");
+	json_decref(st);
+	cr_assert_eq(controller_close(&lr.c), 0);
+	cr_assert_eq(uv_loop_close(&lr.loop), 0, "handles left open");
+}
+
+/* Runs the controller with args (shell words); returns the exit code and stdout+stderr. */
+static int run_cli(const char *args, char *out, size_t len)
+{
+	char cmd[1024];
+	size_t n = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", CTL_BIN, args);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	n = fread(out, 1, len - 1, p);
+	out[n] = '\0';
+	return WEXITSTATUS(pclose(p));
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+Test(ingest, command_line, .timeout = 60)
+{
+	char out[16384], args[512];
+
+	cr_assert_eq(run_cli("--version", out, sizeof(out)), 0);
+	cr_assert_str_eq(out, "tapio-controller " TAPIO_VERSION "\n");
+	cr_assert_eq(run_cli("--help", out, sizeof(out)), 0);
+	cr_assert(strstr(out, "--listen HOST:PORT") && strstr(out, "--dump DIR"));
+	cr_assert_eq(run_cli("--no-such-flag", out, sizeof(out)), 2);
+	cr_assert_eq(count_lines(out), 1, "one line, got: %s", out);
+	cr_assert_eq(run_cli("--data-dir /tmp/x --fsync sometimes", out, sizeof(out)), 2);
+	cr_assert_eq(count_lines(out), 1);
+	cr_assert_eq(run_cli("--data-dir /tmp/x --listen nowhere", out, sizeof(out)), 2);
+	cr_assert_eq(run_cli("--data-dir /tmp/x --max-frame 12", out, sizeof(out)), 2);
+	cr_assert_eq(run_cli("--data-dir /tmp/x --idle-timeout 30s --heartbeat-interval 10s", out,
+			     sizeof(out)),
+		     2, "idle timeout must exceed 3 heartbeats");
+	cr_assert_eq(run_cli("--listen 127.0.0.1:1", out, sizeof(out)), 2, "no --data-dir");
+	cr_assert_eq(run_cli("--dump /tmp --type kernel.bogus", out, sizeof(out)), 2);
+	cr_assert_eq(count_lines(out), 1);
+
+	/* --dump: a filled directory, time filter, human table and summary */
+	ctl_mkroot(&ctl, "cli");
+	ctl_start(&ctl, NULL);
+	{
+		int fd = cli_connect(ctl.port);
+
+		tapio__v1__frame__free_unpacked(cli_hello(fd, "cli-agent", 2), NULL);
+		cr_assert_eq(cli_batch(fd, 2, 1, 7), 0);
+		cr_assert_eq(cli_expect_ack(fd, 2), 1);
+		close(fd);
+	}
+	cr_assert_eq(WEXITSTATUS(ctl_stop(&ctl, SIGTERM)), 0);
+	cr_assert_eq(ctl_dump_count(&ctl, "--since 1h"), 7);
+	cr_assert_eq(ctl_dump_count(&ctl, "--since 2099-01-01T00:00:00Z"), 0);
+	snprintf(args, sizeof(args), "--dump '%s'", ctl.data);
+	cr_assert_eq(run_cli(args, out, sizeof(out)), 0);
+	cr_assert(strstr(out, "kernel.network.connection_refused"));
+	cr_assert(strstr(out, "records   7 (7 shown)"), "summary: %s", out);
+	cr_assert(strstr(out, "node-a"));
 }
