@@ -64,6 +64,10 @@ struct agent {
 
 	struct sink *sinks[AGENT_MAX_SINKS];
 	struct sink_counters final_sinks[AGENT_MAX_SINKS]; /* kept after a sink is closed */
+	struct agent_sink_slot {
+		struct agent *agent;
+		unsigned index;
+	} sink_slots[AGENT_MAX_SINKS];
 	const char *sink_names[AGENT_MAX_SINKS];
 	unsigned n_sinks;
 	unsigned open_sinks;
@@ -286,10 +290,15 @@ static void close_handle(struct agent *a, uv_handle_t *h)
 	}
 }
 
-static void on_sink_closed(void *arg)
+static void on_sink_closed(void *arg, const struct sink_counters *final)
 {
-	struct agent *a = arg;
+	struct agent_sink_slot *slot = arg;
+	struct agent *a = slot->agent;
 
+	a->final_sinks[slot->index] = *final;
+	log_info(TAG, "sink %s closed: writes=%llu drops=%llu bytes=%llu",
+		 a->sink_names[slot->index], (unsigned long long) final->writes,
+		 (unsigned long long) final->drops, (unsigned long long) final->bytes);
 	a->open_sinks--;
 	if (a->open_sinks == 0) {
 		log_info(TAG, "sinks flushed and closed");
@@ -334,9 +343,11 @@ void agent_stop(struct agent *a)
 	}
 	for (unsigned i = 0; i < a->n_sinks; i++) {
 		struct sink *s = a->sinks[i];
-		a->final_sinks[i] = s->counters; /* the sink frees itself after its last write */
+		a->final_sinks[i] = s->counters; /* updated again by on_sink_closed */
 		a->sinks[i] = NULL;
-		sink_close(s, on_sink_closed, a);
+		a->sink_slots[i].agent = a;
+		a->sink_slots[i].index = i;
+		sink_close(s, on_sink_closed, &a->sink_slots[i]);
 	}
 	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++)
 		if (a->polls[obs].active)

@@ -65,10 +65,11 @@ static void finish_close(struct sink_writer *w)
 {
 	sink_closed_fn cb = w->closed_cb;
 	void *arg = w->closed_arg;
+	struct sink_counters final = w->sink.counters;
 
 	w->release_fn(w); /* frees w */
 	if (cb)
-		cb(arg);
+		cb(arg, &final);
 }
 
 static void on_work_done(uv_work_t *req, int status)

@@ -24,7 +24,8 @@ struct sink_counters {
 };
 
 struct sink;
-typedef void (*sink_closed_fn)(void *arg);
+/* Called once a sink has written everything and freed itself, with its final counters. */
+typedef void (*sink_closed_fn)(void *arg, const struct sink_counters *final);
 
 struct sink_ops {
 	const char *name;
@@ -38,7 +39,7 @@ struct sink_ops {
 	void (*flush)(struct sink *s);
 	/*
 	 * Writes everything still buffered, releases the destination and frees the sink;
-	 * then calls cb(arg) from the loop thread (possibly before close returns when nothing
+	 * then calls cb(arg, final counters) from the loop thread (possibly before close returns when nothing
 	 * was pending). The sink must not be used after close.
 	 */
 	void (*close)(struct sink *s, sink_closed_fn cb, void *arg);

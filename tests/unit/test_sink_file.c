@@ -30,9 +30,12 @@ static void teardown(void)
 	cr_assert_eq(system(cmd), 0);
 }
 
-static void on_closed(void *arg)
+static struct sink_counters last_final;
+
+static void on_closed(void *arg, const struct sink_counters *final)
 {
 	(*(int *)arg)++;
+	last_final = *final;
 }
 
 static void close_and_drain(struct sink *s)
@@ -201,6 +204,10 @@ Test(sink_file, close_flushes_everything_buffered)
 		cr_assert_eq(sink_write(s, line, 99), 0);
 	}
 	close_and_drain(s); /* never ran the loop before close */
+	cr_assert_eq(last_final.writes, 500,
+		     "final counters include the writes done while closing");
+	cr_assert_eq(last_final.bytes, 50000);
+	cr_assert_eq(last_final.drops, 0);
 	c = slurp(path_of(""), &len);
 	cr_assert_eq(len, 50000);
 	cr_assert(strncmp(c + 49900, "{\"seq\":00000500,", 16) == 0);
