@@ -157,7 +157,7 @@ Test(store, rotation_by_size_seals_with_index)
 		seg_path(p, sizeof(p), ids[i], "tseg");
 		/* sealed at the first commit past the limit: never more than one batch past it */
 		cr_assert_geq(file_size(p), 8192);
-		cr_assert_lt(file_size(p), 8192 + 4 * seg_record_size(400));
+		cr_assert_lt((size_t)file_size(p), 8192 + 4 * seg_record_size(400));
 	}
 	struct t_list got = t_scan_all(s);
 	t_assert_same(&model, &got);
