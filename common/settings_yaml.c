@@ -177,6 +177,17 @@ static const struct field fields[] = {
 
 static const char *const sections[] = {"network", "container", "storage", "node"};
 
+const char *settings_yaml_key(size_t i)
+{
+	static char names[sizeof(fields) / sizeof(fields[0])][KEY_LEN];
+
+	if (i >= sizeof(fields) / sizeof(fields[0]))
+		return NULL;
+	if (!names[i][0])
+		snprintf(names[i], KEY_LEN, "%s.%s", fields[i].section, fields[i].name);
+	return names[i];
+}
+
 static int apply_codes(struct ctx *c, const char *key, yaml_node_t *v)
 {
 	int32_t codes[TAPIO_MAX_IGNORED_EXIT_CODES];

@@ -42,6 +42,12 @@ int settings_yaml_load_document(const char *path, yaml_document_t *doc, char *er
  */
 int settings_yaml_load_file(const char *path, struct tapio_settings *s, char *err, size_t errlen);
 
+/*
+ * The i-th accepted observer key as "section.key" (e.g. "storage.warning_ms"), or NULL past
+ * the end. Lets tests and docs check they list exactly what the parser accepts.
+ */
+const char *settings_yaml_key(size_t i);
+
 /* Helpers for callers with their own keys. All return 0 or -EINVAL with a located err. */
 
 /* Formats "label:line:col: " + message for node into err; returns -EINVAL. */

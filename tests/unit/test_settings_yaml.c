@@ -1,6 +1,7 @@
 /* settings_yaml: closed schema, located errors, full valid files. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,4 +234,68 @@ Test(settings_yaml, apply_works_on_a_nested_mapping_and_skips_extra_keys)
 	cr_assert_str_eq(err, "prod.yaml:6:5: unknown key 'network.bogus'");
 	cr_assert_eq(s.storage_warning_ms, 70);
 	yaml_document_delete(&doc);
+}
+
+/* docs/configuration.md "Observer settings" lists exactly the keys the parser accepts, and
+ * each documented default loads. */
+Test(settings_yaml, documentation_lists_exactly_the_accepted_keys)
+{
+	FILE *f = fopen(TAPIO_SOURCE_DIR "/docs/configuration.md", "r");
+	char line[1024], documented[64][128];
+	size_t n_doc = 0;
+
+	if (!f)
+		cr_skip_test("docs/configuration.md not found under " TAPIO_SOURCE_DIR);
+	while (fgets(line, sizeof(line), f) && n_doc < 64) {
+		char key[128], section[64], name[64], value[128], yaml[300];
+		char *p, *q, *dot;
+		struct tapio_settings s;
+		char err[256];
+
+		if (strncmp(line, "| `", 3) != 0)
+			continue;
+		p = line + 3;
+		q = strchr(p, '`');
+		if (!q || (size_t)(q - p) >= sizeof(key))
+			continue;
+		memcpy(key, p, (size_t)(q - p));
+		key[q - p] = 0;
+		dot = strchr(key, '.');
+		if (!dot)
+			continue;
+		snprintf(documented[n_doc++], sizeof(documented[0]), "%s", key);
+		snprintf(section, sizeof(section), "%.*s", (int)(dot - key), key);
+		snprintf(name, sizeof(name), "%s", dot + 1);
+		/* third column: the default, maybe in backticks */
+		p = strchr(q, '|');
+		p = p ? strchr(p + 1, '|') : NULL;
+		cr_assert_not_null(p, "row without a default column: %s", line);
+		p++;
+		while (*p == ' ' || *p == '`')
+			p++;
+		q = strchr(p, '|');
+		cr_assert_not_null(q);
+		while (q > p && (q[-1] == ' ' || q[-1] == '`'))
+			q--;
+		snprintf(value, sizeof(value), "%.*s", (int)(q - p), p);
+		snprintf(yaml, sizeof(yaml), "%s:\n  %s: %s\n", section, name, value);
+		settings_defaults(&s);
+		cr_expect_eq(settings_yaml_load_file(write_yaml(yaml), &s, err, sizeof(err)), 0,
+			     "documented %s = %s does not load: %s", key, value, err);
+		cleanup();
+	}
+	fclose(f);
+	cr_assert_gt(n_doc, 0, "no keys found in docs/configuration.md");
+	for (size_t i = 0; settings_yaml_key(i); i++) {
+		bool found = false;
+		for (size_t j = 0; j < n_doc; j++)
+			found = found || strcmp(documented[j], settings_yaml_key(i)) == 0;
+		cr_expect(found, "accepted key %s is not documented", settings_yaml_key(i));
+	}
+	for (size_t j = 0; j < n_doc; j++) {
+		bool found = false;
+		for (size_t i = 0; settings_yaml_key(i); i++)
+			found = found || strcmp(documented[j], settings_yaml_key(i)) == 0;
+		cr_expect(found, "documented key %s is not accepted", documented[j]);
+	}
 }
