@@ -70,6 +70,45 @@ static int rotate(struct file_sink *f)
 	return open_current(f);
 }
 
+/*
+ * Writes complete lines. A write that fails after part of the data reached the file (disk
+ * full, file size limit) is cut back to the last complete line, so the file never keeps a
+ * torn line; the lines that did land are counted. Returns 0 or -errno.
+ */
+static int write_lines(struct file_sink *f, const char *buf, size_t len,
+		       struct sink_write_result *res)
+{
+	size_t done = 0, keep = 0;
+	int rc;
+
+	while (done < len) {
+		ssize_t n = write(f->fd, buf + done, len - done);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (done == len)
+		return 0;
+	rc = -errno;
+	for (size_t i = done; i > 0; i--) {
+		if (buf[i - 1] == '\n') {
+			keep = i;
+			break;
+		}
+	}
+	for (size_t i = 0; i < keep; i++)
+		if (buf[i] == '\n')
+			res->lines++;
+	res->bytes += keep;
+	if (done > keep && ftruncate(f->fd, (off_t)(f->cur_size + keep)) < 0)
+		rc = -errno;
+	f->cur_size += keep;
+	return rc;
+}
+
 static void file_write_fn(struct sink_writer *w, const char *buf, size_t len,
 			  struct sink_write_result *res)
 {
@@ -99,7 +138,7 @@ static void file_write_fn(struct sink_writer *w, const char *buf, size_t len,
 			res->rotations++;
 			continue;
 		}
-		n = sink_write_full(f->fd, buf + pos, group);
+		n = write_lines(f, buf + pos, group, res);
 		if (n < 0) {
 			rc = (int)n;
 			goto fail;

@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -423,4 +425,49 @@ Test(sink_stdout, full_queue_drops_instead_of_blocking)
 	close_and_drain(s);
 	close(p[1]);
 	close(p[0]);
+}
+
+Test(sink_stdout, closed_reader_counts_drops_and_errors)
+{
+	int p[2];
+	struct sink *s;
+
+	signal(SIGPIPE, SIG_IGN); /* as tapio-agent's main does */
+	cr_assert_eq(pipe(p), 0);
+	close(p[0]);
+	s = sink_stdout_new(&loop, p[1], 0);
+	cr_assert_eq(sink_write(s, "{\"a\":1}", 7), 0);
+	cr_assert_eq(sink_write(s, "{\"b\":2}", 7), 0);
+	close_and_drain(s);
+	cr_assert_eq(last_final.writes, 0);
+	cr_assert_eq(last_final.drops, 2);
+	cr_assert_geq(last_final.errors, 1);
+	close(p[1]);
+}
+
+Test(sink_file, failed_write_never_leaves_a_torn_line)
+{
+	struct rlimit rl = {.rlim_cur = 250, .rlim_max = RLIM_INFINITY};
+	struct sink *s = new_file_sink(1 << 20, 2, 0);
+	char line[100];
+	size_t len;
+	char *c;
+
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	for (int i = 1; i <= 5; i++) {
+		line100(line, i);
+		cr_assert_eq(sink_write(s, line, 99), 0);
+	}
+	close_and_drain(s);
+	rl.rlim_cur = RLIM_INFINITY;
+	setrlimit(RLIMIT_FSIZE, &rl);
+	/* 250 bytes allowed: lines 1-2 land whole, line 3 was cut back, 3-5 are drops */
+	c = slurp(path_of(""), &len);
+	cr_assert_eq(len, 200, "file keeps only whole lines: %zu bytes", len);
+	cr_assert_eq(c[len - 1], '\n');
+	free(c);
+	cr_assert_eq(last_final.writes, 2);
+	cr_assert_eq(last_final.drops, 3);
+	cr_assert_geq(last_final.errors, 1);
 }
