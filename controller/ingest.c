@@ -535,6 +535,7 @@ static void on_hello(struct conn *c, const Tapio__V1__Hello *h)
 	struct registry_agent *a = registry_find(in->registry, h->agent_id);
 	uint64_t now = clock_wall_ns(), durable = 0;
 	bool resumed;
+	int r;
 
 	if (in->token && strcmp(h->token ? h->token : "", in->token) != 0) {
 		conn_fail(c, TAPIO__V1__ERROR_CODE__ERROR_CODE_AUTH, "wrong or missing token");
@@ -549,7 +550,13 @@ static void on_hello(struct conn *c, const Tapio__V1__Hello *h)
 				h->agent_id, c->remote, old->remote);
 		conn_close(old);
 	}
-	if (registry_hello(in->registry, h, c->remote, now, &a) < 0) {
+	r = registry_hello(in->registry, h, c->remote, now, &a);
+	if (r == -ENOSPC) {
+		conn_fail(c, TAPIO__V1__ERROR_CODE__ERROR_CODE_OVERLOADED,
+			  "registry full: too many connected agents");
+		return;
+	}
+	if (r < 0) {
 		conn_fail(c, TAPIO__V1__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
 		return;
 	}

@@ -11,6 +11,7 @@
 void registry_init(struct registry *r)
 {
 	memset(r, 0, sizeof(*r));
+	r->max_agents = REGISTRY_MAX_AGENTS;
 }
 
 static void pairs_clear(struct registry_pair *p, size_t *n)
@@ -77,7 +78,7 @@ struct registry_agent *registry_find(const struct registry *r, const char *agent
 /* Replaces *dst with a copy of src ("" for NULL). Returns 0 or -ENOMEM (dst unchanged). */
 static int set_str(char **dst, const char *src)
 {
-	char *c = strdup(src ? src : "");
+	char *c = strndup(src ? src : "", REGISTRY_MAX_STR);
 
 	if (!c)
 		return -ENOMEM;
@@ -93,8 +94,8 @@ static void copy_fixed(char *dst, size_t len, const char *src)
 
 static int pair_set(struct registry_pair *p, const char *key, const char *value)
 {
-	p->key = strdup(key ? key : "");
-	p->value = value ? strdup(value) : NULL;
+	p->key = strndup(key ? key : "", REGISTRY_MAX_STR);
+	p->value = value ? strndup(value, REGISTRY_MAX_STR) : NULL;
 	if (!p->key || (value && !p->value)) {
 		free(p->key);
 		free(p->value);
@@ -123,6 +124,24 @@ static int hello_lists(struct registry_agent *a, const Tapio__V1__Hello *h)
 	return 0;
 }
 
+/* Forgets the disconnected agent seen least recently. Returns 0, or -ENOSPC if none. */
+static int evict_agent(struct registry *r)
+{
+	size_t victim = r->n_agents;
+
+	for (size_t i = 0; i < r->n_agents; i++)
+		if (!r->agents[i]->connected &&
+		    (victim == r->n_agents ||
+		     r->agents[i]->last_seen_ns < r->agents[victim]->last_seen_ns))
+			victim = i;
+	if (victim == r->n_agents)
+		return -ENOSPC;
+	agent_free(r->agents[victim]);
+	r->agents[victim] = r->agents[--r->n_agents];
+	r->evicted++;
+	return 0;
+}
+
 int registry_hello(struct registry *r, const Tapio__V1__Hello *h, const char *remote,
 		   uint64_t now_ns, struct registry_agent **out)
 {
@@ -130,6 +149,8 @@ int registry_hello(struct registry *r, const Tapio__V1__Hello *h, const char *re
 	bool created = false;
 
 	if (!a) {
+		if (r->max_agents && r->n_agents >= r->max_agents && evict_agent(r) < 0)
+			return -ENOSPC;
 		if (r->n_agents == r->cap_agents) {
 			size_t cap = r->cap_agents ? r->cap_agents * 2 : 16;
 			struct registry_agent **p = realloc(r->agents, cap * sizeof(*p));
@@ -499,7 +520,7 @@ json_t *registry_to_json(const struct registry *r, uint64_t now_ns)
 		}
 	}
 	free(sorted);
-	o = json_pack("{s:I,s:I,s:o}", "known", (json_int_t)r->n_agents, "connected",
-		      (json_int_t)r->connected, "agents", arr);
+	o = json_pack("{s:I,s:I,s:I,s:o}", "known", (json_int_t)r->n_agents, "connected",
+		      (json_int_t)r->connected, "evicted", (json_int_t)r->evicted, "agents", arr);
 	return o;
 }

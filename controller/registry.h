@@ -21,9 +21,11 @@
 #include "controller/session.h"
 #include "tapio.pb-c.h"
 
-#define REGISTRY_MAX_SESSIONS  8  /* per agent; the least recently active is evicted */
-#define REGISTRY_MAX_OBSERVERS 8  /* observer states kept from a heartbeat */
-#define REGISTRY_MAX_LIST      16 /* labels, capabilities, degraded reasons kept */
+#define REGISTRY_MAX_SESSIONS  8     /* per agent; the least recently active is evicted */
+#define REGISTRY_MAX_OBSERVERS 8     /* observer states kept from a heartbeat */
+#define REGISTRY_MAX_LIST      16    /* labels, capabilities, degraded reasons kept */
+#define REGISTRY_MAX_STR       128   /* longer strings from agents are truncated */
+#define REGISTRY_MAX_AGENTS    65536 /* default bound on known agents */
 
 struct registry_session {
 	struct registry_session *next;
@@ -101,8 +103,11 @@ struct registry {
 	struct registry_agent **agents;
 	size_t n_agents, cap_agents;
 	size_t connected;
+	size_t max_agents; /* registry_init sets REGISTRY_MAX_AGENTS */
+	uint64_t evicted;  /* disconnected agents forgotten to stay under max_agents */
 };
 
+/* Empty registry bounded to REGISTRY_MAX_AGENTS known agents (change r->max_agents). */
 void registry_init(struct registry *r);
 /* Frees every agent and session. NULL-safe. */
 void registry_fini(struct registry *r);
@@ -115,8 +120,10 @@ struct registry_agent *registry_find(const struct registry *r, const char *agent
 
 /*
  * Registers an accepted Hello: creates the agent or refreshes its identity (node, version,
- * kernel, arch, labels, capabilities, config), marks it connected at now_ns from `remote`.
- * Returns 0 and *out (owned by the registry), or -ENOMEM.
+ * kernel, arch, labels, capabilities, config; strings cut at REGISTRY_MAX_STR bytes), marks it
+ * connected at now_ns from `remote`. A new agent beyond max_agents evicts the disconnected
+ * agent seen least recently. Returns 0 and *out (owned by the registry), -ENOSPC when every
+ * known agent is connected and the registry is full, or -ENOMEM.
  */
 int registry_hello(struct registry *r, const Tapio__V1__Hello *h, const char *remote,
 		   uint64_t now_ns, struct registry_agent **out);

@@ -1,6 +1,8 @@
 /* The controller's per-connection protocol state machine (see session.h). */
 #include "controller/session.h"
 
+#include <string.h>
+
 #include "common/codec.h"
 
 #define UNEXPECTED TAPIO__V1__ERROR_CODE__ERROR_CODE_UNEXPECTED_MESSAGE
@@ -74,6 +76,9 @@ static enum session_action classify_hello(const Tapio__V1__Hello *h, Tapio__V1__
 	if (!h->agent_id || !h->agent_id[0])
 		return refuse(code, why, TAPIO__V1__ERROR_CODE__ERROR_CODE_MALFORMED,
 			      "hello without agent_id");
+	if (strlen(h->agent_id) > SESSION_MAX_AGENT_ID)
+		return refuse(code, why, TAPIO__V1__ERROR_CODE__ERROR_CODE_MALFORMED,
+			      "agent_id longer than 128 bytes");
 	if (h->session_id == 0)
 		return refuse(code, why, TAPIO__V1__ERROR_CODE__ERROR_CODE_MALFORMED,
 			      "hello without session_id");

@@ -12,6 +12,8 @@
 
 #include "tapio.pb-c.h"
 
+#define SESSION_MAX_AGENT_ID 128 /* longest agent_id accepted in a Hello */
+
 enum session_state {
 	SESSION_AWAIT_HELLO = 0, /* connected, nothing received yet */
 	SESSION_ESTABLISHED,	 /* Hello accepted, Welcome sent */
@@ -49,7 +51,7 @@ void session_init(struct session *s);
  * ConfigApplied, ConfigRejected. Refused: anything before Hello (UNEXPECTED_MESSAGE), a
  * second Hello, controller-to-agent messages (Welcome, Ack, ConfigPush) and frames carrying
  * no known message (UNEXPECTED_MESSAGE), another wire version (WIRE_VERSION), a Hello
- * without agent_id/session_id (MALFORMED), a batch of another session, with sequence 0, or
+ * without agent_id/session_id or with an agent_id over SESSION_MAX_AGENT_ID bytes (MALFORMED), a batch of another session, with sequence 0, or
  * whose sequence is not above the previous batch's on this connection (SEQUENCE: within one
  * connection sequences only increase; resends come on a new connection). Does not change s: the caller moves states with session_established()/
  * session_closing() once it has acted.

@@ -1,5 +1,6 @@
 /* The controller registry: agents, heartbeats, sessions and sequence accounting, JSON. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
 
 #include "common/codec.h"
@@ -208,4 +209,37 @@ Test(registry, json_rendering, .timeout = 10)
 	cr_assert(json_is_false(json_object_get(json_array_get(agents, 1), "connected")));
 	cr_assert(json_is_null(json_object_get(json_array_get(agents, 1), "counters")));
 	json_decref(j);
+}
+
+Test(registry, bounded_agents_and_strings, .timeout = 10)
+{
+	char long_node[600];
+	struct registry_agent *a, *b, *c, *d = NULL;
+	Tapio__V1__Hello h = TAPIO__V1__HELLO__INIT;
+
+	reg.max_agents = 3;
+	a = hello("a", "n", 10);
+	b = hello("b", "n", 20);
+	c = hello("c", "n", 30);
+	registry_disconnect(&reg, b, 40);
+	registry_disconnect(&reg, c, 50);
+	b->last_seen_ns = 40;
+	c->last_seen_ns = 35;
+	/* a fourth agent evicts the disconnected one seen least recently (c) */
+	cr_assert_not_null(hello("d", "n", 60));
+	cr_assert_eq(registry_known(&reg), 3);
+	cr_assert_eq(reg.evicted, 1);
+	cr_assert_null(registry_find(&reg, "c"));
+	cr_assert_eq(registry_find(&reg, "a"), a);
+	cr_assert_eq(registry_find(&reg, "b"), b);
+	/* all connected again: a new agent is refused */
+	cr_assert_eq(hello("b", "n", 70), b);
+	h.agent_id = "e";
+	cr_assert_eq(registry_hello(&reg, &h, "r", 80, &d), -ENOSPC);
+	cr_assert_eq(registry_known(&reg), 3);
+
+	memset(long_node, 'x', sizeof(long_node) - 1);
+	long_node[sizeof(long_node) - 1] = '\0';
+	cr_assert_eq(hello("a", long_node, 90), a);
+	cr_assert_eq(strlen(a->node), REGISTRY_MAX_STR, "agent strings are bounded");
 }

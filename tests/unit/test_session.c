@@ -1,5 +1,6 @@
 /* The controller's per-connection protocol state machine: legal and illegal frames per state. */
 #include <criterion/criterion.h>
+#include <string.h>
 
 #include "common/codec.h"
 #include "controller/session.h"
@@ -129,6 +130,16 @@ Test(session, hello_checks, .timeout = 10)
 	hello.agent_id = "";
 	cr_assert_eq(classify(&s, TAPIO__V1__FRAME__MSG_HELLO, &code), SESSION_ACT_REFUSE);
 	cr_assert_eq(code, TAPIO__V1__ERROR_CODE__ERROR_CODE_MALFORMED);
+	{
+		static char long_id[SESSION_MAX_AGENT_ID + 2];
+
+		memset(long_id, 'a', SESSION_MAX_AGENT_ID + 1);
+		hello.agent_id = long_id;
+		cr_assert_eq(classify(&s, TAPIO__V1__FRAME__MSG_HELLO, &code), SESSION_ACT_REFUSE);
+		cr_assert_eq(code, TAPIO__V1__ERROR_CODE__ERROR_CODE_MALFORMED);
+		long_id[SESSION_MAX_AGENT_ID] = '\0';
+		cr_assert_eq(classify(&s, TAPIO__V1__FRAME__MSG_HELLO, &code), SESSION_ACT_HELLO);
+	}
 	hello.agent_id = "agent";
 	hello.session_id = 0;
 	cr_assert_eq(classify(&s, TAPIO__V1__FRAME__MSG_HELLO, &code), SESSION_ACT_REFUSE);
