@@ -141,6 +141,8 @@ struct client {
 	Tapio__V1__Occurrence *msgs;
 	Tapio__V1__Occurrence **ptrs;
 	struct occ_proto_scratch *scratch;
+	uint8_t *enc; /* encode scratch buffer */
+	size_t enccap;
 
 	/* unacknowledged batches, ordered by seq (ring, cap a power of two) */
 	struct entry *ents;
@@ -388,6 +390,7 @@ static void seal(struct client *c)
 	struct entry e = {0};
 	struct bbuf *buf;
 	size_t size;
+	ssize_t n;
 
 	if (c->nopen == 0)
 		return;
@@ -402,15 +405,26 @@ static void seal(struct client *c)
 	b.occurrences = c->ptrs;
 	f.msg_case = TAPIO__V1__FRAME__MSG_EVENT_BATCH;
 	f.event_batch = &b;
-	size = codec_frame_size(&f);
-	buf = bbuf_new(size);
-	if (!buf || codec_encode_frame(&f, buf->data, size) < 0) {
-		free(buf);
+	/* encode once into the scratch buffer (packed-size computation is the costly part) */
+	n = codec_encode_frame(&f, c->enc, c->enccap);
+	if (n == -ENOSPC) {
+		size = codec_frame_size(&f);
+		uint8_t *p = realloc(c->enc, size);
+		if (p) {
+			c->enc = p;
+			c->enccap = size;
+			n = codec_encode_frame(&f, c->enc, c->enccap);
+		}
+	}
+	buf = n > 0 ? bbuf_new((size_t)n) : NULL;
+	if (!buf) {
 		count_lost(c, c->next_seq, c->nopen, &c->st.dropped_queue);
 		c->next_seq++;
 		c->nopen = 0;
 		return;
 	}
+	size = (size_t)n;
+	memcpy(buf->data, c->enc, size);
 	e.seq = c->next_seq++;
 	e.count = c->nopen;
 	e.len = (uint32_t)size;
@@ -1257,6 +1271,7 @@ static void client_free(struct client *c)
 	free(c->msgs);
 	free(c->ptrs);
 	free(c->scratch);
+	free(c->enc);
 	for (size_t i = 0; i < c->nstrs; i++)
 		free(c->strs[i]);
 	free(c);

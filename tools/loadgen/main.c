@@ -1,0 +1,690 @@
+/*
+ * tapio-loadgen: N simulated agents in one process and one libuv loop, each a real
+ * controller client (agent/client), submitting realistic occurrences of every type at a total
+ * rate for a duration, then draining and printing what was submitted, acknowledged, dropped
+ * and resent. --acked-log writes the id of every acknowledged occurrence (one per line).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <uv.h>
+
+#include "agent/client/client.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/ulid.h"
+
+#define TAG	       "loadgen"
+#define POOL_SIZE      4096
+#define TICK_MS	       1
+#define DRAIN_TIMEOUT  30000 /* ms to wait for acks after the submit phase */
+#define MAX_CATCHUP_MS 100   /* never submit more than this much of the rate in one tick */
+
+struct lg_batch {
+	uint64_t seq;
+	uint64_t first; /* index of its first id in the agent's id log */
+	uint32_t count;
+	int state; /* 0 pending, 1 acked, 2 dropped */
+};
+
+struct agent {
+	struct loadgen *lg;
+	struct client *client;
+	char node[TAPIO_NAME_LEN];
+	char agent_id[TAPIO_NAME_LEN];
+	char spool[4096];
+	bool closed;
+	/* acked-log bookkeeping: ids in submit order, batches in seal order */
+	char (*ids)[TAPIO_ULID_LEN + 1];
+	uint64_t ids_base; /* index of ids[0] */
+	uint64_t nids, idcap;
+	uint64_t submitted;
+	struct lg_batch *batches;
+	size_t bhead, nbatches, bcap;
+};
+
+struct loadgen {
+	uv_loop_t *loop;
+	uv_timer_t tick;
+	uv_signal_t sigint, sigterm;
+	char host[256];
+	uint16_t port;
+	uint32_t nagents;
+	double rate;
+	double duration;
+	uint32_t batch;
+	const char *spool_dir;
+	const char *acked_log;
+	const char *node_prefix;
+	uint64_t seed;
+	bool json;
+	FILE *ackf;
+	struct agent *agents;
+	struct tapio_occurrence *pool;
+	uint64_t rng;
+	uint64_t t0_ns, submit_end_ns, last_ack_ns, end_ns;
+	uint64_t submitted;
+	uint32_t next_agent;
+	int phase; /* 0 submitting, 1 draining, 2 closing */
+	uint64_t drain_deadline_ns;
+	uint32_t open_clients;
+	bool interrupted;
+};
+
+static uint64_t rnd(struct loadgen *lg)
+{
+	lg->rng ^= lg->rng >> 12;
+	lg->rng ^= lg->rng << 25;
+	lg->rng ^= lg->rng >> 27;
+	return lg->rng * 0x2545F4914F6CDD1Dull;
+}
+
+static uint32_t rnd_below(struct loadgen *lg, uint32_t n)
+{
+	return (uint32_t)(rnd(lg) % n);
+}
+
+/* ---- realistic occurrences --------------------------------------------------------------- */
+
+static const char *net_comms[] = {"curl",    "envoy",	    "java",	 "nginx",
+				  "python3", "grpc-server", "redis-cli", "node"};
+static const char *ct_comms[] = {"java", "postgres", "python3", "ruby", "node", "worker"};
+static const char *st_comms[] = {"postgres", "mysqld", "etcd", "kafka", "jbd2/sda1-8"};
+static const char *opcodes[] = {"read", "write", "flush", "discard"};
+
+static void make_ip(struct loadgen *lg, char *buf, size_t len, bool v6)
+{
+	if (v6)
+		snprintf(buf, len, "fd00::%x:%x", rnd_below(lg, 0xffff), rnd_below(lg, 0xffff));
+	else
+		snprintf(buf, len, "10.%u.%u.%u", rnd_below(lg, 256), rnd_below(lg, 256),
+			 1 + rnd_below(lg, 254));
+}
+
+static void fill_pool_entry(struct loadgen *lg, struct tapio_occurrence *o, uint32_t i)
+{
+	enum tapio_occ_type t = (enum tapio_occ_type)(i % TAPIO_OCC__COUNT);
+	uint64_t now = clock_wall_ns();
+
+	occurrence_init(o, t, now, "node", "loadgen");
+	o->config_generation = 1;
+	switch (tapio_catalogue[t].observer) {
+	case TAPIO_OBS_NETWORK: {
+		struct tapio_occ_network *n = &o->data.network;
+		bool v6 = rnd_below(lg, 5) == 0;
+
+		n->pid = 1000 + rnd_below(lg, 60000);
+		snprintf(n->comm, sizeof(n->comm), "%s", net_comms[rnd_below(lg, 8)]);
+		n->family = v6 ? 6 : 4;
+		make_ip(lg, n->src_ip, sizeof(n->src_ip), v6);
+		make_ip(lg, n->dst_ip, sizeof(n->dst_ip), v6);
+		n->src_port = (uint16_t)(32768 + rnd_below(lg, 28000));
+		n->dst_port = (uint16_t[]){80, 443, 5432, 6379, 8080, 9092}[rnd_below(lg, 6)];
+		if (t == TAPIO_OCC_CONNECTION_REFUSED || t == TAPIO_OCC_CONNECTION_TIMEOUT) {
+			snprintf(n->old_state, sizeof(n->old_state), "SYN_SENT");
+			snprintf(n->new_state, sizeof(n->new_state), "CLOSE");
+		}
+		if (t == TAPIO_OCC_CONNECTION_REFUSED && rnd_below(lg, 3) == 0) {
+			o->count = 2 + rnd_below(lg, 20);
+			o->first_seen_ns = now - 900000000ull;
+			o->last_seen_ns = now;
+		}
+		if (t == TAPIO_OCC_RETRANSMIT_SPIKE) {
+			n->total_retrans = 5 + rnd_below(lg, 50);
+			n->snd_cwnd = 1 + rnd_below(lg, 10);
+			o->count = n->total_retrans;
+			o->first_seen_ns = now - 500000000ull;
+			o->last_seen_ns = now;
+		}
+		if (t == TAPIO_OCC_RTT_DEGRADATION) {
+			n->baseline_ms = 1.0 + rnd_below(lg, 40);
+			n->current_ms = n->baseline_ms * (2.0 + rnd_below(lg, 8));
+		}
+		snprintf(o->error_message, sizeof(o->error_message), "%s:%u", n->dst_ip,
+			 n->dst_port);
+		break;
+	}
+	case TAPIO_OBS_CONTAINER: {
+		struct tapio_occ_container *c = &o->data.container;
+
+		c->pid = 1000 + rnd_below(lg, 60000);
+		c->tid = c->pid;
+		snprintf(c->comm, sizeof(c->comm), "%s", ct_comms[rnd_below(lg, 6)]);
+		c->cgroup_id = 10000 + rnd_below(lg, 100000);
+		snprintf(c->cgroup_path, sizeof(c->cgroup_path),
+			 "/kubepods.slice/kubepods-burstable.slice/kubepods-pod%08x.slice",
+			 (unsigned)rnd(lg));
+		if (t == TAPIO_OCC_OOM_KILL) {
+			c->signal = 9;
+			c->exit_code = -1;
+			c->memory_limit_bytes = (64ull + rnd_below(lg, 4032)) << 20;
+			c->memory_usage_bytes = c->memory_limit_bytes;
+			c->rss_bytes = c->memory_limit_bytes - (rnd_below(lg, 16) << 20);
+		} else if (rnd_below(lg, 2)) {
+			c->signal = (int32_t[]){6, 9, 11, 15}[rnd_below(lg, 4)];
+			c->exit_code = -1;
+			c->core_dumped = c->signal == 6 || c->signal == 11;
+			o->severity = TAPIO_SEV_ERROR;
+		} else {
+			c->exit_code = 1 + (int32_t)rnd_below(lg, 255);
+			o->severity = TAPIO_SEV_WARNING;
+		}
+		break;
+	}
+	case TAPIO_OBS_STORAGE: {
+		struct tapio_occ_storage *s = &o->data.storage;
+
+		s->pid = 100 + rnd_below(lg, 60000);
+		snprintf(s->comm, sizeof(s->comm), "%s", st_comms[rnd_below(lg, 5)]);
+		s->dev_major = (uint32_t[]){8, 259, 253}[rnd_below(lg, 3)];
+		s->dev_minor = rnd_below(lg, 16);
+		s->sector = rnd(lg) % (1ull << 31);
+		s->bytes = 512u << rnd_below(lg, 9);
+		snprintf(s->opcode, sizeof(s->opcode), "%s", opcodes[rnd_below(lg, 4)]);
+		if (t == TAPIO_OCC_IO_ERROR) {
+			s->error_code = -(int32_t)(uint32_t[]){5, 61, 110}[rnd_below(lg, 3)];
+			s->latency_ms = rnd_below(lg, 30000) / 10.0;
+		} else {
+			s->latency_ms = 50.0 + rnd_below(lg, 4000) / 10.0;
+			o->severity =
+			    s->latency_ms >= 200.0 ? TAPIO_SEV_CRITICAL : TAPIO_SEV_WARNING;
+		}
+		break;
+	}
+	default: {
+		struct tapio_occ_node *n = &o->data.node;
+
+		if (t == TAPIO_OCC_MEMORY_PRESSURE) {
+			n->cpu = -1;
+			n->memory_some_avg10 = 10.0 + rnd_below(lg, 900) / 10.0;
+			n->memory_full_avg10 = n->memory_some_avg10 / 2;
+		} else {
+			n->cpu = (int32_t)rnd_below(lg, 64);
+			n->cycles = 1000000000ull + rnd_below(lg, 1000000000);
+			n->instructions = n->cycles / (1 + rnd_below(lg, 4));
+			n->stall_cycles = n->cycles / (2 + rnd_below(lg, 3));
+			n->ipc = (double)n->instructions / (double)n->cycles;
+			n->stall_pct = 100.0 * (double)n->stall_cycles / (double)n->cycles;
+		}
+		break;
+	}
+	}
+}
+
+/* ---- acked log --------------------------------------------------------------------------- */
+
+static struct lg_batch *find_batch(struct agent *a, uint64_t seq)
+{
+	size_t lo = 0, hi = a->nbatches;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct lg_batch *b = &a->batches[(a->bhead + mid) % a->bcap];
+		if (b->seq < seq)
+			lo = mid + 1;
+		else if (b->seq > seq)
+			hi = mid;
+		else
+			return b;
+	}
+	return NULL;
+}
+
+static void trim_batches(struct agent *a)
+{
+	uint64_t drop_ids = 0;
+
+	while (a->nbatches && a->batches[a->bhead].state != 0) {
+		drop_ids += a->batches[a->bhead].count;
+		a->bhead = (a->bhead + 1) % a->bcap;
+		a->nbatches--;
+	}
+	if (drop_ids) {
+		memmove(a->ids, a->ids + drop_ids, (a->nids - drop_ids) * sizeof(*a->ids));
+		a->nids -= drop_ids;
+		a->ids_base += drop_ids;
+	}
+}
+
+static void on_sealed(void *arg, uint64_t seq, uint32_t count)
+{
+	struct agent *a = arg;
+	struct lg_batch *b;
+
+	if (!a->lg->ackf)
+		return;
+	if (a->nbatches == a->bcap) {
+		size_t ncap = a->bcap ? a->bcap * 2 : 256;
+		struct lg_batch *p = malloc(ncap * sizeof(*p));
+		if (!p)
+			abort();
+		for (size_t i = 0; i < a->nbatches; i++)
+			p[i] = a->batches[(a->bhead + i) % a->bcap];
+		free(a->batches);
+		a->batches = p;
+		a->bcap = ncap;
+		a->bhead = 0;
+	}
+	b = &a->batches[(a->bhead + a->nbatches++) % a->bcap];
+	/* the batch holds the `count` ids submitted before this seal that no batch took yet */
+	b->seq = seq;
+	b->count = count;
+	b->first = a->submitted - count;
+	b->state = 0;
+}
+
+static void on_acked(void *arg, uint64_t seq, uint32_t count)
+{
+	struct agent *a = arg;
+	struct loadgen *lg = a->lg;
+	struct lg_batch *b;
+
+	lg->last_ack_ns = uv_hrtime();
+	if (!lg->ackf)
+		return;
+	b = find_batch(a, seq);
+	if (!b)
+		return; /* recovered from a previous run's spool: ids unknown here */
+	for (uint32_t i = 0; i < b->count; i++) {
+		fputs(a->ids[b->first - a->ids_base + i], lg->ackf);
+		fputc('\n', lg->ackf);
+	}
+	fflush(lg->ackf);
+	b->state = 1;
+	trim_batches(a);
+}
+
+static void on_dropped(void *arg, uint64_t seq, uint32_t count)
+{
+	struct agent *a = arg;
+	struct lg_batch *b;
+
+	if (!a->lg->ackf)
+		return;
+	b = find_batch(a, seq);
+	if (b) {
+		b->state = 2;
+		trim_batches(a);
+	}
+}
+
+/* ---- the run ----------------------------------------------------------------------------- */
+
+static void submit_one(struct loadgen *lg, struct agent *a, uint64_t now_ns)
+{
+	struct tapio_occurrence *o = &lg->pool[rnd(lg) & (POOL_SIZE - 1)];
+
+	memcpy(o->node, a->node, sizeof(o->node));
+	o->timestamp_ns = now_ns;
+	if (o->count) {
+		o->last_seen_ns = now_ns;
+		o->first_seen_ns = now_ns - 500000000ull;
+	}
+	ulid_generate(now_ns / 1000000, o->id);
+	if (lg->ackf) {
+		if (a->nids == a->idcap) {
+			a->idcap = a->idcap ? a->idcap * 2 : 4096;
+			a->ids = realloc(a->ids, a->idcap * sizeof(*a->ids));
+			if (!a->ids)
+				abort();
+		}
+		memcpy(a->ids[a->nids++], o->id, TAPIO_ULID_LEN + 1);
+	}
+	a->submitted++;
+	client_submit(a->client, o);
+	lg->submitted++;
+}
+
+static void stats_total(struct loadgen *lg, struct client_stats *t)
+{
+	memset(t, 0, sizeof(*t));
+	for (uint32_t i = 0; i < lg->nagents; i++) {
+		struct client_stats s;
+
+		if (!lg->agents[i].client)
+			continue;
+		client_counters(lg->agents[i].client, &s);
+		t->submitted += s.submitted;
+		t->occurrences_acked += s.occurrences_acked;
+		t->batches_sent += s.batches_sent;
+		t->batches_acked += s.batches_acked;
+		t->batches_resent += s.batches_resent;
+		t->dropped_queue += s.dropped_queue + s.dropped_closing + s.dropped_spool_error;
+		t->dropped_spool += s.dropped_spool;
+		t->send_failures += s.send_failures;
+		t->reconnects += s.reconnects;
+		t->connects += s.connects;
+		t->queue_depth += s.queue_depth;
+	}
+}
+
+static struct client_stats final_stats;
+
+static void on_client_closed(void *arg)
+{
+	struct agent *a = arg;
+
+	a->closed = true;
+	a->client = NULL;
+	if (--a->lg->open_clients == 0) {
+		uv_close((uv_handle_t *)&a->lg->tick, NULL);
+		uv_close((uv_handle_t *)&a->lg->sigint, NULL);
+		uv_close((uv_handle_t *)&a->lg->sigterm, NULL);
+	}
+}
+
+static void start_closing(struct loadgen *lg)
+{
+	lg->phase = 2;
+	lg->end_ns = uv_hrtime();
+	stats_total(lg, &final_stats);
+	uv_timer_stop(&lg->tick);
+	for (uint32_t i = 0; i < lg->nagents; i++)
+		if (lg->agents[i].client)
+			client_close(lg->agents[i].client, on_client_closed, &lg->agents[i]);
+}
+
+static bool all_drained(struct loadgen *lg)
+{
+	struct client_stats t;
+
+	stats_total(lg, &t);
+	return t.queue_depth == 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct loadgen *lg = t->data;
+	uint64_t now = uv_hrtime();
+
+	if (lg->phase == 0) {
+		double elapsed = (double)(now - lg->t0_ns) / 1e9;
+		uint64_t due, max_now, wall;
+
+		if (elapsed >= lg->duration || lg->interrupted) {
+			for (uint32_t i = 0; i < lg->nagents; i++)
+				client_flush(lg->agents[i].client);
+			lg->submit_end_ns = now;
+			lg->phase = 1;
+			lg->drain_deadline_ns = now + (uint64_t)DRAIN_TIMEOUT * 1000000ull;
+			return;
+		}
+		due = (uint64_t)(lg->rate * elapsed);
+		max_now = (uint64_t)(lg->rate * MAX_CATCHUP_MS / 1000.0) + 1;
+		if (due > lg->submitted + max_now)
+			due = lg->submitted + max_now;
+		wall = clock_wall_ns();
+		while (lg->submitted < due) {
+			struct agent *a = &lg->agents[lg->next_agent];
+
+			if (++lg->next_agent == lg->nagents)
+				lg->next_agent = 0;
+			submit_one(lg, a, wall);
+		}
+		return;
+	}
+	if (lg->phase == 1 && (all_drained(lg) || now > lg->drain_deadline_ns || lg->interrupted))
+		start_closing(lg);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct loadgen *lg = h->data;
+
+	if (lg->interrupted && lg->phase < 2)
+		start_closing(lg);
+	lg->interrupted = true;
+}
+
+static void print_summary(struct loadgen *lg)
+{
+	const struct client_stats *t = &final_stats;
+	double submit_s = (double)(lg->submit_end_ns - lg->t0_ns) / 1e9;
+	uint64_t last = lg->last_ack_ns ? lg->last_ack_ns : lg->end_ns;
+	double ack_s = (double)(last - lg->t0_ns) / 1e9;
+	double acked_per_s = ack_s > 0 ? (double)t->occurrences_acked / ack_s : 0;
+	uint64_t dropped = t->dropped_queue + t->dropped_spool;
+	uint64_t unacked = t->submitted - t->occurrences_acked - dropped;
+
+	if (lg->json) {
+		printf("{\"agents\":%u,\"rate\":%.0f,\"duration_s\":%.3f,\"submitted\":%" PRIu64
+		       ",\"acked\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"dropped_queue\":%" PRIu64
+		       ",\"dropped_spool\":%" PRIu64 ",\"unacked\":%" PRIu64
+		       ",\"batches_sent\":%" PRIu64 ",\"batches_acked\":%" PRIu64
+		       ",\"batches_resent\":%" PRIu64 ",\"send_failures\":%" PRIu64
+		       ",\"reconnects\":%" PRIu64 ",\"elapsed_s\":%.3f,\"acked_per_s\":%.0f}\n",
+		       lg->nagents, lg->rate, submit_s, t->submitted, t->occurrences_acked, dropped,
+		       t->dropped_queue, t->dropped_spool, unacked, t->batches_sent,
+		       t->batches_acked, t->batches_resent, t->send_failures, t->reconnects, ack_s,
+		       acked_per_s);
+	} else {
+		printf("agents        %u\n", lg->nagents);
+		printf("submitted     %" PRIu64 " in %.3f s (%.0f/s)\n", t->submitted, submit_s,
+		       submit_s > 0 ? (double)t->submitted / submit_s : 0);
+		printf("acked         %" PRIu64 "\n", t->occurrences_acked);
+		printf("dropped       %" PRIu64 " (queue %" PRIu64 ", spool %" PRIu64 ")\n",
+		       dropped, t->dropped_queue, t->dropped_spool);
+		printf("unacked       %" PRIu64 "\n", unacked);
+		printf("batches       sent %" PRIu64 ", acked %" PRIu64 ", resent %" PRIu64 "\n",
+		       t->batches_sent, t->batches_acked, t->batches_resent);
+		printf("connection    send failures %" PRIu64 ", reconnects %" PRIu64 "\n",
+		       t->send_failures, t->reconnects);
+		printf("elapsed       %.3f s to the last ack\n", ack_s);
+		printf("acked/s       %.0f\n", acked_per_s);
+	}
+	fflush(stdout);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: tapio-loadgen --controller HOST:PORT --agents N --rate R --duration S\n"
+		   "                     [--batch B] [--spool-dir DIR] [--acked-log FILE]\n"
+		   "                     [--node-prefix P] [--seed X] [--json-summary]\n"
+		   "  --rate is occurrences per second over all agents; --duration in seconds.\n");
+}
+
+static int parse_args(struct loadgen *lg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"controller", required_argument, NULL, 'c'},
+	    {"agents", required_argument, NULL, 'a'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"batch", required_argument, NULL, 'b'},
+	    {"spool-dir", required_argument, NULL, 's'},
+	    {"acked-log", required_argument, NULL, 'l'},
+	    {"node-prefix", required_argument, NULL, 'p'},
+	    {"seed", required_argument, NULL, 'x'},
+	    {"json-summary", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	bool have_controller = false;
+	char *end;
+	int ch;
+
+	lg->nagents = 1;
+	lg->rate = 1000;
+	lg->duration = 10;
+	lg->node_prefix = "node";
+	lg->seed = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		errno = 0;
+		switch (ch) {
+		case 'c':
+			if (client_parse_endpoint(optarg, lg->host, sizeof(lg->host), &lg->port) <
+			    0) {
+				fprintf(stderr,
+					"tapio-loadgen: bad --controller '%s' (HOST:PORT)\n",
+					optarg);
+				return -1;
+			}
+			have_controller = true;
+			break;
+		case 'a': {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (errno || *end || v == 0 || v > 10000) {
+				fprintf(stderr, "tapio-loadgen: --agents must be 1..10000\n");
+				return -1;
+			}
+			lg->nagents = (uint32_t)v;
+			break;
+		}
+		case 'r':
+			lg->rate = strtod(optarg, &end);
+			if (errno || *end || lg->rate <= 0) {
+				fprintf(stderr, "tapio-loadgen: --rate must be > 0\n");
+				return -1;
+			}
+			break;
+		case 'd':
+			lg->duration = strtod(optarg, &end);
+			if (errno || *end || lg->duration <= 0) {
+				fprintf(stderr, "tapio-loadgen: --duration must be > 0 seconds\n");
+				return -1;
+			}
+			break;
+		case 'b': {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (errno || *end || v == 0 || v > 65536) {
+				fprintf(stderr, "tapio-loadgen: --batch must be 1..65536\n");
+				return -1;
+			}
+			lg->batch = (uint32_t)v;
+			break;
+		}
+		case 's':
+			lg->spool_dir = optarg;
+			break;
+		case 'l':
+			lg->acked_log = optarg;
+			break;
+		case 'p':
+			lg->node_prefix = optarg;
+			break;
+		case 'x':
+			lg->seed = strtoull(optarg, &end, 0);
+			if (errno || *end) {
+				fprintf(stderr, "tapio-loadgen: bad --seed\n");
+				return -1;
+			}
+			break;
+		case 'j':
+			lg->json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (!have_controller || optind != argc) {
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct loadgen lgs;
+	struct loadgen *lg = &lgs;
+	uv_loop_t loop;
+	char err[256];
+	int ret = 1;
+
+	if (parse_args(lg, argc, argv) < 0)
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	lg->rng = lg->seed * 0x9E3779B97F4A7C15ull + 1;
+	if (uv_loop_init(&loop) < 0)
+		return 1;
+	lg->loop = &loop;
+	lg->pool = calloc(POOL_SIZE, sizeof(*lg->pool));
+	lg->agents = calloc(lg->nagents, sizeof(*lg->agents));
+	if (!lg->pool || !lg->agents) {
+		fprintf(stderr, "tapio-loadgen: out of memory\n");
+		return 1;
+	}
+	for (uint32_t i = 0; i < POOL_SIZE; i++)
+		fill_pool_entry(lg, &lg->pool[i], i);
+	if (lg->acked_log) {
+		lg->ackf = fopen(lg->acked_log, "w");
+		if (!lg->ackf) {
+			fprintf(stderr, "tapio-loadgen: open %s: %s\n", lg->acked_log,
+				strerror(errno));
+			return 1;
+		}
+		setvbuf(lg->ackf, NULL, _IOFBF, 1 << 20);
+	}
+	if (lg->spool_dir && mkdir(lg->spool_dir, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "tapio-loadgen: mkdir %s: %s\n", lg->spool_dir, strerror(errno));
+		return 1;
+	}
+	for (uint32_t i = 0; i < lg->nagents; i++) {
+		struct agent *a = &lg->agents[i];
+		struct client_options o = {0};
+
+		a->lg = lg;
+		snprintf(a->node, sizeof(a->node), "%s-%04u", lg->node_prefix, i);
+		snprintf(a->agent_id, sizeof(a->agent_id), "loadgen-%s-%04u", lg->node_prefix, i);
+		o.host = lg->host;
+		o.port = lg->port;
+		o.agent_id = a->agent_id;
+		o.node = a->node;
+		o.cluster = "loadgen";
+		o.capabilities[0] = "loadgen";
+		o.label_keys[0] = "tool";
+		o.label_values[0] = "tapio-loadgen";
+		o.batch_max = lg->batch;
+		o.on_sealed = on_sealed;
+		o.on_acked = on_acked;
+		o.on_dropped = on_dropped;
+		o.arg = a;
+		if (lg->spool_dir) {
+			snprintf(a->spool, sizeof(a->spool), "%s/%s", lg->spool_dir, a->node);
+			o.spool_dir = a->spool;
+		}
+		a->client = client_new(&loop, &o, err, sizeof(err));
+		if (!a->client) {
+			fprintf(stderr, "tapio-loadgen: agent %u: %s\n", i, err);
+			return 1;
+		}
+		lg->open_clients++;
+		client_start(a->client);
+	}
+	uv_timer_init(&loop, &lg->tick);
+	lg->tick.data = lg;
+	uv_signal_init(&loop, &lg->sigint);
+	uv_signal_init(&loop, &lg->sigterm);
+	lg->sigint.data = lg->sigterm.data = lg;
+	uv_signal_start(&lg->sigint, on_signal, SIGINT);
+	uv_signal_start(&lg->sigterm, on_signal, SIGTERM);
+	uv_update_time(&loop);
+	lg->t0_ns = uv_hrtime();
+	uv_timer_start(&lg->tick, on_tick, TICK_MS, TICK_MS);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&loop) != 0)
+		log_warn(TAG, "loop still had handles at exit");
+	print_summary(lg);
+	ret = final_stats.occurrences_acked == final_stats.submitted ? 0 : 3;
+	if (lg->ackf && fclose(lg->ackf) != 0) {
+		fprintf(stderr, "tapio-loadgen: close %s: %s\n", lg->acked_log, strerror(errno));
+		ret = 1;
+	}
+	for (uint32_t i = 0; i < lg->nagents; i++) {
+		free(lg->agents[i].ids);
+		free(lg->agents[i].batches);
+	}
+	free(lg->agents);
+	free(lg->pool);
+	return ret;
+}
