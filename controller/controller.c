@@ -108,7 +108,8 @@ static void on_ingest_stopped(struct ingest *in, void *ctx)
 {
 	struct controller *c = ctx;
 
-	log_stats(c);
+	if (c->ingest_started)
+		log_stats(c);
 	uv_close((uv_handle_t *)&c->sigint, NULL);
 	uv_close((uv_handle_t *)&c->sigterm, NULL);
 	uv_close((uv_handle_t *)&c->sigusr1, NULL);
@@ -251,10 +252,13 @@ int controller_run(const struct controller_options *o)
 		return 1;
 	}
 	r = controller_open(&c, &loop, o);
-	if (r == 0)
-		log_info(TAG, "tapio-controller ready: listening on %s:%d, data in %s",
-			 c.ingest.opt.host, ingest_port(&c.ingest), o->store.dir);
-	else
+	if (r == 0) {
+		bool v6 = strchr(c.ingest.opt.host, ':') != NULL;
+
+		log_info(TAG, "tapio-controller ready: listening on %s%s%s:%d, data in %s",
+			 v6 ? "[" : "", c.ingest.opt.host, v6 ? "]" : "", ingest_port(&c.ingest),
+			 o->store.dir);
+	} else
 		rc = 1;
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if (controller_close(&c) < 0)

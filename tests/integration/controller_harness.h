@@ -132,7 +132,7 @@ static inline void ctl_start(struct ctl *c, ...)
 	cr_assert_fail("controller not ready within 10 s");
 }
 
-/* Sends sig and waits for the exit; returns the wait status. */
+/* Sends sig (0: none, only wait) and waits for the exit; returns the wait status. */
 static inline int ctl_stop(struct ctl *c, int sig)
 {
 	int status = -1;
