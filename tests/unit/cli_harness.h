@@ -380,7 +380,8 @@ static inline void fixture_remove(struct fixture *fx)
 /* ---- canned HTTP server ---- */
 
 struct http_route {
-	const char *prefix; /* matched against the request target */
+	const char *prefix;   /* matched against the request target */
+	const char *contains; /* and, when set, a substring of it */
 	int status;
 	const char *body;
 };
@@ -430,13 +431,15 @@ static void *http_serve(void *arg)
 			snprintf(s->requests[s->nrequests++], 1024, "%s", target);
 		pthread_mutex_unlock(&s->lock);
 		for (size_t i = 0; i < s->nroutes && !r; i++) {
-			if (!strncmp(target, s->routes[i].prefix, strlen(s->routes[i].prefix)))
+			if (!strncmp(target, s->routes[i].prefix, strlen(s->routes[i].prefix)) &&
+			    (!s->routes[i].contains || strstr(target, s->routes[i].contains)))
 				r = &s->routes[i];
 		}
 		{
 			int st = r ? r->status : 404;
 			const char *body =
-				r ? r->body : "{\"error\":{\"code\":\"NOT_FOUND\",\"message\":\"no route\"}}";
+			    r ? r->body
+			      : "{\"error\":{\"code\":\"NOT_FOUND\",\"message\":\"no route\"}}";
 
 			snprintf(head, sizeof(head),
 				 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"

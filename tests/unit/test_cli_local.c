@@ -65,7 +65,8 @@ Test(cli_local, status_json_counts_match_fixture)
 	clock_format_rfc3339(fx.occ[fx.n - 1].timestamp_ns, last, sizeof(last));
 	cr_expect_str_eq(json_string_value(json_object_get(j, "first")), first);
 	cr_expect_str_eq(json_string_value(json_object_get(j, "last")), last);
-	cr_expect(json_real_value(json_object_get(j, "newest_age_s")) >= (double)fx.off_s[fx.n - 1]);
+	cr_expect(json_real_value(json_object_get(j, "newest_age_s")) >=
+		  (double)fx.off_s[fx.n - 1]);
 	bt = json_object_get(j, "by_type");
 	bs = json_object_get(j, "by_severity");
 	for (int t = 0; t < TAPIO_OCC__COUNT; t++)
@@ -92,7 +93,8 @@ static void expect_aligned(const char *text, const char *hdr_line_start, const c
 	for (line = strchr(h, '\n') + 1; *line && *line != '\n'; line = strchr(line, '\n') + 1) {
 		const char *eol = strchr(line, '\n');
 
-		cr_assert((size_t)(eol - line) > col_at, "short row: %.*s", (int)(eol - line), line);
+		cr_assert((size_t)(eol - line) > col_at, "short row: %.*s", (int)(eol - line),
+			  line);
 		cr_expect(line[col_at - 1] == ' ' && line[col_at] != ' ',
 			  "column %s misaligned in row: %.*s", col, (int)(eol - line), line);
 		rows++;
@@ -130,7 +132,8 @@ Test(cli_local, recent_json_newest_first_with_default_limit)
 		struct tapio_occurrence o;
 		char why[128];
 
-		cr_assert_eq(occ_json_parse(line, strlen(line), &o, why, sizeof(why)), 0, "%s", why);
+		cr_assert_eq(occ_json_parse(line, strlen(line), &o, why, sizeof(why)), 0, "%s",
+			     why);
 		cr_expect_str_eq(o.id, fx.occ[fx.n - 1 - i].id);
 	}
 }
@@ -146,16 +149,17 @@ static size_t recent_count(const char *const *args)
 Test(cli_local, recent_filters_and_times)
 {
 	char rfc[40];
-	const char *a1[] = {"--data-dir", fx.dir, "--json", "recent", "--since", "15m", "--limit",
-			    "0", NULL};
-	const char *a2[] = {"--data-dir", fx.dir, "--json", "recent", "--since=24h", "--type",
-			    "oom_kill", "--limit", "0", NULL};
-	const char *a3[] = {"--data-dir", fx.dir, "--json", "recent", "--node", "node-b",
-			    "--severity", "critical", "--limit", "1000", NULL};
-	const char *a4[] = {"--data-dir", fx.dir, "--json", "recent", "--since", rfc, "--type",
-			    "kernel.network.connection_refused", "--limit", "0", NULL};
-	const char *a5[] = {"--data-dir", fx.dir, "--json", "recent", "--until", "1h", "--since",
-			    "7d", "--limit", "0", NULL};
+	const char *a1[] = {"--data-dir", fx.dir,    "--json", "recent", "--since",
+			    "15m",	  "--limit", "0",      NULL};
+	const char *a2[] = {"--data-dir", fx.dir,     "--json",	 "recent", "--since=24h",
+			    "--type",	  "oom_kill", "--limit", "0",	   NULL};
+	const char *a3[] = {"--data-dir", fx.dir,     "--json",	 "recent", "--node", "node-b",
+			    "--severity", "critical", "--limit", "1000",   NULL};
+	const char *a4[] = {"--data-dir", fx.dir, "--json", "recent",
+			    "--since",	  rfc,	  "--type", "kernel.network.connection_refused",
+			    "--limit",	  "0",	  NULL};
+	const char *a5[] = {"--data-dir", fx.dir, "--json",  "recent", "--until", "1h",
+			    "--since",	  "7d",	  "--limit", "0",      NULL};
 	const char *a6[] = {"--data-dir", fx.dir, "--json", "recent", "--limit", "7", NULL};
 
 	cr_expect_eq(recent_count(a1), brute(900, -1, -1, NULL));
@@ -292,14 +296,16 @@ Test(cli_local, health_json_matches_rules)
 				continue;
 			for (size_t k = 0; k < fx.n; k++)
 				c += fx.occ[k].type == (enum tapio_occ_type)t && fx.off_s[k] < 3600;
-			cr_expect_eq(json_integer_value(json_object_get(counts, tapio_occ_type_name(t))),
-				     (json_int_t)c);
+			cr_expect_eq(
+			    json_integer_value(json_object_get(counts, tapio_occ_type_name(t))),
+			    (json_int_t)c);
 			if (c > maxc)
 				maxc = c;
 		}
 		if (total) {
 			cr_assert_not_null(top);
-			cr_expect_eq(json_integer_value(json_object_get(top, "count")), (json_int_t)maxc);
+			cr_expect_eq(json_integer_value(json_object_get(top, "count")),
+				     (json_int_t)maxc);
 			cr_expect_str_eq(json_string_value(json_object_get(top, "key")), keys[i]);
 		}
 		for (size_t k = 0; k < 3; k++) {
@@ -414,8 +420,8 @@ Test(cli_local, agents_lists_nodes)
 Test(cli_local, query_counts_per_bucket)
 {
 	const char *a1[] = {"--data-dir", fx.dir, "--json", "query", "--by", "type", NULL};
-	const char *a2[] = {"--data-dir", fx.dir, "--json", "query", "--by",  "node",
-			    "--bucket", "1m",	 "--since", "15m", NULL};
+	const char *a2[] = {"--data-dir", fx.dir, "--json",  "query", "--by", "node",
+			    "--bucket",	  "1m",	  "--since", "15m",   NULL};
 	const char *a3[] = {"--data-dir", fx.dir, "query", "--by", "severity", NULL};
 	struct buf out, err;
 	const char *k;
@@ -435,8 +441,9 @@ Test(cli_local, query_counts_per_bucket)
 		{
 			uint64_t t;
 
-			cr_assert_eq(clock_parse_rfc3339(json_string_value(json_object_get(it, "t")), &t),
-				     0);
+			cr_assert_eq(
+			    clock_parse_rfc3339(json_string_value(json_object_get(it, "t")), &t),
+			    0);
 			cr_expect_eq(t % (3600 * S_NS), 0);
 			cr_expect_gt(t, prev);
 			prev = t;
