@@ -499,7 +499,8 @@ int cmd_mcp(const struct cli_ctx *ctx)
 			send_error(NULL, MCP_PARSE_ERROR, "Parse error: message too long");
 			continue;
 		}
-		req = json_loadb(line, (size_t)len, JSON_REJECT_DUPLICATES, &jerr);
+		req =
+		    json_loadb(line, (size_t)len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 		if (!req) {
 			char msg[256];
 
