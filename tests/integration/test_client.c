@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "agent/client/client.h"
+#include "agent/sink/controller.h"
+#include "common/occ_json.h"
 #include "common/codec.h"
 #include "common/occ_proto.h"
 #include "common/ulid.h"
@@ -74,11 +76,24 @@ static void on_tick_closed(uv_handle_t *h)
 {
 }
 
+static void close_leftover(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h)) {
+		(*(int *)arg)++;
+		uv_close(h, NULL);
+	}
+}
+
+/* A test that failed half-way leaves handles open: close them so the run ends, and say so. */
 static void teardown_loop(void)
 {
+	int leftover = 0;
+
 	uv_close((uv_handle_t *)&tick, on_tick_closed);
+	uv_walk(&loop, close_leftover, &leftover);
 	uv_run(&loop, UV_RUN_DEFAULT);
-	cr_assert_eq(uv_loop_close(&loop), 0, "loop still has handles");
+	cr_assert_eq(uv_loop_close(&loop), 0, "loop still has requests");
+	cr_assert_eq(leftover, 0, "%d handles were left open", leftover);
 }
 
 typedef bool (*pred_fn)(void *arg);
@@ -384,6 +399,12 @@ static void make_occ(struct tapio_occurrence *o, uint32_t i)
 		o->data.storage.latency_ms = 75.5 + i;
 		break;
 	default:
+		if (t == TAPIO_OCC_MEMORY_PRESSURE) {
+			o->data.node.cpu = -1;
+			o->data.node.memory_some_avg10 = 42.5;
+			o->data.node.memory_full_avg10 = 12.25;
+			break;
+		}
 		o->data.node.cpu = (int32_t)(i % 2);
 		o->data.node.cycles = 1000000ull + i;
 		o->data.node.instructions = 500000ull + i;
@@ -458,7 +479,10 @@ static void assert_same_occ(const struct tapio_occurrence *a, const struct tapio
 	cr_assert_str_eq(a->node, b->node);
 	cr_assert_str_eq(a->cluster, b->cluster);
 	cr_assert_eq(a->config_generation, b->config_generation);
-	cr_assert_eq(memcmp(&a->data, &b->data, sizeof(a->data)), 0, "data of %s differs", a->id);
+	for (size_t i = 0; i < sizeof(a->data); i++)
+		cr_assert_eq(((const uint8_t *)&a->data)[i], ((const uint8_t *)&b->data)[i],
+			     "data of %s (%s) differs at byte %zu", a->id,
+			     tapio_occ_type_name(a->type), i);
 }
 
 /* Batches received in order: each connection's stream starts at the peer's durable + 1 and
@@ -797,4 +821,58 @@ Test(client, parse_endpoint)
 	cr_assert_eq(client_parse_endpoint("host:0", host, sizeof(host), &port), -EINVAL);
 	cr_assert_eq(client_parse_endpoint("host:70000", host, sizeof(host), &port), -EINVAL);
 	cr_assert_eq(client_parse_endpoint(":80", host, sizeof(host), &port), -EINVAL);
+}
+
+static void on_sink_closed(void *arg, const struct sink_counters *final)
+{
+	struct sink_counters *out = arg;
+
+	*out = *final;
+	out->rotations = 1; /* marks "closed" */
+}
+
+static bool sink_done(void *arg)
+{
+	return ((struct sink_counters *)arg)->rotations == 1;
+}
+
+Test(client, controller_sink_delivers_json_lines_and_occurrences)
+{
+	enum { N = 230 };
+	static struct tapio_occurrence sent[N];
+	struct peer p;
+	struct client_options o;
+	struct sink_counters final = {0};
+	struct sink *s;
+	char line[TAPIO_OCC_JSON_MAX];
+	char err[256];
+
+	peer_init(&p);
+	o = opts(&p);
+	s = sink_controller_new(&loop, &o, err, sizeof(err));
+	cr_assert_not_null(s, "%s", err);
+	cr_assert_str_eq(s->ops->name, "controller");
+	for (uint32_t i = 0; i < N; i++) {
+		ssize_t n;
+
+		make_occ(&sent[i], i);
+		if (i % 2) {
+			cr_assert_eq(sink_controller_submit(s, &sent[i]), 0);
+			continue;
+		}
+		n = occ_json_write(&sent[i], line, sizeof(line));
+		cr_assert_gt(n, 0);
+		cr_assert_eq(sink_write(s, line, (size_t)n), 0);
+	}
+	cr_assert_eq(sink_write(s, "{not json", 9), -EINVAL);
+	sink_flush(s);
+	cr_assert(run_until(got_occs, &(struct wait_rx){&p, N}, 10000));
+	for (size_t i = 0; i < N; i++)
+		assert_same_occ(&p.occs[i], &sent[i]);
+	sink_close(s, on_sink_closed, &final);
+	cr_assert(run_until(sink_done, &final, 5000));
+	cr_assert_eq(final.writes, N);
+	cr_assert_eq(final.drops, 1);
+	cr_assert_eq(final.errors, 1);
+	peer_fini(&p);
 }
