@@ -109,6 +109,10 @@ static pid_t connect_child(const char *comm, int port, int syncnt, int *child_er
 	return pid;
 }
 
+/*
+ * Packets are dropped on the INPUT hook: a drop on OUTPUT fails the local transmit itself, so
+ * the kernel never counts a retransmission (tcp_retransmit_skb does not fire).
+ */
 static bool have_nft(void)
 {
 	return system("nft list tables >/dev/null 2>&1") == 0;
@@ -207,8 +211,8 @@ Test(agent_e2e, unanswered_syn_is_a_timeout, .timeout = 90)
 	int port = closed_port(), err;
 
 	nft("nft add table inet tapio_e2e_%d", 0);
-	nft("nft add chain inet tapio_e2e_%d out '{ type filter hook output priority 0; }'", 0);
-	nft("nft add rule inet tapio_e2e_%d out ip daddr 127.0.0.1 tcp dport %d drop", port);
+	nft("nft add chain inet tapio_e2e_%d in '{ type filter hook input priority 0; }'", 0);
+	nft("nft add rule inet tapio_e2e_%d in ip daddr 127.0.0.1 tcp dport %d drop", port);
 	start_agent();
 
 	/* TCP_SYNCNT=1: one retry, the connect gives up after ~3 s. */
@@ -252,8 +256,8 @@ Test(agent_e2e, dropped_data_is_a_retransmit_spike, .timeout = 120)
 
 	cr_assert(srv >= 0);
 	nft("nft add table inet tapio_e2e_%d", 0);
-	nft("nft add chain inet tapio_e2e_%d out '{ type filter hook output priority 0; }'", 0);
-	nft("nft add rule inet tapio_e2e_%d out ip daddr 127.0.0.1 tcp dport %d drop", port);
+	nft("nft add chain inet tapio_e2e_%d in '{ type filter hook input priority 0; }'", 0);
+	nft("nft add rule inet tapio_e2e_%d in ip daddr 127.0.0.1 tcp dport %d drop", port);
 	cr_assert_eq(write(c, "evidence, not exhaust", 21), 21);
 
 	struct match_int spike = {"kernel.network.retransmit_spike", "dst_port", port};
