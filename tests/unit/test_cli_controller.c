@@ -211,3 +211,19 @@ Test(cli_controller, invalid_json_response)
 					 "/v1/status"),
 			   "%s", err.p);
 }
+
+Test(cli_controller, watch_polls_and_prints_each_occurrence_once)
+{
+	const char *args[] = {"--controller", url, "--json", "watch", NULL};
+	struct buf out = {0}, err = {0};
+	struct proc p;
+
+	proc_spawn(&p, args);
+	usleep(2500 * 1000); /* at least two polls of the same three occurrences */
+	kill(p.pid, SIGINT);
+	cr_assert_eq(proc_finish(&p, &out, &err, 5000), 0, "stderr: %s", err.p);
+	cr_expect_eq(count_lines(out.p), 3, "%s", out.p);
+	cr_expect_geq(srv.nrequests, 4, "polls: %zu", srv.nrequests);
+	cr_expect_not_null(strstr(srv.requests[0], "/v1/occurrences?since=20"), "%s",
+			   srv.requests[0]);
+}
