@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,10 +100,14 @@ static int parse_type(const char *s)
 	return -1;
 }
 
-static int usage_error(const char *fmt, const char *a, const char *b)
+static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
+	va_list ap;
+
 	fputs("tapio: ", stderr);
-	fprintf(stderr, fmt, a, b);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fputs(" (see --help)\n", stderr);
 	return CLI_EXIT_USAGE;
 }
@@ -144,11 +149,11 @@ int main(int argc, char **argv)
 						cmd = &commands[k];
 				}
 				if (!cmd)
-					return usage_error("unknown command '%s'%s", a, "");
+					return usage_error("unknown command '%s'", a);
 			} else if (cmd->positional && !o.positional) {
 				o.positional = a;
 			} else {
-				return usage_error("unexpected argument '%s'%s", a, "");
+				return usage_error("unexpected argument '%s'", a);
 			}
 			continue;
 		}
@@ -161,7 +166,7 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(name, "--data-dir") || !strcmp(name, "--controller")) {
 			if (!val || !*val)
-				return usage_error("option '%s' needs a value%s", name, "");
+				return usage_error("option '%s' needs a value", name);
 			if (name[2] == 'd')
 				data_dir = val;
 			else
@@ -173,27 +178,27 @@ int main(int argc, char **argv)
 				break;
 		}
 		if (k == sizeof(cmd_flags) / sizeof(cmd_flags[0]))
-			return usage_error("unknown option '%s'%s", name, "");
+			return usage_error("unknown option '%s'", name);
 		if (!val)
-			return usage_error("option '%s' needs a value%s", name, "");
+			return usage_error("option '%s' needs a value", name);
 		vals[k] = val;
 		seen |= cmd_flags[k].bit;
 	}
 	if (!cmd)
-		return usage_error("no command given%s%s", "", "");
+		return usage_error("no command given");
 	for (size_t k = 0; k < sizeof(cmd_flags) / sizeof(cmd_flags[0]); k++) {
 		if ((seen & cmd_flags[k].bit) && !(cmd->flags & cmd_flags[k].bit))
 			return usage_error("option '%s' does not apply to '%s'", cmd_flags[k].name,
 					   cmd->name);
 	}
 	if (data_dir && ctx.controller)
-		return usage_error("--data-dir and --controller exclude each other%s%s", "", "");
+		return usage_error("--data-dir and --controller exclude each other");
 	env = getenv("TAPIO_DATA_DIR");
 	ctx.data_dir = data_dir ? data_dir : (env && *env ? env : "/var/lib/tapio");
 	if (ctx.controller && strncmp(ctx.controller, "http://", 7) != 0 &&
 	    strncmp(ctx.controller, "https://", 8) != 0)
-		return usage_error("invalid controller URL '%s'%s (expected http://HOST:PORT)",
-				   ctx.controller, "");
+		return usage_error("invalid controller URL '%s' (expected http://HOST:PORT)",
+				   ctx.controller);
 
 	/* defaults per command (docs/cli.md) */
 	o.filter.limit = !strcmp(cmd->name, "recent") ? 50 : 0;
@@ -204,26 +209,25 @@ int main(int argc, char **argv)
 	if (vals[0]) { /* --since */
 		if (!strcmp(cmd->name, "health")) {
 			if (source_parse_duration(vals[0], &o.window_ns) != 0 || !o.window_ns)
-				return usage_error(
-				    "invalid --since '%s'%s (expected a duration such "
-				    "as 15m, 1h, 7d)",
-				    vals[0], "");
+				return usage_error("invalid --since '%s' (expected a duration such "
+						   "as 15m, 1h, 7d)",
+						   vals[0]);
 		} else if (source_parse_time(vals[0], ctx.now_ns, &o.filter.since_ns) != 0) {
-			return usage_error("invalid --since '%s'%s (expected 15m, 24h, 7d or RFC "
+			return usage_error("invalid --since '%s' (expected 15m, 24h, 7d or RFC "
 					   "3339)",
-					   vals[0], "");
+					   vals[0]);
 		}
 	}
 	if (vals[1] && source_parse_time(vals[1], ctx.now_ns, &o.filter.until_ns) != 0)
-		return usage_error("invalid --until '%s'%s (expected 15m, 24h, 7d or RFC 3339)",
-				   vals[1], "");
+		return usage_error("invalid --until '%s' (expected 15m, 24h, 7d or RFC 3339)",
+				   vals[1]);
 	if (vals[2] && (o.filter.type = parse_type(vals[2])) < 0)
-		return usage_error("unknown occurrence type '%s'%s", vals[2], "");
+		return usage_error("unknown occurrence type '%s'", vals[2]);
 	o.filter.node = vals[3];
 	if (vals[4] && (o.filter.severity = tapio_severity_parse(vals[4])) < 0)
-		return usage_error("invalid --severity '%s'%s (expected debug, info, warning, "
+		return usage_error("invalid --severity '%s' (expected debug, info, warning, "
 				   "error or critical)",
-				   vals[4], "");
+				   vals[4]);
 	if (vals[5]) {
 		char *end;
 		unsigned long long v;
@@ -231,22 +235,22 @@ int main(int argc, char **argv)
 		errno = 0;
 		v = strtoull(vals[5], &end, 10);
 		if (errno || *end || vals[5][0] == '-' || !vals[5][0] || v > 1000000000ULL)
-			return usage_error("invalid --limit '%s'%s", vals[5], "");
+			return usage_error("invalid --limit '%s'", vals[5]);
 		o.filter.limit = (size_t)v;
 		o.limit_set = true;
 	}
 	if (!strcmp(cmd->name, "query")) {
 		if (!vals[6])
-			return usage_error("query needs --by type|node|severity%s%s", "", "");
+			return usage_error("query needs --by type|node|severity");
 		if (strcmp(vals[6], "type") && strcmp(vals[6], "node") &&
 		    strcmp(vals[6], "severity"))
-			return usage_error("invalid --by '%s'%s (expected type, node or severity)",
-					   vals[6], "");
+			return usage_error("invalid --by '%s' (expected type, node or severity)",
+					   vals[6]);
 		o.by = vals[6];
 	}
 	if (vals[7] &&
 	    (source_parse_duration(vals[7], &o.bucket_ns) != 0 || o.bucket_ns < 1000000000ULL))
-		return usage_error("invalid --bucket '%s'%s (expected 1m, 1h, 1d …, at least 1s)",
-				   vals[7], "");
+		return usage_error("invalid --bucket '%s' (expected 1m, 1h, 1d …, at least 1s)",
+				   vals[7]);
 	return cmd->run(&ctx, &o);
 }

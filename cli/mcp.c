@@ -201,6 +201,17 @@ static int parse_common(json_t *args, struct occ_filter *f, uint64_t now, bool w
 	return 0;
 }
 
+/* Returns 1 with a one-line reason in err when dir is not a readable directory. */
+static int data_dir_error(const char *dir, char *err, size_t len)
+{
+	struct stat sb;
+	int e = stat(dir, &sb) != 0 ? errno : (S_ISDIR(sb.st_mode) ? 0 : ENOTDIR);
+
+	if (e)
+		snprintf(err, len, "data dir %s: %s", dir, strerror(e));
+	return e != 0;
+}
+
 static json_t *occ_array(const struct occ_list *l, bool newest_first)
 {
 	json_t *arr = json_array();
@@ -315,13 +326,8 @@ static json_t *run_watch(const struct cli_ctx *ctx, json_t *args, char *msg, siz
 	}
 	deadline = clock_mono_ns() + (uint64_t)(seconds * 1e9);
 	if (!ctx->controller) {
-		struct stat sb;
-
-		if (stat(ctx->data_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-			snprintf(err, sizeof(err), "data dir %s: %s", ctx->data_dir,
-				 strerror(errno ? errno : ENOTDIR));
+		if (data_dir_error(ctx->data_dir, err, sizeof(err)))
 			return tool_result(json_string(err), true);
-		}
 		tail_init(&t, ctx->data_dir);
 		tail_start(&t, false);
 	}
@@ -376,13 +382,8 @@ static json_t *run_ping(const struct cli_ctx *ctx, json_t *args, char *msg, size
 			return tool_result(json_string(err), true);
 		json_decref(st);
 	} else {
-		struct stat sb;
-
-		if (stat(ctx->data_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-			snprintf(err, sizeof(err), "data dir %s: %s", ctx->data_dir,
-				 strerror(errno ? errno : ENOTDIR));
+		if (data_dir_error(ctx->data_dir, err, sizeof(err)))
 			return tool_result(json_string(err), true);
-		}
 	}
 	doc = json_object();
 	json_object_set_new(doc, "ok", json_true());
