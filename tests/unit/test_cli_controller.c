@@ -227,3 +227,50 @@ Test(cli_controller, watch_polls_and_prints_each_occurrence_once)
 	cr_expect_not_null(strstr(srv.requests[0], "/v1/occurrences?since=20"), "%s",
 			   srv.requests[0]);
 }
+
+Test(cli_controller, mcp_tools_against_the_controller)
+{
+	const char *args[] = {"mcp", "--controller", url, NULL};
+	const char *script =
+	    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+	    "\"recent_anomalies\",\"arguments\":{\"limit\":2}}}\n"
+	    "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+	    "\"recent_anomalies\",\"arguments\":{\"type\":\"io_error\"}}}\n"
+	    "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+	    "\"ping\"}}\n";
+	struct buf out, err;
+	char *l1, *l2, *l3, *save = NULL;
+	json_t *r, *res, *doc;
+
+	cr_assert_eq(run_tapio(args, script, &out, &err), 0, "stderr: %s", err.p);
+	l1 = strtok_r(out.p, "\n", &save);
+	l2 = strtok_r(NULL, "\n", &save);
+	l3 = strtok_r(NULL, "\n", &save);
+	cr_assert(l1 && l2 && l3, "%s", out.p);
+
+	r = parse(l1);
+	res = json_object_get(r, "result");
+	cr_expect(json_is_false(json_object_get(res, "isError")));
+	doc = parse(json_string_value(
+	    json_object_get(json_array_get(json_object_get(res, "content"), 0), "text")));
+	cr_expect_eq(json_integer_value(json_object_get(doc, "count")), 2);
+	cr_expect_str_eq(json_string_value(json_object_get(
+			     json_array_get(json_object_get(doc, "occurrences"), 0), "id")),
+			 occ[2].id);
+	json_decref(doc);
+	json_decref(r);
+
+	r = parse(l2);
+	res = json_object_get(r, "result");
+	cr_expect(json_is_true(json_object_get(res, "isError")), "%s", l2);
+	cr_expect_str_eq(json_string_value(json_object_get(
+			     json_array_get(json_object_get(res, "content"), 0), "text")),
+			 "controller: BAD_QUERY: type is not allowed here");
+	json_decref(r);
+
+	r = parse(l3);
+	cr_expect(json_is_false(json_object_get(json_object_get(r, "result"), "isError")), "%s",
+		  l3);
+	json_decref(r);
+	cr_expect_not_null(strstr(srv.requests[0], "limit=2"), "%s", srv.requests[0]);
+}
