@@ -603,8 +603,11 @@ static void on_job_done(uv_work_t *w, int status)
 		c->reloadpos = 0;
 		j->loads = NULL;
 		j->nloads = 0;
-		if (j->load_err < 0 && c->nreload == 0) {
-			/* unreadable: mark the batch lost rather than stall the session */
+		if (c->nreload == 0) {
+			/* unreadable or missing: mark the batch lost rather than stall the session */
+			LOG_RATELIMITED(LOG_ERROR, TAG,
+					"batch %" PRIu64 " cannot be read back from the spool",
+					j->load_from);
 			size_t k = ent_find(c, j->load_from);
 			struct entry *e = k < c->n ? ent_at(c, k) : NULL;
 			if (e && e->seq == j->load_from && !e->buf && !e->lost) {
@@ -1459,9 +1462,28 @@ static void maybe_finish_close(struct client *c)
 
 void client_close(struct client *c, client_closed_fn cb, void *arg)
 {
+	uint64_t batches = 0, occs = 0;
+
 	if (c->closing)
 		return;
 	seal(c);
+	for (size_t i = 0; i < c->n; i++) {
+		const struct entry *e = ent_at(c, i);
+		if (!e->lost) {
+			batches++;
+			occs += e->count;
+		}
+	}
+	if (batches && c->spool)
+		log_info(TAG,
+			 "closing with %" PRIu64 " unacknowledged batches (%" PRIu64
+			 " occurrences) kept in the spool",
+			 batches, occs);
+	else if (batches)
+		log_warn(TAG,
+			 "closing with %" PRIu64 " unacknowledged batches (%" PRIu64
+			 " occurrences) and no spool: they are lost",
+			 batches, occs);
 	c->closing = true;
 	c->closed_cb = cb;
 	c->closed_arg = arg;
