@@ -1068,11 +1068,13 @@ static void on_frame(struct conn *k, const Tapio__V1__Frame *f)
 		break;
 	case TAPIO__V1__FRAME__MSG_ERROR:
 		c->st.errors_received++;
-		if (f->error->code == TAPIO__V1__ERROR_CODE__ERROR_CODE_WIRE_VERSION) {
+		if (f->error->code == TAPIO__V1__ERROR_CODE__ERROR_CODE_WIRE_VERSION ||
+		    f->error->code == TAPIO__V1__ERROR_CODE__ERROR_CODE_AUTH) {
+			/* will not fix itself: retry only at the long back-off */
 			log_error(TAG,
-				  "controller refused wire version %u: %s (retrying every %u ms "
-				  "only)",
-				  CODEC_WIRE_VERSION, f->error->message, c->o.backoff_max_ms);
+				  "controller refused this agent (%s): %s; retrying every %u ms",
+				  codec_error_code_name(f->error->code), f->error->message,
+				  c->o.backoff_max_ms);
 			c->wire_refused = true;
 		} else {
 			log_warn(TAG, "controller error %s: %s",
@@ -1148,6 +1150,7 @@ static void on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	uv_tcp_nodelay(&k->tcp, 1);
+	uv_tcp_keepalive(&k->tcp, 1, 60); /* a vanished controller host is noticed */
 	if (uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read) < 0) {
 		conn_drop(k, "read start failed");
 		return;

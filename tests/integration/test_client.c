@@ -56,6 +56,10 @@ struct peer {
 	uint64_t heartbeats;
 	uint32_t config_answers;
 	bool config_applied;
+	bool refuse; /* answer Hello with Error{WIRE_VERSION} */
+	uint64_t hb_events;
+	uint64_t hb_queue_depth;
+	uint32_t hb_observers;
 };
 
 static uv_loop_t loop;
@@ -165,6 +169,17 @@ static void peer_frame(struct pconn *k, Tapio__V1__Frame *f)
 
 		p->hellos++;
 		cr_assert_eq(codec_check_hello(f->hello), 0);
+		if (p->refuse) {
+			Tapio__V1__Error e = TAPIO__V1__ERROR__INIT;
+
+			e.code = TAPIO__V1__ERROR_CODE__ERROR_CODE_WIRE_VERSION;
+			e.message = "controller speaks wire version 2";
+			out.msg_case = TAPIO__V1__FRAME__MSG_ERROR;
+			out.error = &e;
+			peer_send(k, &out);
+			pconn_close(k);
+			return;
+		}
 		cr_assert_str_eq(f->hello->node, "node-a");
 		cr_assert_str_eq(f->hello->agent_id, "agent-a");
 		cr_assert_neq(f->hello->session_id, 0);
@@ -226,6 +241,9 @@ static void peer_frame(struct pconn *k, Tapio__V1__Frame *f)
 	}
 	case TAPIO__V1__FRAME__MSG_HEARTBEAT:
 		p->heartbeats++;
+		p->hb_events = f->heartbeat->counters->events;
+		p->hb_queue_depth = f->heartbeat->counters->queue_depth;
+		p->hb_observers = (uint32_t)f->heartbeat->n_observers;
 		break;
 	case TAPIO__V1__FRAME__MSG_CONFIG_APPLIED:
 		p->config_answers++;
@@ -874,5 +892,78 @@ Test(client, controller_sink_delivers_json_lines_and_occurrences)
 	cr_assert_eq(final.writes, N);
 	cr_assert_eq(final.drops, 1);
 	cr_assert_eq(final.errors, 1);
+	peer_fini(&p);
+}
+
+static bool connected(void *arg)
+{
+	struct client_stats st;
+
+	client_counters(arg, &st);
+	return st.connected;
+}
+
+Test(client, wire_version_error_slows_retries_to_the_long_backoff)
+{
+	struct peer p;
+	struct client_options o;
+	struct client *c;
+	struct client_stats st;
+	char err[256];
+
+	peer_init(&p);
+	p.refuse = true;
+	o = opts(&p);
+	o.backoff_min_ms = 2;
+	o.backoff_max_ms = 300;
+	c = client_new(&loop, &o, err, sizeof(err));
+	cr_assert_not_null(c, "%s", err);
+	client_start(c);
+	run_for(700);
+	/* at the short back-off this would be hundreds of attempts */
+	cr_assert_geq(p.hellos, 1);
+	cr_assert_leq(p.hellos, 4, "%u attempts in 700 ms", p.hellos);
+	client_counters(c, &st);
+	cr_assert_eq(st.connects, 0);
+	cr_assert_geq(st.errors_received, 1);
+	p.refuse = false; /* the controller was upgraded */
+	cr_assert(run_until(connected, c, 2000));
+	close_client(c);
+	peer_fini(&p);
+}
+
+static void fill_counters(void *arg, struct client_heartbeat *hb)
+{
+	hb->events = 42;
+	hb->anomalies[TAPIO_OCC_OOM_KILL] = 3;
+	hb->observers[0] = (struct client_observer_state){
+	    "network", TAPIO__V1__OBSERVER_STATUS__OBSERVER_STATUS_RUNNING, NULL};
+	hb->observers[1] = (struct client_observer_state){
+	    "node", TAPIO__V1__OBSERVER_STATUS__OBSERVER_STATUS_UNSUPPORTED, "no PMU"};
+}
+
+static bool got_heartbeat(void *arg)
+{
+	return ((struct peer *)arg)->heartbeats > 0;
+}
+
+Test(client, heartbeats_carry_agent_and_client_counters)
+{
+	struct peer p;
+	struct client_options o;
+	struct client *c;
+	char err[256];
+
+	peer_init(&p);
+	o = opts(&p);
+	o.counters = fill_counters;
+	c = client_new(&loop, &o, err, sizeof(err));
+	cr_assert_not_null(c, "%s", err);
+	client_start(c);
+	cr_assert(run_until(got_heartbeat, &p, 2000));
+	cr_assert_eq(p.hb_events, 42);
+	cr_assert_eq(p.hb_observers, 2);
+	cr_assert_eq(p.hb_queue_depth, 0);
+	close_client(c);
 	peer_fini(&p);
 }
