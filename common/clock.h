@@ -23,7 +23,7 @@ uint64_t clock_wall_ns(void);
 
 /*
  * Formats UTC ns as RFC 3339 with nanoseconds: "2026-11-25T13:23:12.123456789Z" (30 chars +
- * NUL). Returns the length written, or -ENOSPC if buf is too small (needs 31 bytes).
+ * NUL). Returns 30, -ENOSPC if buf is too small (needs 31 bytes), or -ERANGE past year 9999.
  */
 int clock_format_rfc3339(uint64_t wall_ns, char *buf, size_t len);
 /*

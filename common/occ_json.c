@@ -135,22 +135,41 @@ static void jw_kstr(struct jw *w, const char *key, const char *s, size_t max)
 	jw_str(w, s, max);
 }
 
-static void jw_ku64(struct jw *w, const char *key, uint64_t v)
+/* Decimal digits of v into the end of tmp[24]; returns the first digit (no printf: hot path). */
+static char *u64_digits(uint64_t v, char tmp[24])
+{
+	char *p = tmp + 24;
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return p;
+}
+
+static void jw_u64(struct jw *w, uint64_t v)
 {
 	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+	char *p = u64_digits(v, tmp);
 
+	jw_raw(w, p, (size_t)(tmp + 24 - p));
+}
+
+static void jw_ku64(struct jw *w, const char *key, uint64_t v)
+{
 	jw_key(w, key);
-	jw_raw(w, tmp, (size_t)n);
+	jw_u64(w, v);
 }
 
 static void jw_ki64(struct jw *w, const char *key, int64_t v)
 {
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
-
 	jw_key(w, key);
-	jw_raw(w, tmp, (size_t)n);
+	if (v < 0) {
+		jw_raw(w, "-", 1);
+		jw_u64(w, (uint64_t)0 - (uint64_t)v);
+	} else {
+		jw_u64(w, (uint64_t)v);
+	}
 }
 
 /*
@@ -301,12 +320,7 @@ ssize_t occ_json_write(const struct tapio_occurrence *occ, char *buf, size_t len
 	jw_lit(&w, ",\"node\":");
 	JW_STR(&w, occ->node);
 	jw_lit(&w, "},\"data\":{\"config_generation\":");
-	{
-		char tmp[24];
-		int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, occ->config_generation);
-
-		jw_raw(&w, tmp, (size_t)n);
-	}
+	jw_u64(&w, occ->config_generation);
 	switch (cat->observer) {
 	case TAPIO_OBS_NETWORK:
 		write_network(&w, occ);
