@@ -673,14 +673,31 @@ int cmd_query(const struct cli_ctx *ctx, const struct cli_opts *o)
 	int rc = CLI_EXIT_OK;
 	size_t i;
 
+	if (ctx->controller && (o->filter.type >= 0 || o->filter.node || o->filter.severity >= 0)) {
+		cli_error("query --type/--node/--severity work on local files only (the "
+			  "controller's /v1/summary has no filters)");
+		return CLI_EXIT_USAGE;
+	}
 	if (ctx->controller) {
 		char q[1024] = "/v1/summary", tmp[64];
 
 		http_query_add(q, sizeof(q), "by", o->by);
-		snprintf(tmp, sizeof(tmp), "%" PRIu64, (uint64_t)(bucket / 1000000000ULL));
+		uint64_t s = bucket / 1000000000ULL;
+
+		/* the API takes durations ("1m" .. "24h"): use the largest exact unit */
+		if (s % 3600 == 0)
+			snprintf(tmp, sizeof(tmp), "%" PRIu64 "h", s / 3600);
+		else if (s % 60 == 0)
+			snprintf(tmp, sizeof(tmp), "%" PRIu64 "m", s / 60);
+		else
+			snprintf(tmp, sizeof(tmp), "%" PRIu64 "s", s);
 		http_query_add(q, sizeof(q), "bucket", tmp);
 		clock_format_rfc3339(o->filter.since_ns, tmp, sizeof(tmp));
 		http_query_add(q, sizeof(q), "since", tmp);
+		if (o->filter.until_ns) {
+			clock_format_rfc3339(o->filter.until_ns, tmp, sizeof(tmp));
+			http_query_add(q, sizeof(q), "until", tmp);
+		}
 		doc = controller_get_json(ctx->controller, q, err, sizeof(err));
 		if (!doc) {
 			cli_error("%s", err);

@@ -77,7 +77,7 @@ static void usage(FILE *out)
 	    "  --until T           upper bound, same forms\n"
 	    "  --type T            kernel.network.connection_refused or connection_refused\n"
 	    "  --node N            node name\n"
-	    "  --severity S        debug|info|warning|error|critical (exact)\n"
+	    "  --severity S        debug|info|warning|error|critical (that severity or worse)\n"
 	    "  --limit N           recent: at most N (default 50, 0 = all)\n"
 	    "  --bucket D          query: bucket width (default 1h)\n"
 	    "  -h, --help          this text\n"

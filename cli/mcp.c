@@ -93,15 +93,16 @@ static json_t *tools_list(void)
 
 	json_array_append_new(
 	    tools,
-	    tool_def("recent_anomalies",
-		     "Recent kernel occurrences (failures the kernel saw), newest first.",
-		     json_pack("{s:o, s:o, s:o, s:o, s:o}", "since",
-			       prop("string", "15m, 24h, 7d or RFC 3339 (default 1h)"), "type",
-			       prop("string", "occurrence type, e.g. "
-					      "kernel.network.connection_refused or oom_kill"),
-			       "node", prop("string", "node name"), "severity",
-			       prop("string", "debug|info|warning|error|critical"), "limit",
-			       prop("integer", "1..1000 (default 50)"))));
+	    tool_def(
+		"recent_anomalies",
+		"Recent kernel occurrences (failures the kernel saw), newest first.",
+		json_pack("{s:o, s:o, s:o, s:o, s:o}", "since",
+			  prop("string", "15m, 24h, 7d or RFC 3339 (default 1h)"), "type",
+			  prop("string", "occurrence type, e.g. "
+					 "kernel.network.connection_refused or oom_kill"),
+			  "node", prop("string", "node name"), "severity",
+			  prop("string", "minimum severity: debug|info|warning|error|critical"),
+			  "limit", prop("integer", "1..1000 (default 50)"))));
 	json_array_append_new(
 	    tools,
 	    tool_def("node_health",

@@ -71,7 +71,7 @@ bool occ_filter_match(const struct occ_filter *f, const struct tapio_occurrence 
 		return false;
 	if (f->type >= 0 && (int)o->type != f->type)
 		return false;
-	if (f->severity >= 0 && (int)o->severity != f->severity)
+	if (f->severity >= 0 && (int)o->severity < f->severity)
 		return false;
 	if (f->node && strcmp(f->node, o->node) != 0)
 		return false;
@@ -547,6 +547,8 @@ json_t *controller_get_json(const char *base, const char *path_and_query, char *
 	return doc;
 }
 
+#define CONTROLLER_PAGE_MAX 1000
+
 int controller_fetch(const char *base, const struct occ_filter *f, struct occ_list *out, char *err,
 		     size_t errlen)
 {
@@ -572,10 +574,11 @@ int controller_fetch(const char *base, const struct occ_filter *f, struct occ_li
 			http_query_add(q, sizeof(q), "node", f->node);
 		if (f->severity >= 0)
 			http_query_add(q, sizeof(q), "severity", tapio_severity_name(f->severity));
-		if (f->limit) {
-			snprintf(tmp, sizeof(tmp), "%zu", f->limit - got);
-			http_query_add(q, sizeof(q), "limit", tmp);
-		}
+		/* the API serves at most CONTROLLER_PAGE_MAX per page (docs/api.md) */
+		snprintf(tmp, sizeof(tmp), "%zu",
+			 f->limit && f->limit - got < CONTROLLER_PAGE_MAX ? f->limit - got
+									  : CONTROLLER_PAGE_MAX);
+		http_query_add(q, sizeof(q), "limit", tmp);
 		if (cursor[0])
 			http_query_add(q, sizeof(q), "cursor", cursor);
 		doc = controller_get_json(base, q, err, errlen);

@@ -31,7 +31,7 @@ struct occ_filter {
 	uint64_t since_ns; /* inclusive; 0 = no bound */
 	uint64_t until_ns; /* exclusive; 0 = no bound */
 	int type;	   /* enum tapio_occ_type or -1 */
-	int severity;	   /* enum tapio_severity or -1 (exact match) */
+	int severity;	   /* enum tapio_severity or -1: this one or worse */
 	const char *node;  /* exact match or NULL */
 	size_t limit;	   /* 0 = unlimited */
 };

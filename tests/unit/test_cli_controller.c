@@ -171,13 +171,24 @@ Test(cli_controller, query_passes_by_bucket_since)
 	json_decref(got);
 	json_decref(want);
 	cr_assert_eq(srv.nrequests, 1);
-	cr_expect_eq(strncmp(srv.requests[0], "/v1/summary?by=type&bucket=60&since=20", 38), 0,
+	cr_expect_eq(strncmp(srv.requests[0], "/v1/summary?by=type&bucket=1m&since=20", 38), 0,
 		     "%s", srv.requests[0]);
 	cr_assert_eq(run_tapio(a2, NULL, &out, &err), 0, "stderr: %s", err.p);
 	cr_expect_not_null(strstr(out.p, "kernel.storage.io_error            2026-11-25T13:01:00Z  "
 					 "2\n"),
 			   "%s", out.p);
-	cr_expect_not_null(strstr(srv.requests[1], "bucket=3600&"), "%s", srv.requests[1]);
+	cr_expect_not_null(strstr(srv.requests[1], "bucket=1h&"), "%s", srv.requests[1]);
+}
+
+Test(cli_controller, query_filters_are_local_only)
+{
+	const char *args[] = {"--controller", url,	"query",    "--by",
+			      "node",	      "--type", "oom_kill", NULL};
+	struct buf out, err;
+
+	cr_assert_eq(run_tapio(args, NULL, &out, &err), 2);
+	cr_expect_eq(count_lines(err.p), 1, "%s", err.p);
+	cr_expect_eq(srv.nrequests, 0);
 }
 
 Test(cli_controller, health_from_controller_occurrences)

@@ -161,6 +161,8 @@ Test(cli_local, recent_filters_and_times)
 	const char *a5[] = {"--data-dir", fx.dir, "--json",  "recent", "--until", "1h",
 			    "--since",	  "7d",	  "--limit", "0",      NULL};
 	const char *a6[] = {"--data-dir", fx.dir, "--json", "recent", "--limit", "7", NULL};
+	const char *a7[] = {"--data-dir", fx.dir,    "--json", "recent", "--severity",
+			    "error",	  "--limit", "0",      NULL};
 
 	cr_expect_eq(recent_count(a1), brute(900, -1, -1, NULL));
 	cr_expect_eq(recent_count(a2), brute(86400, TAPIO_OCC_OOM_KILL, -1, NULL));
@@ -169,6 +171,9 @@ Test(cli_local, recent_filters_and_times)
 	cr_expect_eq(recent_count(a4), brute(3600, TAPIO_OCC_CONNECTION_REFUSED, -1, NULL));
 	cr_expect_eq(recent_count(a5), brute(0, -1, -1, NULL) - brute(3600, -1, -1, NULL));
 	cr_expect_eq(recent_count(a6), 7);
+	/* --severity is a minimum: error and critical */
+	cr_expect_eq(recent_count(a7),
+		     brute(0, -1, TAPIO_SEV_ERROR, NULL) + brute(0, -1, TAPIO_SEV_CRITICAL, NULL));
 	cr_expect(brute(900, -1, -1, NULL) > 0 && brute(86400, TAPIO_OCC_OOM_KILL, -1, NULL) > 0);
 }
 
