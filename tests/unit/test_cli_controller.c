@@ -12,11 +12,15 @@ static char url[64];
 static char page1[4096 * 3], page2[4096 * 2];
 static struct tapio_occurrence occ[3];
 
-#define STATUS_BODY "{\"role\":\"controller\",\"agents_connected\":2,\"occurrences\":1234}"
-#define AGENTS_BODY                                                                            \
-	"{\"agents\":[{\"node\":\"worker-1\",\"agent_id\":\"01HAAAAAAAAAAAAAAAAAAAAAAA\","     \
-	"\"connected\":true,\"last_heartbeat_age_s\":3},{\"node\":\"worker-22\",\"agent_id\":" \
-	"\"01HBBBBBBBBBBBBBBBBBBBBBBB\",\"connected\":false,\"last_heartbeat_age_s\":120}]}"
+#define STATUS_BODY                                                                        \
+	"{\"role\":\"controller\",\"agents_connected\":2,\"occurrences\":1234,\"store\":{" \
+	"\"segments\":3}}"
+#define AGENTS_BODY                                                                        \
+	"{\"agents\":[{\"node\":\"worker-1\",\"agent_id\":\"01HAAAAAAAAAAAAAAAAAAAAAAA\"," \
+	"\"connected\":true,\"last_heartbeat_age_s\":3,\"counters\":{\"events\":1},"       \
+	"\"observers\":[{\"name\":\"network\",\"state\":\"running\"}]},"                   \
+	"{\"node\":\"worker-22\",\"agent_id\":\"01HBBBBBBBBBBBBBBBBBBBBBBB\","             \
+	"\"connected\":false,\"last_heartbeat_age_s\":120}]}"
 #define SUMMARY_BODY                                                                          \
 	"{\"by\":\"type\",\"bucket_s\":60,\"groups\":{\"kernel.network.connection_refused\":" \
 	"[{\"t\":\"2026-11-25T13:00:00Z\",\"count\":4},{\"t\":\"2026-11-25T13:01:00Z\","      \
@@ -144,6 +148,7 @@ Test(cli_controller, status_and_agents)
 	json_decref(want);
 	cr_assert_eq(run_tapio(a2, NULL, &out, &err), 0, "stderr: %s", err.p);
 	cr_expect_not_null(strstr(out.p, "agents_connected  2\n"), "%s", out.p);
+	cr_expect_not_null(strstr(out.p, "store             {\"segments\":3}\n"), "%s", out.p);
 	cr_assert_eq(run_tapio(a3, NULL, &out, &err), 0, "stderr: %s", err.p);
 	cr_expect_eq(strncmp(out.p, agents_hdr, strlen(agents_hdr)), 0, "%s", out.p);
 	cr_expect_not_null(strstr(out.p, "worker-22  01HBBBBBBBBBBBBBBBBBBBBBBB  false      120\n"),
