@@ -17,7 +17,8 @@ struct table {
 	char **cells; /* nrows × ncols, row-major, each owned */
 };
 
-/* Starts a table with the given header (NULL: none) (ncols ≤ TABLE_MAX_COLS). Returns 0 or -ENOMEM. */
+/* Starts a table with the given header (NULL: none; ncols ≤ TABLE_MAX_COLS).
+ * Returns 0 or -ENOMEM. */
 int table_init(struct table *t, size_t ncols, const char *const *header);
 /* Adds a row of ncols cells (copied; NULL prints as ""). Returns 0 or -ENOMEM. */
 int table_add(struct table *t, const char *const *cells);

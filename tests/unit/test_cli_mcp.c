@@ -60,40 +60,50 @@ static void expect_error(json_t *resp, json_int_t id, int code)
 	cr_expect_null(json_object_get(resp, "result"));
 }
 
+/* Concatenates a NULL-terminated list of lines; the caller frees. */
+static char *join(const char *const *lines)
+{
+	struct buf b = {0};
+
+	for (size_t i = 0; lines[i]; i++)
+		buf_add(&b, lines[i], strlen(lines[i]));
+	return b.p;
+}
+
 #define REQ(id, method, params) \
 	"{\"jsonrpc\":\"2.0\",\"id\":" #id ",\"method\":\"" method "\",\"params\":" params "}\n"
 
 Test(cli_mcp, scripted_session)
 {
 	const char *args[] = {"mcp", "--data-dir", fx.dir, NULL};
-	const char *script = REQ(
-	    1, "initialize",
-	    "{\"protocolVersion\":\"2024-11-05\",\"capabilities\":{},\"clientInfo\":{\"name\":"
-	    "\"t\",\"version\":\"1\"}}") "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n" REQ(2,
-														"tools/list",
-														"{}")
+	const char *const lines[] = {
+	    REQ(1, "initialize",
+		"{\"protocolVersion\":\"2024-11-05\",\"capabilities\":{},"
+		"\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}"),
+	    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n",
+	    REQ(2, "tools/list", "{}"),
 	    REQ(3, "tools/call",
-		"{\"name\":\"recent_anomalies\",\"arguments\":{\"since\":\"24h\","
-		"\"limit\":5}}") REQ(4, "tools/call",
-				     "{\"name\":\"node_health\",\"arguments\":{\"observer\":"
-				     "\"network\"}}")
-		REQ(5, "tools/call",
-		    "{\"name\":\"watch_snapshot\",\"arguments\":{\"seconds\":0.3}}")
-		    REQ(6, "tools/call", "{\"name\":\"ping\",\"arguments\":{}}") "{this is not json\n" REQ(
-			7, "resources/list",
-			"{}") REQ(8, "tools/call",
-				  "{\"name\":\"recent_anomalies\",\"arguments\":{\"limit\":\"x\"}}")
-			REQ(9, "tools/call", "{\"name\":\"rm_rf\",\"arguments\":{}}") REQ(
-			    10, "tools/call",
-			    "{\"name\":\"node_health\",\"arguments\":{\"observer\":\"gpu\"}}")
-			    REQ(11, "tools/call",
-				"{\"name\":\"recent_anomalies\",\"arguments\":[1]}")
-				REQ(12, "ping",
-				    "{}") "[1,2]\n"
-					  "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{}}\n" REQ(
-					      13, "tools/call",
-					      "{\"name\":\"recent_anomalies\",\"arguments\":{\"type\":"
-					      "\"oom_kill\",\"since\":\"7d\",\"limit\":1000}}");
+		"{\"name\":\"recent_anomalies\",\"arguments\":{\"since\":\"24h\",\"limit\":5}}"),
+	    REQ(4, "tools/call",
+		"{\"name\":\"node_health\",\"arguments\":{\"observer\":\"network\"}}"),
+	    REQ(5, "tools/call", "{\"name\":\"watch_snapshot\",\"arguments\":{\"seconds\":0.3}}"),
+	    REQ(6, "tools/call", "{\"name\":\"ping\",\"arguments\":{}}"),
+	    "{this is not json\n",
+	    REQ(7, "resources/list", "{}"),
+	    REQ(8, "tools/call", "{\"name\":\"recent_anomalies\",\"arguments\":{\"limit\":\"x\"}}"),
+	    REQ(9, "tools/call", "{\"name\":\"rm_rf\",\"arguments\":{}}"),
+	    REQ(10, "tools/call",
+		"{\"name\":\"node_health\",\"arguments\":{\"observer\":\"gpu\"}}"),
+	    REQ(11, "tools/call", "{\"name\":\"recent_anomalies\",\"arguments\":[1]}"),
+	    REQ(12, "ping", "{}"),
+	    "[1,2]\n",
+	    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{}}\n",
+	    REQ(13, "tools/call",
+		"{\"name\":\"recent_anomalies\",\"arguments\":{\"type\":\"oom_kill\","
+		"\"since\":\"7d\",\"limit\":1000}}"),
+	    NULL,
+	};
+	char *script = join(lines);
 	struct buf out, err;
 	json_t *r[32] = {0}, *doc, *tools;
 	char *line, *save = NULL;
@@ -101,6 +111,7 @@ Test(cli_mcp, scripted_session)
 	json_t *it;
 
 	cr_assert_eq(run_tapio(args, script, &out, &err), 0, "stderr: %s", err.p);
+	free(script);
 	for (line = strtok_r(out.p, "\n", &save); line && n < 32;
 	     line = strtok_r(NULL, "\n", &save))
 		r[n++] = parse(line);
@@ -231,20 +242,25 @@ Test(cli_mcp, watch_snapshot_returns_new_occurrences)
 Test(cli_mcp, tool_errors_are_results_not_crashes)
 {
 	const char *args[] = {"mcp", "--data-dir", "/nonexistent/tapio", NULL};
-	const char *script = REQ(1, "tools/call", "{\"name\":\"recent_anomalies\"}")
-	    REQ(2, "tools/call", "{\"name\":\"ping\"}")
-		REQ(3, "tools/call", "{\"name\":\"watch_snapshot\",\"arguments\":{\"seconds\":99}}")
-		    REQ(4, "tools/call",
-			"{}") "{\"jsonrpc\":\"1.0\",\"id\":5,\"method\":\"ping\"}\n"
-			      "{\"jsonrpc\":\"2.0\",\"id\":{\"x\":1},\"method\":\"ping\"}\n"
-			      "\n"
-			      "null\n";
+	const char *const lines[] = {
+	    REQ(1, "tools/call", "{\"name\":\"recent_anomalies\"}"),
+	    REQ(2, "tools/call", "{\"name\":\"ping\"}"),
+	    REQ(3, "tools/call", "{\"name\":\"watch_snapshot\",\"arguments\":{\"seconds\":99}}"),
+	    REQ(4, "tools/call", "{}"),
+	    "{\"jsonrpc\":\"1.0\",\"id\":5,\"method\":\"ping\"}\n",
+	    "{\"jsonrpc\":\"2.0\",\"id\":{\"x\":1},\"method\":\"ping\"}\n",
+	    "\n",
+	    "null\n",
+	    NULL,
+	};
+	char *script = join(lines);
 	struct buf out, err;
 	json_t *r[16] = {0}, *doc;
 	char *line, *save = NULL;
 	size_t n = 0;
 
 	cr_assert_eq(run_tapio(args, script, &out, &err), 0, "stderr: %s", err.p);
+	free(script);
 	for (line = strtok_r(out.p, "\n", &save); line && n < 16;
 	     line = strtok_r(NULL, "\n", &save))
 		r[n++] = parse(line);
