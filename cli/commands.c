@@ -502,10 +502,10 @@ int cmd_watch(const struct cli_ctx *ctx, const struct cli_opts *o)
 	}
 	tail_init(&t, ctx->data_dir);
 	tail_start(&t, false);
-	if (!ctx->json) {
-		fprintf(stderr, "tapio: watching %s (Ctrl-C to stop)\n", t.path);
-		fflush(stderr);
-	}
+	/* Printed once the follower is positioned: everything appended from now on is shown
+	 * (scripts and tests can wait for this line). */
+	fprintf(stderr, "tapio: watching %s (Ctrl-C to stop)\n", t.path);
+	fflush(stderr);
 	while (!stop_requested) {
 		struct timespec ts = {0, 200 * 1000000L};
 

@@ -206,6 +206,7 @@ Test(cli_mcp, scripted_session)
 Test(cli_mcp, watch_snapshot_returns_new_occurrences)
 {
 	const char *args[] = {"mcp", "--data-dir", fx.dir, NULL};
+	const char *ping = REQ(0, "ping", "{}");
 	const char *req = REQ(1, "tools/call",
 			      "{\"name\":\"watch_snapshot\",\"arguments\":"
 			      "{\"seconds\":10}}");
@@ -218,6 +219,8 @@ Test(cli_mcp, watch_snapshot_returns_new_occurrences)
 	FILE *f;
 
 	proc_spawn(&p, args);
+	cr_assert_eq(write(p.in, ping, strlen(ping)), (ssize_t)strlen(ping));
+	cr_assert(read_line(p.out, &carry, line, sizeof(line), 10000), "no ping response");
 	cr_assert_eq(write(p.in, req, strlen(req)), (ssize_t)strlen(req));
 	usleep(500 * 1000);
 	t0 = clock_mono_ns();

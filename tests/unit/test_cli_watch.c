@@ -34,6 +34,18 @@ static void append(struct fixture *d, int from, int n, bool partial_last)
 	fclose(f);
 }
 
+/* Waits for watch's "watching" line on stderr: from then on every append is seen. */
+static void wait_ready(struct proc *p)
+{
+	struct buf carry = {0};
+	char line[1024];
+
+	cr_assert(read_line(p->err, &carry, line, sizeof(line), 10000), "watch did not start");
+	cr_assert_not_null(strstr(line, "tapio: watching "), "%s", line);
+	cr_assert_eq(carry.len, 0, "more on stderr: %s", carry.p);
+	free(carry.p);
+}
+
 static int seq_of(const char *line)
 {
 	const char *p = strstr(line, "\"seq ");
@@ -56,7 +68,7 @@ Test(cli_watch, follows_appends_and_rotation_then_stops_on_sigint)
 
 		proc_spawn(&p, args);
 	}
-	usleep(600 * 1000);
+	wait_ready(&p);
 	append(&d, 0, 3, true);
 	for (got = 0; got < 3 && read_line(p.out, &carry, line, sizeof(line), 5000); got++)
 		cr_expect_eq(seq_of(line), next++, "line: %s", line);
@@ -92,7 +104,7 @@ Test(cli_watch, human_lines_are_aligned_and_filtered)
 
 		proc_spawn(&p, args);
 	}
-	usleep(600 * 1000);
+	wait_ready(&p);
 	append(&d, 1, 5, false); /* i = 5 is node-b: filtered out */
 	cr_assert(read_line(p.out, &carry, l1, sizeof(l1), 5000));
 	cr_assert(read_line(p.out, &carry, l2, sizeof(l2), 5000));
