@@ -708,23 +708,33 @@ ssize_t spool_read(struct spool *s, uint64_t from_seq, uint64_t to_seq, size_t m
 				close(fd);
 				goto out;
 			}
-			if (r->len > bufcap) {
-				uint8_t *p = realloc(buf, r->len);
+			if (SPOOL_RECORD_HEADER + r->len > bufcap) {
+				uint8_t *p = realloc(buf, SPOOL_RECORD_HEADER + r->len);
 				if (!p) {
 					close(fd);
 					nread = -ENOMEM;
 					goto out;
 				}
 				buf = p;
-				bufcap = r->len;
+				bufcap = SPOOL_RECORD_HEADER + r->len;
 			}
-			n = read_full(fd, buf, r->len, (off_t)(r->off + SPOOL_RECORD_HEADER));
-			if (n < 0 || (size_t)n != r->len) {
+			n = read_full(fd, buf, SPOOL_RECORD_HEADER + r->len, (off_t)r->off);
+			if (n < 0 || (size_t)n != SPOOL_RECORD_HEADER + r->len) {
 				close(fd);
 				nread = n < 0 ? n : -EIO;
 				goto out;
 			}
-			fn(arg, &rec, buf);
+			/* the file may have changed under us since recovery: check again */
+			if (get_le32(buf) != r->len || get_le64(buf + 8) != r->seq ||
+			    record_crc(buf, buf + SPOOL_RECORD_HEADER, r->len) !=
+				get_le32(buf + 4)) {
+				log_error(TAG, "%s: record %" PRIu64 " fails its CRC", path,
+					  r->seq);
+				close(fd);
+				nread = -EBADMSG;
+				goto out;
+			}
+			fn(arg, &rec, buf + SPOOL_RECORD_HEADER);
 			used += r->len;
 			nread++;
 		}

@@ -320,3 +320,24 @@ Test(spool, marker_files_are_checked)
 	close(fd);
 	cr_assert_eq(spool_read_u64_file(dir, "x", &v), -EBADMSG);
 }
+
+Test(spool, read_back_checks_the_crc_again)
+{
+	struct spool *s = open_spool(0, 1 << 20);
+	struct readback rb = {.next = 1};
+	char *seg;
+	int fd;
+
+	append_n(s, 1, 5, 100, NULL);
+	/* damage record 4 after recovery: reads stop there with -EBADMSG */
+	seg = first_segment();
+	fd = open(seg, O_RDWR);
+	cr_assert_eq(pwrite(fd, "X", 1, 3 * (SPOOL_RECORD_HEADER + 100) + SPOOL_RECORD_HEADER + 5),
+		     1);
+	close(fd);
+	cr_assert_eq(spool_read(s, 1, 5, 1 << 20, on_rec, &rb), -EBADMSG);
+	cr_assert_eq(rb.n, 3, "records 1-3 were delivered before the bad one");
+	rb.next = 5;
+	cr_assert_eq(spool_read(s, 5, 5, 1 << 20, on_rec, &rb), 1);
+	spool_close(s);
+}
