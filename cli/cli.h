@@ -27,7 +27,6 @@ struct cli_ctx {
 /* Options of one command, already parsed by main.c. */
 struct cli_opts {
 	struct occ_filter filter;
-	bool limit_set;
 	const char *positional; /* health: observer name */
 	const char *by;		/* query: type|node|severity */
 	uint64_t bucket_ns;	/* query */

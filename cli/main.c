@@ -237,7 +237,6 @@ int main(int argc, char **argv)
 		if (errno || *end || vals[5][0] == '-' || !vals[5][0] || v > 1000000000ULL)
 			return usage_error("invalid --limit '%s'", vals[5]);
 		o.filter.limit = (size_t)v;
-		o.limit_set = true;
 	}
 	if (!strcmp(cmd->name, "query")) {
 		if (!vals[6])
