@@ -185,6 +185,11 @@ static void on_tick(uv_timer_t *t)
 	uint64_t now = clock_mono_ns();
 
 	a->ticks++;
+	/* BPF programs wake the loop only once a batch of records is waiting (see
+	 * ebpf/common.bpf.h tapio_submit); a trickle is picked up here, at most one tick late. */
+	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++)
+		if (a->polls[obs].active)
+			loader_consume(a->loader, (enum tapio_observer)obs, AGENT_CONSUME_BUDGET);
 	network_observer_tick(a->network, now);
 	container_observer_tick(a->container, now);
 	storage_observer_tick(a->storage, now);

@@ -16,9 +16,9 @@
 
 #define AGENT_MAX_SINKS	      4
 #define AGENT_CONSUME_BUDGET  512 /* records per observer per poll callback */
-#define AGENT_TICK_MS	      250
+#define AGENT_TICK_MS	      100 /* windows, ring drain for batched wakeups */
 #define AGENT_CLOCK_RESYNC_MS 60000
-#define AGENT_PSI_EVERY_TICKS 4 /* /proc/pressure/memory once a second */
+#define AGENT_PSI_EVERY_TICKS 10 /* /proc/pressure/memory once a second */
 #define AGENT_PSI_PATH	      "/proc/pressure/memory"
 
 /* Everything a stats line or a future heartbeat reports. */

@@ -60,4 +60,20 @@ static __always_inline bool tapio_config_load(struct tapio_config *cfg, __u64 fl
 		_e;                                                    \
 	})
 
+/*
+ * Submits a reserved record, waking the reader only once TAPIO_WAKEUP_BYTES are waiting. A
+ * wakeup per record costs the agent more than classifying the record; the agent also drains
+ * every ring on its 100 ms tick, so a trickle is never held back longer than that.
+ */
+#define TAPIO_WAKEUP_BYTES (8 * 1024)
+
+static __always_inline void tapio_submit(void *ring, void *record)
+{
+	__u64 flags = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= TAPIO_WAKEUP_BYTES
+			  ? BPF_RB_FORCE_WAKEUP
+			  : BPF_RB_NO_WAKEUP;
+
+	bpf_ringbuf_submit(record, flags);
+}
+
 #endif

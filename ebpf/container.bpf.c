@@ -279,7 +279,7 @@ int BPF_PROG(handle_sched_process_exit, struct task_struct *p, bool group_dead)
 	e->kind = TAPIO_CT_EXIT;
 	e->exit_code = code;
 	fill_task(e, p);
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&events, e);
 	return 0;
 }
 
@@ -300,6 +300,6 @@ int BPF_PROG(handle_mark_victim, struct task_struct *task, uid_t uid)
 	fill_task(e, task);
 	e->uid = uid;
 	e->rss_bytes = task_rss_bytes(task);
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&events, e);
 	return 0;
 }

@@ -92,7 +92,7 @@ static __always_inline void emit_rtt(const struct tapio_config *cfg, const struc
 	e->new_state = newstate;
 	fill_tuple(e, sk);
 	fill_tcp(e, sk);
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&events, e);
 }
 
 static __always_inline void emit_connect_fail(const struct tapio_config *cfg, const struct sock *sk,
@@ -133,7 +133,7 @@ static __always_inline void emit_connect_fail(const struct tapio_config *cfg, co
 		bpf_ringbuf_discard(e, 0);
 		return;
 	}
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&events, e);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -217,7 +217,7 @@ int BPF_PROG(handle_tcp_retransmit_skb, const struct sock *sk, const struct sk_b
 	/* the tracepoint's `err` argument is recent; leaving it unread keeps older kernels */
 	fill_tuple(e, sk);
 	fill_tcp(e, sk);
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&events, e);
 	return 0;
 }
 

@@ -72,6 +72,6 @@ int handle_pmc_tick(struct bpf_perf_event_data *ctx)
 		bpf_ringbuf_discard(e, 0); /* nothing was measured: no record */
 		return 0;
 	}
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&events, e);
 	return 0;
 }

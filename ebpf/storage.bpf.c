@@ -125,6 +125,6 @@ int BPF_PROG(handle_block_rq_complete, struct request *rq, blk_status_t error,
 	e->cmd_flags = is.cmd_flags;
 	e->error = error;
 	__builtin_memcpy(e->comm, is.comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	tapio_submit(&events, e);
 	return 0;
 }

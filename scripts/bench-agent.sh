@@ -51,7 +51,7 @@ wait_ready() { # wait_ready LOGFILE PATTERN
 }
 
 echo "== classify + JSON encode"
-"$BUILD/tests/bench_classify" | tee "$work/classify.txt"
+"$BUILD/bin/bench_classify" | tee "$work/classify.txt"
 
 agent_runs=() tcps_runs=() rss="" hwm=""
 for r in $(seq 1 "$ROUNDS"); do
@@ -82,7 +82,7 @@ size=$(stat -c %s "$work/tapio-agent.stripped")
 	echo "| metric | tapio-agent | baseline | target |"
 	echo "|---|---|---|---|"
 	while read -r line; do
-		obs=$(sed -n 's/.*observer=\([a-z]*\).*/\1/p' <<<"$line")
+		obs=$(awk '{print $1}' <<<"$line")
 		ns=$(sed -n 's/.*ns_per_record=\([0-9.]*\).*/\1/p' <<<"$line")
 		[ -n "$ns" ] && echo "| classify + JSON, ${obs:-all} (ns/record) | $ns | – | – |"
 	done <"$work/classify.txt"

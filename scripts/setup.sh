@@ -8,7 +8,7 @@ PACKAGES=(
 	build-essential cmake pkg-config git
 	clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
 	libuv1-dev libprotobuf-c-dev protobuf-c-compiler
-	libjansson-dev libyaml-dev libssl-dev
+	libjansson-dev libyaml-dev libssl-dev libh2o-dev libcurl4-openssl-dev
 	# tests and checks
 	libcriterion-dev clang-format iproute2 nftables util-linux procps
 	# benchmarks
