@@ -63,7 +63,8 @@ struct entry {
 	uint32_t len;
 	struct bbuf *buf;  /* NULL when only in the spool (or lost) */
 	bool spooled;	   /* the append completed */
-	bool sent;	   /* written on some connection, not yet confirmed */
+	bool sent;	   /* written on this session's connection, not yet confirmed */
+	bool ever_sent;	   /* written at least once (resend accounting) */
 	bool lost;	   /* neither in memory nor in the spool (counted) */
 	bool spool_failed; /* the append failed: memory is the only copy */
 };
@@ -766,9 +767,10 @@ static void kick_send(struct client *c)
 			return;
 		}
 		c->st.batches_sent++;
-		if (e->sent)
+		if (e->ever_sent)
 			c->st.batches_resent++;
 		e->sent = true;
+		e->ever_sent = true;
 		c->send_seq = e->seq + 1;
 		i++;
 	}
@@ -989,6 +991,12 @@ static void on_welcome(struct conn *k, const Tapio__V1__Welcome *w)
 	}
 	release_acked(c, w->last_acked_sequence);
 	limbo_resolve(c, w->last_acked_sequence, true);
+	/*
+	 * Whatever is still queued is not durable at the controller: until it is written on
+	 * this connection, dropping it loses it (a later cumulative Ack may jump a gap).
+	 */
+	for (size_t i = 0; i < c->n; i++)
+		ent_at(c, i)->sent = false;
 	c->send_seq = c->n ? ent_at(c, 0)->seq : c->next_seq;
 	log_info(TAG,
 		 "connected to %s:%u (controller %s), session %016" PRIx64 " %s, acked %" PRIu64
