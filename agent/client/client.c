@@ -138,7 +138,7 @@ struct client {
 
 	/* open batch */
 	struct tapio_occurrence *open;
-	uint32_t nopen;
+	uint32_t nopen, open_cap;
 	Tapio__V1__Occurrence *msgs;
 	Tapio__V1__Occurrence **ptrs;
 	struct occ_proto_scratch *scratch;
@@ -464,11 +464,43 @@ static void on_batch_timer(uv_timer_t *t)
 	seal(container_of(t, struct client, batch_timer));
 }
 
+/* The open batch grows on demand up to batch_max, so idle clients stay small. */
+static int grow_open(struct client *c)
+{
+	uint32_t ncap = c->open_cap ? c->open_cap * 2 : 16;
+	struct tapio_occurrence *o;
+	Tapio__V1__Occurrence *m, **p;
+	struct occ_proto_scratch *sc;
+
+	if (ncap > c->o.batch_max)
+		ncap = c->o.batch_max;
+	o = realloc(c->open, ncap * sizeof(*o));
+	if (o)
+		c->open = o;
+	m = realloc(c->msgs, ncap * sizeof(*m));
+	if (m)
+		c->msgs = m;
+	p = realloc(c->ptrs, ncap * sizeof(*p));
+	if (p)
+		c->ptrs = p;
+	sc = realloc(c->scratch, ncap * sizeof(*sc));
+	if (sc)
+		c->scratch = sc;
+	if (!o || !m || !p || !sc)
+		return -ENOMEM;
+	c->open_cap = ncap;
+	return 0;
+}
+
 int client_submit(struct client *c, const struct tapio_occurrence *occ)
 {
 	if (c->closing) {
 		c->st.dropped_closing++;
 		return -ESHUTDOWN;
+	}
+	if (c->nopen == c->open_cap && grow_open(c) < 0) {
+		count_lost(c, 0, 1, &c->st.dropped_queue);
+		return -ENOMEM;
 	}
 	c->open[c->nopen++] = *occ;
 	c->st.submitted++;
@@ -1341,11 +1373,7 @@ struct client *client_new(uv_loop_t *loop, const struct client_options *o, char 
 	if (c->o.backoff_max_ms < c->o.backoff_min_ms)
 		c->o.backoff_max_ms = c->o.backoff_min_ms;
 
-	c->open = calloc(c->o.batch_max, sizeof(*c->open));
-	c->msgs = calloc(c->o.batch_max, sizeof(*c->msgs));
-	c->ptrs = calloc(c->o.batch_max, sizeof(*c->ptrs));
-	c->scratch = calloc(c->o.batch_max, sizeof(*c->scratch));
-	if (!c->open || !c->msgs || !c->ptrs || !c->scratch) {
+	if (grow_open(c) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
