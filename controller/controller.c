@@ -22,6 +22,7 @@ void controller_options_defaults(struct controller_options *o)
 	memset(o, 0, sizeof(*o));
 	ingest_options_defaults(&o->ingest);
 	store_options_defaults(&o->store);
+	http_options_defaults(&o->http);
 	o->stats_interval_ms = 60000;
 	o->maintain_interval_ms = 10000;
 }
@@ -122,6 +123,7 @@ void controller_stop(struct controller *c)
 	if (c->stopping)
 		return;
 	c->stopping = true;
+	http_stop(&c->http);
 	if (c->ingest_started) {
 		ingest_stop(&c->ingest, on_ingest_stopped, c);
 	} else if (c->handles_inited) {
@@ -172,6 +174,11 @@ int controller_open(struct controller *c, uv_loop_t *loop, const struct controll
 		return r;
 	}
 	c->ingest_started = true;
+	r = http_start(&c->http, loop, &c->opt.http, c);
+	if (r < 0) {
+		controller_stop(c);
+		return r;
+	}
 	uv_signal_start(&c->sigint, on_signal, SIGINT);
 	uv_signal_start(&c->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&c->sigusr1, on_status_signal, SIGUSR1);

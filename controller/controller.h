@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "controller/aggregate.h"
+#include "controller/http.h"
 #include "controller/ingest.h"
 #include "controller/registry.h"
 #include "controller/store.h"
@@ -23,6 +24,7 @@ struct controller_options {
 	struct store_options store;    /* store.dir = the data directory */
 	uint32_t stats_interval_ms;    /* periodic stats log line; 0 → 60000 */
 	uint32_t maintain_interval_ms; /* store_maintain cadence; 0 → 10000 */
+	struct http_options http;      /* query API (docs/api.md) */
 };
 
 /* Fills *o with every default (ingest_options_defaults, store_options_defaults, …). */
@@ -36,6 +38,7 @@ struct controller {
 	struct registry registry;
 	struct ingest ingest;
 	bool ingest_started;
+	struct http http; /* query API server */
 	uv_signal_t sigint, sigterm, sigusr1;
 	uv_timer_t stats_timer, maintain_timer;
 	bool handles_inited, stopping;

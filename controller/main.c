@@ -19,6 +19,7 @@ static const char usage[] =
     "server options:\n"
     "  --listen HOST:PORT          listen address (default 127.0.0.1:7070; [::1]:7070 for IPv6)\n"
     "  --data-dir DIR              store directory (created if missing)\n"
+    "  --http HOST:PORT|off        query API address (default 127.0.0.1:7080, docs/api.md)\n"
     "  --fsync MODE                always | interval:MS | never (default always)\n"
     "  --segment-max-bytes N       seal a segment past N bytes (default 64M)\n"
     "  --segment-max-age DUR       seal a segment older than DUR (default 1h)\n"
@@ -68,6 +69,7 @@ enum {
 	OPT_LIMIT,
 	OPT_HELP,
 	OPT_VERSION,
+	OPT_HTTP,
 };
 
 static const struct option options[] = {
@@ -95,6 +97,7 @@ static const struct option options[] = {
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"http", required_argument, NULL, OPT_HTTP},
     {NULL, 0, NULL, 0},
 };
 
@@ -375,6 +378,20 @@ int main(int argc, char **argv)
 				return bad("--limit", optarg, "want a count");
 			d.limit = (size_t)v;
 			break;
+		case OPT_HTTP: {
+			static char http_host[256]; /* parse_listen's buffer is shared */
+
+			if (strcmp(optarg, "off") == 0) {
+				o.http.disabled = true;
+				break;
+			}
+			if (parse_listen(optarg, &o.http.host, &o.http.port) < 0)
+				return bad("--http", optarg, "want HOST:PORT or off");
+			snprintf(http_host, sizeof(http_host), "%s", o.http.host);
+			o.http.host = http_host;
+			o.http.required = true;
+			break;
+		}
 		case OPT_HELP:
 			fputs(usage, stdout);
 			return 0;
