@@ -31,8 +31,7 @@ struct loader_status {
 };
 
 /* Called for every ring-buffer record, in the loop thread, from loader_consume(). */
-typedef void (*loader_record_fn)(void *ctx, enum tapio_observer obs, const void *data,
-				 size_t len);
+typedef void (*loader_record_fn)(void *ctx, enum tapio_observer obs, const void *data, size_t len);
 
 struct loader;
 

@@ -17,7 +17,7 @@ enum log_level log_get_level(void);
 
 /* Prints "2026-11-25T13:23:12.123Z info  [tag] message\n" to stderr. */
 void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define log_debug(tag, ...) log_msg(LOG_DEBUG, tag, __VA_ARGS__)
 #define log_info(tag, ...)  log_msg(LOG_INFO, tag, __VA_ARGS__)
@@ -35,11 +35,11 @@ struct log_ratelimit {
 };
 int log_ratelimit_ok(struct log_ratelimit *rl, uint32_t interval_ms, uint32_t burst);
 
-#define LOG_RATELIMITED(level, tag, ...)                                                    \
-	do {                                                                                \
-		static struct log_ratelimit _rl;                                            \
-		if (log_ratelimit_ok(&_rl, 5000, 5))                                        \
-			log_msg(level, tag, __VA_ARGS__);                                   \
+#define LOG_RATELIMITED(level, tag, ...)                  \
+	do {                                              \
+		static struct log_ratelimit _rl;          \
+		if (log_ratelimit_ok(&_rl, 5000, 5))      \
+			log_msg(level, tag, __VA_ARGS__); \
 	} while (0)
 
 #endif

@@ -65,7 +65,7 @@ struct tapio_occ_network {
 	char dst_ip[TAPIO_IP_STR_LEN];
 	uint16_t src_port;
 	uint16_t dst_port;
-	uint8_t family; /* 4 or 6 → "ipv4" / "ipv6" */
+	uint8_t family;	    /* 4 or 6 → "ipv4" / "ipv6" */
 	char old_state[16]; /* "SYN_SENT", … ("" when not a state fact) */
 	char new_state[16];
 	uint32_t total_retrans;
@@ -161,8 +161,8 @@ int tapio_observer_parse(const char *name);
  * copies severity/outcome defaults from the catalogue and the node/cluster names
  * (truncated to fit; NULL means empty). Never fails.
  */
-void occurrence_init(struct tapio_occurrence *occ, enum tapio_occ_type type,
-		     uint64_t timestamp_ns, const char *node, const char *cluster);
+void occurrence_init(struct tapio_occurrence *occ, enum tapio_occ_type type, uint64_t timestamp_ns,
+		     const char *node, const char *cluster);
 
 /*
  * Checks the invariants an emitted occurrence must hold (valid enums, 26-char id, node set,

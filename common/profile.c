@@ -55,6 +55,7 @@ struct loader {
 	size_t errlen;
 	struct profile *p;
 	yaml_node_t **ov_nodes;
+	uint64_t defaults_set; /* keys spelled out under defaults: (for messages) */
 };
 
 static const char *const sections[] = {"network", "container", "storage", "node"};
@@ -114,27 +115,68 @@ static char *message_start(char *err, const char *label)
 	return strncmp(p, ": ", 2) == 0 ? p + 2 : NULL;
 }
 
+/* Where a settings_yaml message's keys come from: a section prefix and the keys it sets. */
+struct source {
+	const char *prefix; /* "defaults", "overrides[3]" */
+	uint64_t set;	    /* bit i = config_hash_field(i) */
+};
+
+/* Index of the setting named at msg (followed by a non-name character), or -1. */
+static int field_at(const char *msg)
+{
+	for (size_t f = 0; f < config_hash_field_count(); f++) {
+		const char *key = config_hash_field(f)->key;
+		size_t l = strlen(key);
+		char after = msg[l];
+
+		if (strncmp(msg, key, l) == 0 &&
+		    !((after >= 'a' && after <= 'z') || (after >= '0' && after <= '9') ||
+		      after == '_'))
+			return (int)f;
+	}
+	return -1;
+}
+
 /*
- * Rewrites a settings_yaml message so its key says where the section sits: a leading
- * "storage.x" or the key inside "key '…'" gets "prefix." in front; a message naming no key
- * becomes "prefix: message". suffix (may be NULL) is appended. Returns -EINVAL.
+ * Rewrites a settings_yaml message so each key says where it was set: "storage.warning_ms"
+ * becomes "overrides[1].storage.warning_ms" when src[0] (the mapping being applied) sets it,
+ * else the first other source that does; keys nobody set are built-in defaults and stay as
+ * they are. A message naming no such key gets src[0]'s prefix on its leading key, on the key
+ * inside "key '…'", or in front ("defaults: expected …"). suffix (may be NULL) is appended.
+ * Returns -EINVAL.
  */
-static int relabel(struct loader *ld, const char *prefix, const char *suffix)
+static int relabel(struct loader *ld, const struct source *src, size_t n_src, const char *suffix)
 {
 	char *msg = message_start(ld->err, ld->label);
 	char tmp[1024];
+	size_t o = 0, prefixed = 0;
 	const char *q;
-	size_t l;
 
 	if (!msg)
 		return -EINVAL;
-	if (is_section(msg, &l))
-		snprintf(tmp, sizeof(tmp), "%.64s.%.900s", prefix, msg);
-	else if ((q = strstr(msg, "key '")) != NULL)
-		snprintf(tmp, sizeof(tmp), "%.*s%.64s.%.800s", (int)(q + 5 - msg), msg, prefix,
-			 q + 5);
-	else
-		snprintf(tmp, sizeof(tmp), "%.64s: %.900s", prefix, msg);
+	for (const char *m = msg; *m && o < sizeof(tmp) - 80; m++) {
+		int f = (m == msg || m[-1] == ' ' || m[-1] == '\'' || m[-1] == '(') ? field_at(m)
+										    : -1;
+		for (size_t i = 0; f >= 0 && i < n_src; i++) {
+			if (!(src[i].set & (1ull << f)))
+				continue;
+			o += (size_t)snprintf(tmp + o, sizeof(tmp) - o, "%.40s.", src[i].prefix);
+			prefixed++;
+			break;
+		}
+		tmp[o++] = *m;
+	}
+	tmp[o] = 0;
+	if (!prefixed) {
+		size_t l;
+		if (is_section(msg, &l))
+			snprintf(tmp, sizeof(tmp), "%.64s.%.900s", src[0].prefix, msg);
+		else if ((q = strstr(msg, "key '")) != NULL)
+			snprintf(tmp, sizeof(tmp), "%.*s%.64s.%.800s", (int)(q + 5 - msg), msg,
+				 src[0].prefix, q + 5);
+		else
+			snprintf(tmp, sizeof(tmp), "%.64s: %.900s", src[0].prefix, msg);
+	}
 	snprintf(msg, ld->errlen - (size_t)(msg - ld->err), "%s%s", tmp, suffix ? suffix : "");
 	return -EINVAL;
 }
@@ -261,15 +303,19 @@ static int parse_match(struct loader *ld, const char *prefix, yaml_node_t *m, st
 	return 0;
 }
 
-/* Marks in ov->set each observer key the override's mapping m spells out. */
-static void collect_set(struct loader *ld, yaml_node_t *m, struct override *ov)
+/* The observer keys that the sections in mapping m spell out ("match" is skipped). */
+static uint64_t keys_set(struct loader *ld, const yaml_node_t *m)
 {
+	uint64_t set = 0;
+
+	if (m->type != YAML_MAPPING_NODE)
+		return 0;
 	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top;
 	     p++) {
 		yaml_node_t *k = yaml_document_get_node(ld->doc, p->key);
 		yaml_node_t *v = yaml_document_get_node(ld->doc, p->value);
 
-		if (v->type != YAML_MAPPING_NODE || strcmp(scalar(k), "match") == 0)
+		if (k->type != YAML_SCALAR_NODE || v->type != YAML_MAPPING_NODE)
 			continue;
 		for (yaml_node_pair_t *q = v->data.mapping.pairs.start;
 		     q < v->data.mapping.pairs.top; q++) {
@@ -277,12 +323,15 @@ static void collect_set(struct loader *ld, yaml_node_t *m, struct override *ov)
 			char name[300];
 			int idx;
 
+			if (fk->type != YAML_SCALAR_NODE)
+				continue;
 			snprintf(name, sizeof(name), "%.40s.%.200s", scalar(k), scalar(fk));
 			idx = config_hash_field_index(name);
 			if (idx >= 0)
-				ov->set |= 1ull << idx;
+				set |= 1ull << idx;
 		}
 	}
+	return set;
 }
 
 static int parse_override(struct loader *ld, size_t i, yaml_node_t *item)
@@ -299,10 +348,13 @@ static int parse_override(struct loader *ld, size_t i, yaml_node_t *item)
 					   "sections, got %s",
 					   prefix, type_word(item));
 	ov->values = ld->p->defaults;
+	ov->set = keys_set(ld, item);
 	rc = settings_yaml_apply_ex(ld->label, ld->doc, item, match_key, &ov->values, ld->err,
 				    ld->errlen);
-	if (rc == -EINVAL)
-		return relabel(ld, prefix, NULL);
+	if (rc == -EINVAL) {
+		struct source src[] = {{prefix, ov->set}, {"defaults", ld->defaults_set}};
+		return relabel(ld, src, 2, NULL);
+	}
 	if (rc < 0)
 		return rc;
 	for (yaml_node_pair_t *p = item->data.mapping.pairs.start; p < item->data.mapping.pairs.top;
@@ -316,7 +368,6 @@ static int parse_override(struct loader *ld, size_t i, yaml_node_t *item)
 					   prefix);
 	if ((rc = parse_match(ld, prefix, match, ov)) < 0)
 		return rc;
-	collect_set(ld, item, ov);
 	ld->p->n_ov = i + 1;
 	return 0;
 }
@@ -360,7 +411,7 @@ static int check_pairs(struct loader *ld)
 	for (size_t j = 1; j < p->n_ov; j++) {
 		for (size_t i = 0; i < j; i++) {
 			struct tapio_settings s = p->defaults;
-			char prefix[32], suffix[96];
+			char prefix[32], prefix_i[32], suffix[96];
 			int rc;
 
 			if (!compatible(&p->ov[i], &p->ov[j]))
@@ -369,12 +420,16 @@ static int check_pairs(struct loader *ld)
 			rc = settings_yaml_apply_ex(ld->label, ld->doc, ld->ov_nodes[j], match_key,
 						    &s, ld->err, ld->errlen);
 			if (rc == -EINVAL) {
+				struct source src[] = {{prefix, p->ov[j].set},
+						       {prefix_i, p->ov[i].set},
+						       {"defaults", ld->defaults_set}};
 				snprintf(prefix, sizeof(prefix), "overrides[%zu]", j);
+				snprintf(prefix_i, sizeof(prefix_i), "overrides[%zu]", i);
 				snprintf(suffix, sizeof(suffix),
-					 " (on top of overrides[%zu], which can match the same "
-					 "agents)",
-					 i);
-				return relabel(ld, prefix, suffix);
+					 " (overrides[%zu] and overrides[%zu] can match the same "
+					 "agent)",
+					 i, j);
+				return relabel(ld, src, 3, suffix);
 			}
 			if (rc < 0)
 				return rc;
@@ -544,10 +599,13 @@ static int load_root(struct loader *ld, yaml_node_t *root)
 				       ld->err, ld->errlen)) < 0)
 		return rc;
 	if (val[2] && !is_empty(val[2])) {
+		ld->defaults_set = keys_set(ld, val[2]);
 		rc = settings_yaml_apply(ld->label, ld->doc, val[2], &ld->p->defaults, ld->err,
 					 ld->errlen);
-		if (rc == -EINVAL)
-			return relabel(ld, "defaults", NULL);
+		if (rc == -EINVAL) {
+			struct source src[] = {{"defaults", ld->defaults_set}};
+			return relabel(ld, src, 1, NULL);
+		}
 		if (rc < 0)
 			return rc;
 	}

@@ -14,8 +14,8 @@ enum tapio_ct_kind {
 
 struct tapio_container_event {
 	__u64 config_generation;
-	__u64 ts_ns;		  /* CLOCK_MONOTONIC */
-	__u64 cgroup_id;	  /* kernfs id of the task's memory cgroup (its inode in cgroupfs) */
+	__u64 ts_ns;	 /* CLOCK_MONOTONIC */
+	__u64 cgroup_id; /* kernfs id of the task's memory cgroup (its inode in cgroupfs) */
 	__u64 memory_usage_bytes; /* memory cgroup usage at the event */
 	__u64 memory_limit_bytes; /* memory cgroup limit; 0 when unlimited or unknown */
 	__u64 rss_bytes;	  /* OOM victim: anon + file + shmem resident bytes */

@@ -20,10 +20,10 @@ struct tapio_net_event {
 	__u32 srtt_us;	     /* smoothed RTT in microseconds (tp->srtt_us >> 3) */
 	__u32 total_retrans; /* tp->total_retrans */
 	__u32 snd_cwnd;
-	__s32 sk_err; /* sk->sk_err at the transition (ECONNREFUSED, ETIMEDOUT, ...) */
-	__u16 family; /* AF_INET (2) or AF_INET6 (10) */
-	__u16 sport;  /* host byte order */
-	__u16 dport;  /* host byte order */
+	__s32 sk_err;	/* sk->sk_err at the transition (ECONNREFUSED, ETIMEDOUT, ...) */
+	__u16 family;	/* AF_INET (2) or AF_INET6 (10) */
+	__u16 sport;	/* host byte order */
+	__u16 dport;	/* host byte order */
 	__u8 old_state; /* TCP_* state numbers as in the kernel */
 	__u8 new_state;
 	__u8 rst_seen; /* a RST arrived while in SYN_SENT */

@@ -54,8 +54,8 @@ TAPIO_STATIC_ASSERT(TAPIO_OFFSETOF(struct tapio_config, n_ignored_exit_codes) ==
  * enum; userspace sums the CPUs and exports them.
  */
 enum tapio_kcounter {
-	TAPIO_KC_RINGBUF_LOST = 0, /* bpf_ringbuf_reserve failed: the record was lost */
-	TAPIO_KC_MAP_FULL = 1,	   /* a correlation map update failed */
+	TAPIO_KC_RINGBUF_LOST = 0,     /* bpf_ringbuf_reserve failed: the record was lost */
+	TAPIO_KC_MAP_FULL = 1,	       /* a correlation map update failed */
 	TAPIO_KC_CORRELATION_MISS = 2, /* an end event found no start (e.g. started before load) */
 	TAPIO_KC__COUNT = 3,
 };
