@@ -47,6 +47,9 @@ static const struct config_field fields[] = {
 
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
+/* profiles keep the keys an override sets in a 64-bit mask */
+_Static_assert(N_FIELDS <= 64, "too many settings for a uint64_t key mask");
+
 static const uint8_t magic[8] = {'T', 'P', 'S', 'E', 'T', 0, 0, 1};
 
 size_t config_hash_field_count(void)

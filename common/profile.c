@@ -129,9 +129,8 @@ static int field_at(const char *msg)
 		size_t l = strlen(key);
 		char after = msg[l];
 
-		if (strncmp(msg, key, l) == 0 &&
-		    !((after >= 'a' && after <= 'z') || (after >= '0' && after <= '9') ||
-		      after == '_'))
+		if (strncmp(msg, key, l) == 0 && !((after >= 'a' && after <= 'z') ||
+						   (after >= '0' && after <= '9') || after == '_'))
 			return (int)f;
 	}
 	return -1;
@@ -155,8 +154,8 @@ static int relabel(struct loader *ld, const struct source *src, size_t n_src, co
 	if (!msg)
 		return -EINVAL;
 	for (const char *m = msg; *m && o < sizeof(tmp) - 80; m++) {
-		int f = (m == msg || m[-1] == ' ' || m[-1] == '\'' || m[-1] == '(') ? field_at(m)
-										    : -1;
+		int f =
+		    (m == msg || m[-1] == ' ' || m[-1] == '\'' || m[-1] == '(') ? field_at(m) : -1;
 		for (size_t i = 0; f >= 0 && i < n_src; i++) {
 			if (!(src[i].set & (1ull << f)))
 				continue;
