@@ -33,7 +33,7 @@ const EXPECTED_NODES = Array.from({ length: AGENTS }, (_, i) => `node-${String(i
 
 let passed = 0, failed = 0;
 const children = [];
-let tmpDir = null, browser = null;
+let tmpDir = null, browser = null, ingestAddr = null;
 
 function log(...a) { console.log('[dashboard]', ...a); }
 function pass(name) { passed++; console.log(`ok   - ${name}`); }
@@ -105,9 +105,10 @@ async function startController() {
 		if (!fs.existsSync(b)) throw new Error(`missing binary ${b}: build it first (cmake --build … --target ${path.basename(b)})`);
 
 	const p1 = await freePort(), p2 = await freePort();
+	ingestAddr = `127.0.0.1:${p1}`;
 	tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapio-dashboard-'));
 	const ctl = start(controller, ['--listen', `127.0.0.1:${p1}`, '--http', `127.0.0.1:${p2}`,
-		'--data-dir', path.join(tmpDir, 'data')], 'tapio-controller');
+		'--data-dir', path.join(tmpDir, 'data'), '--heartbeat-interval', '1s'], 'tapio-controller');
 	const base = `http://127.0.0.1:${p2}/`;
 	await waitFor('the controller query API (/v1/status)', async () => {
 		if (ctl.exitCode !== null) throw new Error(`tapio-controller exited (${ctl.exitCode}):\n${ctl.output}`);
@@ -121,7 +122,7 @@ async function startController() {
 	const r = await Promise.race([lg.exited, sleep(60000).then(() => null)]);
 	if (!r) { lg.kill('SIGKILL'); throw new Error(`tapio-loadgen did not finish in 60 s:\n${lg.output}`); }
 	if (r.code !== 0) throw new Error(`tapio-loadgen exited ${r.code ?? r.sig}:\n${lg.output}`);
-	log('loadgen done:', lg.output.trim().split('\n').join(' | '));
+	log('loadgen done:', lg.output.split('\n').filter(l => l && !/^\d{4}-\d\d-\d\dT/.test(l)).join(' | '));
 	return base;
 }
 
@@ -345,7 +346,18 @@ async function main() {
 
 	if (process.env.TAPIO_SCREENSHOT === '1') {
 		await check(`screenshot ${path.relative(SOURCE_DIR, SCREENSHOT)}`, async () => {
-			const n = await refreshes();
+			if (!external) {
+				// Show a live fleet: the same 5 nodes reconnect at a low rate while the picture is taken.
+				const lg = start(path.join(process.env.TAPIO_BIN_DIR, 'tapio-loadgen'), ['--controller', ingestAddr,
+					'--agents', String(AGENTS), '--rate', '60', '--duration', '60'], 'tapio-loadgen (screenshot)');
+				await waitFor('5 connected agents with a heartbeat', async () => {
+					const a = await getJSON(base, 'v1/agents');
+					return a.agents.filter(x => x.connected && typeof x.last_heartbeat_age_s === 'number').length === AGENTS;
+				}, 20000).catch(e => { throw new Error(`${e.message}\n${lg.output}`); });
+			}
+			let n = await refreshes();
+			await waitRefreshAfter(n);
+			n = await refreshes();
 			await waitRefreshAfter(n);
 			await page.evaluate(() => document.activeElement && document.activeElement.blur());
 			await page.screenshot({ path: SCREENSHOT, clip: { x: 0, y: 0, width: 1400, height: 900 } });
