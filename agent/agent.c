@@ -1,8 +1,9 @@
 /*
  * The agent's libuv loop. Ring buffers are polled level-triggered with a bounded budget per
  * callback, so leftovers fire again on the next iteration and one busy source cannot starve
- * the others. Observers emit into on_emit, which encodes JSON once and hands the line to
- * every sink; sinks only copy into bounded buffers, so nothing on this path blocks.
+ * the others. Observers emit into on_emit, which encodes JSON once for the JSON sinks (stdout,
+ * file) and submits the occurrence struct itself to the controller sink; sinks only copy into
+ * bounded buffers, so nothing on this path blocks or waits for the network.
  */
 #include "agent/agent.h"
 
@@ -12,15 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/observer/container.h"
 #include "agent/observer/network.h"
 #include "agent/observer/node.h"
 #include "agent/observer/storage.h"
+#include "agent/sink/controller.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/occ_json.h"
+#include "common/occ_proto.h"
 #include "common/settings.h"
 
 #define TAG		     "agent"
@@ -69,8 +73,22 @@ struct agent {
 		unsigned index;
 	} sink_slots[AGENT_MAX_SINKS];
 	const char *sink_names[AGENT_MAX_SINKS];
+	bool sink_json[AGENT_MAX_SINKS]; /* takes JSON lines (stdout, file) */
 	unsigned n_sinks;
 	unsigned open_sinks;
+	bool has_json;
+
+	/* controller sink (also in sinks[]); NULL when there is none or once it is closing */
+	struct sink *ctl;
+	int ctl_index;
+	char ctl_host[AGENT_CONTROLLER_LEN];
+	char spool_dir[PATH_MAX];
+	struct client_stats ctl_final; /* the client's counters when its close began */
+	uint64_t ctl_dropped;
+	uint64_t ctl_acked;
+	char degraded[TAPIO_OBS__COUNT][256];
+	bool poll_failed[TAPIO_OBS__COUNT];
+	char config_hash[CONFIG_HASH_LEN];
 
 	uint64_t encode_errors;
 	uint64_t occurrences;
@@ -86,18 +104,30 @@ struct agent {
 static void on_emit(void *emit_ctx, const struct tapio_occurrence *occ)
 {
 	struct agent *a = emit_ctx;
-	ssize_t n = occ_json_write(occ, a->line, sizeof(a->line));
+	bool handed = false;
 
-	if (n < 0) {
-		a->encode_errors++;
-		LOG_RATELIMITED(LOG_ERROR, TAG, "occ_json_write(%s): %s",
-				tapio_occ_type_name(occ->type), strerror((int)-n));
-		return;
+	/* The controller gets the struct itself (protobuf in the client); JSON only for the JSON
+	 * sinks. Both only copy: the network is never waited for here. */
+	if (a->ctl) {
+		sink_controller_submit(a->ctl, occ);
+		handed = true;
 	}
-	a->occurrences++;
-	for (unsigned i = 0; i < a->n_sinks; i++)
-		if (a->sinks[i])
-			sink_write(a->sinks[i], a->line, (size_t)n);
+	if (a->has_json) {
+		ssize_t n = occ_json_write(occ, a->line, sizeof(a->line));
+
+		if (n < 0) {
+			a->encode_errors++;
+			LOG_RATELIMITED(LOG_ERROR, TAG, "occ_json_write(%s): %s",
+					tapio_occ_type_name(occ->type), strerror((int)-n));
+		} else {
+			for (unsigned i = 0; i < a->n_sinks; i++)
+				if (a->sinks[i] && a->sink_json[i])
+					sink_write(a->sinks[i], a->line, (size_t)n);
+			handed = true;
+		}
+	}
+	if (handed)
+		a->occurrences++;
 }
 
 static void on_record(void *ctx, enum tapio_observer obs, const void *data, size_t len)
@@ -226,6 +256,15 @@ void agent_counters_snapshot(struct agent *a, struct agent_counters *out)
 		out->sink_names[i] = a->sink_names[i];
 		out->sinks[i] = a->sinks[i] ? a->sinks[i]->counters : a->final_sinks[i];
 	}
+	out->has_controller = a->ctl_index >= 0;
+	if (a->ctl)
+		client_counters(sink_controller_client(a->ctl), &out->controller);
+	else
+		out->controller = a->ctl_final;
+	out->controller_dropped = a->ctl_dropped;
+	out->controller_acked = a->ctl_acked;
+	out->config_generation = a->generation;
+	snprintf(out->config_hash, sizeof(out->config_hash), "%s", a->config_hash);
 }
 
 static void log_stats(struct agent *a, const char *what)
@@ -269,6 +308,15 @@ static void log_stats(struct agent *a, const char *what)
 		PUT("; sink %s writes=%llu drops=%llu bytes=%llu", c.sink_names[i],
 		    (unsigned long long)c.sinks[i].writes, (unsigned long long)c.sinks[i].drops,
 		    (unsigned long long)c.sinks[i].bytes);
+	if (c.has_controller)
+		PUT("; controller connected=%s acked=%llu dropped=%llu queue_depth=%llu "
+		    "spool_bytes=%llu send_failures=%llu reconnects=%llu",
+		    c.controller.connected ? "yes" : "no", (unsigned long long)c.controller_acked,
+		    (unsigned long long)c.controller_dropped,
+		    (unsigned long long)c.controller.queue_depth,
+		    (unsigned long long)c.controller.spool_bytes,
+		    (unsigned long long)c.controller.send_failures,
+		    (unsigned long long)c.controller.reconnects);
 #undef PUT
 	log_info(TAG, "%s", buf);
 }
@@ -301,9 +349,16 @@ static void on_sink_closed(void *arg, const struct sink_counters *final)
 	struct agent *a = slot->agent;
 
 	a->final_sinks[slot->index] = *final;
-	log_info(TAG, "sink %s closed: writes=%llu drops=%llu bytes=%llu",
-		 a->sink_names[slot->index], (unsigned long long) final->writes,
-		 (unsigned long long) final->drops, (unsigned long long) final->bytes);
+	if ((int)slot->index == a->ctl_index)
+		log_info(TAG,
+			 "sink controller closed: submitted=%llu acked=%llu dropped=%llu "
+			 "(unacknowledged batches stay in %s)",
+			 (unsigned long long) final->writes, (unsigned long long)a->ctl_acked,
+			 (unsigned long long)a->ctl_dropped, a->spool_dir);
+	else
+		log_info(TAG, "sink %s closed: writes=%llu drops=%llu bytes=%llu",
+			 a->sink_names[slot->index], (unsigned long long) final->writes,
+			 (unsigned long long) final->drops, (unsigned long long) final->bytes);
 	a->open_sinks--;
 	if (a->open_sinks == 0) {
 		log_info(TAG, "sinks flushed and closed");
@@ -346,6 +401,10 @@ void agent_stop(struct agent *a)
 		uv_timer_start(&a->deadline, on_deadline, SHUTDOWN_DEADLINE_MS, 0);
 		uv_unref((uv_handle_t *)&a->deadline); /* pending writes keep the loop alive */
 	}
+	if (a->ctl) {
+		client_counters(sink_controller_client(a->ctl), &a->ctl_final);
+		a->ctl = NULL;
+	}
 	for (unsigned i = 0; i < a->n_sinks; i++) {
 		struct sink *s = a->sinks[i];
 		a->final_sinks[i] = s->counters; /* updated again by on_sink_closed */
@@ -381,6 +440,193 @@ static void on_signal(uv_signal_t *h, int signum)
 	agent_stop(a);
 }
 
+/* ---- applying settings (SIGHUP reload, controller ConfigPush) ---- */
+
+int agent_apply_settings(struct agent *a, const struct tapio_settings *s, uint64_t generation,
+			 const char *hash, char *err, size_t errlen)
+{
+	char computed[CONFIG_HASH_LEN];
+	int rc;
+
+	if (!hash || !*hash) {
+		rc = config_hash_settings(s, computed);
+		if (rc < 0) {
+			snprintf(err, errlen, "hashing the settings: %s", strerror(-rc));
+			return rc;
+		}
+		hash = computed;
+	}
+	settings_compile(s, generation, &a->kcfg);
+	rc = a->loader ? loader_apply_config(a->loader, &a->kcfg) : 0;
+	if (rc < 0) {
+		snprintf(err, errlen, "writing the kernel config carriers: %s", strerror(-rc));
+		settings_compile(&a->cfg.settings, a->generation, &a->kcfg);
+		if (a->loader)
+			loader_apply_config(a->loader, &a->kcfg);
+		return rc;
+	}
+	if (s->pmc_interval_ms != a->cfg.settings.pmc_interval_ms)
+		log_warn(TAG, "node.pmc_interval_ms %u takes effect at restart (running with %u)",
+			 s->pmc_interval_ms, a->cfg.settings.pmc_interval_ms);
+	a->generation = generation;
+	a->cfg.settings = *s;
+	snprintf(a->config_hash, sizeof(a->config_hash), "%s", hash);
+	network_observer_set_settings(a->network, &a->cfg.settings);
+	container_observer_set_settings(a->container, &a->cfg.settings);
+	storage_observer_set_settings(a->storage, &a->cfg.settings);
+	node_observer_set_settings(a->node, &a->cfg.settings);
+	node_observer_set_generation(a->node, a->generation);
+	if (a->ctl)
+		client_set_config(sink_controller_client(a->ctl), a->generation, a->config_hash);
+	return 0;
+}
+
+/* ---- controller client callbacks ---- */
+
+/*
+ * ConfigPush: the settings are the source of truth (the compiled bytes are checked for shape
+ * only; the agent compiles its own so an agent and a controller of different builds agree on
+ * meaning, not on bytes). The hash must be the settings' content hash.
+ */
+static int on_config_push(void *arg, const Tapio__V1__ConfigPush *p, char *reason, size_t len)
+{
+	struct agent *a = arg;
+	struct tapio_settings s;
+	struct tapio_config kc;
+	char hash[CONFIG_HASH_LEN];
+	int rc;
+
+	if (a->stopping) {
+		snprintf(reason, len, "agent is shutting down");
+		return -ESHUTDOWN;
+	}
+	if (p->generation == 0) {
+		snprintf(reason, len, "generation 0 is not a config generation");
+		return -EINVAL;
+	}
+	if (!p->settings) {
+		snprintf(reason, len, "config push without settings");
+		return -EINVAL;
+	}
+	if (p->config.len && config_from_proto(p, &kc, reason, len) < 0)
+		return -EINVAL;
+	if (settings_from_proto(p->settings, &s, reason, len) < 0 ||
+	    settings_validate(&s, reason, len) < 0)
+		return -EINVAL;
+	rc = config_hash_settings(&s, hash);
+	if (rc < 0) {
+		snprintf(reason, len, "hashing the settings: %s", strerror(-rc));
+		return rc;
+	}
+	if (p->hash && p->hash[0] && strcmp(p->hash, hash) != 0) {
+		snprintf(reason, len, "hash %s does not match the pushed settings (%s)", p->hash,
+			 hash);
+		return -EINVAL;
+	}
+	rc = agent_apply_settings(a, &s, p->generation, hash, reason, len);
+	if (rc < 0)
+		return rc;
+	log_info(TAG, "controller: applied config generation %llu (%s)",
+		 (unsigned long long)p->generation, hash);
+	return 0;
+}
+
+static void on_ctl_dropped(void *arg, uint64_t seq, uint32_t count)
+{
+	struct agent *a = arg;
+
+	(void)seq;
+	a->ctl_dropped += count;
+}
+
+static void on_ctl_acked(void *arg, uint64_t seq, uint32_t count)
+{
+	struct agent *a = arg;
+
+	(void)seq;
+	a->ctl_acked += count;
+}
+
+static bool observer_enabled(const struct agent *a, enum tapio_observer obs);
+
+/* The state an operator sees: the loader's, "disabled" by config, "failed" if unpollable. */
+static enum observer_state effective_state(const struct agent *a, enum tapio_observer obs,
+					   const char **reason)
+{
+	const struct loader_status *st = a->loader ? loader_get_status(a->loader, obs) : NULL;
+
+	*reason = st ? st->reason : "not loaded";
+	if (!st)
+		return OBSERVER_FAILED;
+	if (a->poll_failed[obs]) {
+		*reason = "polling the ring buffer failed";
+		return OBSERVER_FAILED;
+	}
+	if (!observer_enabled(a, obs) &&
+	    (st->state == OBSERVER_RUNNING || st->state == OBSERVER_DEGRADED))
+		return OBSERVER_DISABLED;
+	return st->state;
+}
+
+static Tapio__V1__ObserverStatus wire_state(enum observer_state s)
+{
+	switch (s) {
+	case OBSERVER_RUNNING:
+		return TAPIO__V1__OBSERVER_STATUS__OBSERVER_STATUS_RUNNING;
+	case OBSERVER_DEGRADED:
+		return TAPIO__V1__OBSERVER_STATUS__OBSERVER_STATUS_DEGRADED;
+	case OBSERVER_DISABLED:
+		return TAPIO__V1__OBSERVER_STATUS__OBSERVER_STATUS_DISABLED;
+	case OBSERVER_UNSUPPORTED:
+		return TAPIO__V1__OBSERVER_STATUS__OBSERVER_STATUS_UNSUPPORTED;
+	case OBSERVER_FAILED:
+		return TAPIO__V1__OBSERVER_STATUS__OBSERVER_STATUS_FAILED;
+	}
+	return TAPIO__V1__OBSERVER_STATUS__OBSERVER_STATUS_UNSPECIFIED;
+}
+
+/*
+ * Heartbeat counters. The wire Counters message has one kernel "lost" and one
+ * "correlation_drops": kernel map_full (a kernel correlation table was full) is added to the
+ * userspace correlation drops; correlation_miss (an end without a start) is not a loss and
+ * stays in the stats line only.
+ */
+static void on_heartbeat(void *arg, struct client_heartbeat *hb)
+{
+	struct agent *a = arg;
+	struct agent_counters c;
+	size_t nd = 0;
+
+	agent_counters_snapshot(a, &c);
+	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
+		enum tapio_observer o = (enum tapio_observer)obs;
+		const char *reason;
+		enum observer_state st = effective_state(a, o, &reason);
+
+		hb->events += c.events[obs];
+		hb->lost += c.kernel[obs][TAPIO_KC_RINGBUF_LOST];
+		hb->correlation_drops += c.kernel[obs][TAPIO_KC_MAP_FULL];
+		hb->observers[obs].name = tapio_observer_name(o);
+		hb->observers[obs].state = wire_state(st);
+		hb->observers[obs].reason = reason;
+		if ((st == OBSERVER_DEGRADED || st == OBSERVER_FAILED ||
+		     st == OBSERVER_UNSUPPORTED) &&
+		    nd < CLIENT_MAX_DEGRADED) {
+			snprintf(a->degraded[obs], sizeof(a->degraded[obs]), "observer %s %s: %s",
+				 tapio_observer_name(o), observer_state_name(st), reason);
+			hb->degraded[nd++] = a->degraded[obs];
+		}
+	}
+	for (int t = 0; t < TAPIO_OCC__COUNT; t++)
+		hb->anomalies[t] = c.anomalies[t];
+	hb->malformed = c.malformed;
+	hb->correlation_drops += c.correlation_drops;
+	for (unsigned i = 0; i < c.n_sinks; i++) {
+		hb->sink_writes += c.sinks[i].writes;
+		hb->sink_drops += c.sinks[i].drops;
+	}
+}
+
 /* ---- reload ---- */
 
 /*
@@ -409,10 +655,15 @@ static void reload(struct agent *a)
 	    strcmp(nc->node_name, a->cfg.node_name) != 0 ||
 	    strcmp(nc->cluster, a->cfg.cluster) != 0 ||
 	    nc->file_max_bytes != a->cfg.file_max_bytes ||
-	    nc->file_max_files != a->cfg.file_max_files)
+	    nc->file_max_files != a->cfg.file_max_files ||
+	    strcmp(nc->controller, a->cfg.controller) != 0 ||
+	    strcmp(nc->spool_dir, a->cfg.spool_dir) != 0 ||
+	    nc->heartbeat_interval_s != a->cfg.heartbeat_interval_s ||
+	    nc->spool_max_bytes != a->cfg.spool_max_bytes ||
+	    nc->queue_max_bytes != a->cfg.queue_max_bytes)
 		log_warn(TAG,
-			 "reload: sinks, data_dir, node_name, cluster and file bounds change only "
-			 "at restart");
+			 "reload: sinks, data_dir, node_name, cluster, file bounds and controller "
+			 "settings change only at restart");
 	if (nc->log_level != a->cfg.log_level) {
 		log_set_level((enum log_level)nc->log_level);
 		a->cfg.log_level = nc->log_level;
@@ -429,33 +680,24 @@ static void reload(struct agent *a)
 			 (unsigned long long)a->generation);
 		goto out;
 	}
-	settings_compile(&nc->settings, a->generation + 1, &a->kcfg);
-	rc = loader_apply_config(a->loader, &a->kcfg);
-	if (rc < 0) {
-		log_error(TAG, "reload: writing the kernel config: %s; keeping generation %llu",
-			  strerror(-rc), (unsigned long long)a->generation);
-		settings_compile(&a->cfg.settings, a->generation, &a->kcfg);
-		loader_apply_config(a->loader, &a->kcfg);
-		goto out;
-	}
-	a->generation++;
-	a->cfg.settings = nc->settings;
-	network_observer_set_settings(a->network, &a->cfg.settings);
-	container_observer_set_settings(a->container, &a->cfg.settings);
-	storage_observer_set_settings(a->storage, &a->cfg.settings);
-	node_observer_set_settings(a->node, &a->cfg.settings);
-	node_observer_set_generation(a->node, a->generation);
-	log_info(TAG, "reload: applied config generation %llu", (unsigned long long)a->generation);
+	if (agent_apply_settings(a, &nc->settings, a->generation + 1, NULL, err, sizeof(err)) < 0)
+		log_error(TAG, "reload: %s; keeping generation %llu", err,
+			  (unsigned long long)a->generation);
+	else
+		log_info(TAG, "reload: applied config generation %llu",
+			 (unsigned long long)a->generation);
 out:
 	free(nc);
 }
 
 /* ---- setup ---- */
 
-static int add_sink(struct agent *a, struct sink *s, const char *name)
+static int add_sink(struct agent *a, struct sink *s, const char *name, bool json)
 {
 	a->sinks[a->n_sinks] = s;
 	a->sink_names[a->n_sinks] = name;
+	a->sink_json[a->n_sinks] = json;
+	a->has_json |= json;
 	a->n_sinks++;
 	a->open_sinks++;
 	return 0;
@@ -463,10 +705,20 @@ static int add_sink(struct agent *a, struct sink *s, const char *name)
 
 static void release(struct agent *a)
 {
-	for (unsigned i = 0; i < a->n_sinks; i++)
-		if (a->sinks[i])
-			sink_close(a->sinks[i], NULL, NULL); /* nothing written yet: frees now */
+	bool closed = false;
+
+	a->ctl = NULL;
+	for (unsigned i = 0; i < a->n_sinks; i++) {
+		if (a->sinks[i]) {
+			sink_close(a->sinks[i], NULL, NULL); /* nothing written yet */
+			a->sinks[i] = NULL;
+			closed = true;
+		}
+	}
 	a->n_sinks = 0;
+	/* The controller client closes its handles asynchronously: let the loop finish that. */
+	if (closed && a->loop_ready)
+		uv_run(&a->loop, UV_RUN_DEFAULT);
 	loader_free(a->loader);
 	a->loader = NULL;
 	network_observer_free(a->network);
@@ -504,7 +756,13 @@ struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen
 	}
 	a->last_clock_sync_ns = clock_mono_ns();
 	a->generation = CONFIG_GENERATION;
+	a->ctl_index = -1;
 	settings_compile(&a->cfg.settings, a->generation, &a->kcfg);
+	rc = config_hash_settings(&a->cfg.settings, a->config_hash);
+	if (rc < 0) {
+		snprintf(err, errlen, "hashing the settings: %s", strerror(-rc));
+		goto fail;
+	}
 
 	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
 		a->ctx[obs].node = a->cfg.node_name;
@@ -531,7 +789,7 @@ struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen
 			snprintf(err, errlen, "stdout sink: out of memory");
 			goto fail;
 		}
-		add_sink(a, s, "stdout");
+		add_sink(a, s, "stdout", true);
 	}
 	if (a->cfg.sinks & AGENT_SINK_FILE) {
 		struct sink_file_options fo = {
@@ -542,7 +800,49 @@ struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen
 		struct sink *s = sink_file_new(&a->loop, &fo, err, errlen);
 		if (!s)
 			goto fail;
-		add_sink(a, s, "file");
+		add_sink(a, s, "file", true);
+	}
+	if (a->cfg.sinks & AGENT_SINK_CONTROLLER) {
+		struct client_options co = {
+		    .agent_id = a->cfg.agent_id,
+		    .node = a->cfg.node_name,
+		    .cluster = a->cfg.cluster,
+		    .capabilities = {"observer.network", "observer.container", "observer.storage",
+				     "observer.node", "config.push"},
+		    .heartbeat_interval_ms = a->cfg.heartbeat_interval_s * 1000u,
+		    .queue_max_bytes = a->cfg.queue_max_bytes,
+		    .spool_dir =
+			agent_config_spool_dir(&a->cfg, a->spool_dir, sizeof(a->spool_dir)),
+		    .spool_max_bytes = a->cfg.spool_max_bytes,
+		    .spool_fsync = true,
+		    .counters = on_heartbeat,
+		    .on_config = on_config_push,
+		    .on_acked = on_ctl_acked,
+		    .on_dropped = on_ctl_dropped,
+		    .arg = a,
+		};
+		struct sink *s;
+
+		if (client_parse_endpoint(a->cfg.controller, a->ctl_host, sizeof(a->ctl_host),
+					  &co.port) < 0) {
+			snprintf(err, errlen, "invalid controller address '%s'", a->cfg.controller);
+			goto fail;
+		}
+		/* the default spool lives in the data dir: create it (one level) like the file
+		 * sink does; the client creates the spool dir itself */
+		if (!a->cfg.spool_dir[0] && mkdir(a->cfg.data_dir, 0755) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "controller sink: mkdir %s: %s", a->cfg.data_dir,
+				 strerror(errno));
+			goto fail;
+		}
+		co.host = a->ctl_host;
+		s = sink_controller_new(&a->loop, &co, err, errlen);
+		if (!s)
+			goto fail;
+		a->ctl = s;
+		a->ctl_index = (int)a->n_sinks;
+		add_sink(a, s, "controller", false);
+		client_set_config(sink_controller_client(s), a->generation, a->config_hash);
 	}
 
 	a->loader = loader_new(&a->kcfg, a->cfg.settings.pmc_interval_ms, on_record, a, &kerr, lerr,
@@ -590,17 +890,23 @@ int agent_run(struct agent *a)
 		 TAPIO_VERSION, a->cfg.node_name, a->cfg.cluster[0] ? a->cfg.cluster : "-",
 		 a->cfg.agent_id, CONFIG_GENERATION, a->cfg.config_file[0] ? " config=" : "",
 		 a->cfg.config_file);
+	if (a->ctl_index >= 0)
+		log_info(TAG,
+			 "controller sink: %s, heartbeat %us, spool %s (max %llu bytes, fsync), "
+			 "memory queue max %llu bytes",
+			 a->cfg.controller, a->cfg.heartbeat_interval_s, a->spool_dir,
+			 (unsigned long long)a->cfg.spool_max_bytes,
+			 (unsigned long long)a->cfg.queue_max_bytes);
 	n += (size_t)snprintf(ready, sizeof(ready), "tapio-agent ready:");
 	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
 		const struct loader_status *st =
 		    loader_get_status(a->loader, (enum tapio_observer)obs);
 		const char *name = tapio_observer_name((enum tapio_observer)obs);
 		int fd = loader_ring_fd(a->loader, (enum tapio_observer)obs);
-		const char *state = st ? observer_state_name(st->state) : "failed";
+		const char *reason;
+		const char *state =
+		    observer_state_name(effective_state(a, (enum tapio_observer)obs, &reason));
 
-		if (st && !observer_enabled(a, (enum tapio_observer)obs) &&
-		    (st->state == OBSERVER_RUNNING || st->state == OBSERVER_DEGRADED))
-			state = "disabled";
 		if (st && st->reason[0])
 			log_info(TAG, "observer %s: %s: %s (%u/%u programs attached)", name, state,
 				 st->reason, st->programs_attached, st->programs_total);
@@ -620,6 +926,7 @@ int agent_run(struct agent *a)
 				log_error(TAG, "observer %s: polling ring fd %d: %s", name, fd,
 					  uv_strerror(rc));
 				close_handle(a, (uv_handle_t *)&p->handle);
+				a->poll_failed[obs] = true;
 				state = "failed";
 			} else {
 				p->active = true;

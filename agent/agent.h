@@ -10,6 +10,8 @@
 #include <stdint.h>
 
 #include "agent/agent_config.h"
+#include "agent/client/client.h"
+#include "common/config_hash.h"
 #include "agent/loader.h"
 #include "agent/sink/sink.h"
 #include "common/occurrence.h"
@@ -34,6 +36,14 @@ struct agent_counters {
 	unsigned n_sinks;
 	const char *sink_names[AGENT_MAX_SINKS];
 	struct sink_counters sinks[AGENT_MAX_SINKS];
+	/* controller sink: the client's counters (zero without one, frozen once it closed) */
+	bool has_controller;
+	struct client_stats controller;
+	uint64_t
+	    controller_dropped; /* occurrences the client dropped (every cause), via on_dropped */
+	uint64_t controller_acked; /* occurrences the controller acknowledged, via on_acked */
+	uint64_t config_generation;
+	char config_hash[CONFIG_HASH_LEN]; /* "sha256:<hex>" of the settings in effect */
 };
 
 struct agent;
@@ -52,6 +62,16 @@ struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen
  * when uv_loop_close() failed (a handle was left open; logged), or -errno from libuv setup.
  */
 int agent_run(struct agent *a);
+
+/*
+ * Applies observer settings at `generation` (SIGHUP reload and controller ConfigPush both come
+ * here): compiles them into the kernel carriers (no reload or re-attach), hands them to every
+ * observer and reports generation/hash to the controller client. `hash` is "sha256:<hex>" of
+ * the settings (NULL: computed here). The settings must be valid (settings_validate). Returns 0,
+ * or -errno with the reason in err; on failure the running configuration stays.
+ */
+int agent_apply_settings(struct agent *a, const struct tapio_settings *s, uint64_t generation,
+			 const char *hash, char *err, size_t errlen);
 
 /* Asks the loop to shut down as SIGTERM would (thread-unsafe: call from the loop thread). */
 void agent_stop(struct agent *a);

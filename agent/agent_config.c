@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/client/client.h"
 #include "agent/sink/sink.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -20,6 +21,9 @@
 #define MAX_STATS_INTERVAL 86400u
 #define MAX_FILE_BYTES	   (1ull << 40)
 #define MAX_FILE_FILES	   1000u
+#define MAX_HEARTBEAT	   3600u
+#define MAX_SPOOL_BYTES	   (1ull << 40)
+#define MAX_QUEUE_BYTES	   (4ull << 30)
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
 						      ...)
@@ -39,8 +43,8 @@ void agent_config_usage(FILE *out)
 	    "Usage: tapio-agent [options]\n"
 	    "Watches kernel failure facts with eBPF and writes occurrences as JSON lines.\n"
 	    "\n"
-	    "  --sink stdout|file        where occurrences go (repeatable; default stdout)\n"
-	    "  --data-dir DIR            directory of the file sink (default %s)\n"
+	    "  --sink stdout|file|controller  where occurrences go (repeatable; default stdout)\n"
+	    "  --data-dir DIR            directory of the file sink and the spool (default %s)\n"
 	    "  --node-name NAME          node name (default $TAPIO_NODE_NAME, else hostname)\n"
 	    "  --cluster NAME            cluster name put in every occurrence (default empty)\n"
 	    "  --agent-id ID             agent identity (default $TAPIO_AGENT_ID, else a new ULID)\n"
@@ -49,12 +53,19 @@ void agent_config_usage(FILE *out)
 	    "  --stats-interval SECONDS  period of the counters log line, 0 = off (default %u)\n"
 	    "  --file-max-bytes N        rotate the current file before it exceeds N bytes (default %u)\n"
 	    "  --file-max-files N        files kept by the file sink, current one included (default %u)\n"
+	    "  --controller HOST:PORT    tapio-controller address (required with --sink controller)\n"
+	    "  --heartbeat-interval SECONDS  controller heartbeat period (default %u)\n"
+	    "  --spool-dir DIR           on-disk spool of unacknowledged batches (default DATA_DIR/spool)\n"
+	    "  --spool-max-bytes N       spool bound; the oldest evidence is dropped and counted (default %llu)\n"
+	    "  --queue-max-bytes N       in-memory batch queue bound (default %llu)\n"
 	    "  -h, --help                print this help and exit\n"
 	    "  -V, --version             print the version and exit\n"
 	    "\n"
 	    "Occurrences go to stdout, logs to stderr: tapio-agent | jq is safe.\n",
 	    AGENT_DEFAULT_DATA_DIR, AGENT_DEFAULT_STATS_INTERVAL, SINK_FILE_MAX_BYTES,
-	    SINK_FILE_MAX_FILES);
+	    SINK_FILE_MAX_FILES, AGENT_DEFAULT_HEARTBEAT,
+	    (unsigned long long)AGENT_DEFAULT_SPOOL_BYTES,
+	    (unsigned long long)AGENT_DEFAULT_QUEUE_BYTES);
 }
 
 static int parse_uint(const char *v, uint64_t min, uint64_t max, uint64_t *out)
@@ -91,6 +102,8 @@ static int sink_bit(const char *v)
 		return AGENT_SINK_STDOUT;
 	if (strcmp(v, "file") == 0)
 		return AGENT_SINK_FILE;
+	if (strcmp(v, "controller") == 0)
+		return AGENT_SINK_CONTROLLER;
 	return -1;
 }
 
@@ -117,15 +130,95 @@ static void set_defaults(struct agent_config *c)
 	c->stats_interval_s = AGENT_DEFAULT_STATS_INTERVAL;
 	c->file_max_bytes = SINK_FILE_MAX_BYTES;
 	c->file_max_files = SINK_FILE_MAX_FILES;
+	c->heartbeat_interval_s = AGENT_DEFAULT_HEARTBEAT;
+	c->spool_max_bytes = AGENT_DEFAULT_SPOOL_BYTES;
+	c->queue_max_bytes = AGENT_DEFAULT_QUEUE_BYTES;
 	settings_defaults(&c->settings);
 }
 
 /* ---- config file ---- */
 
 static const char *const agent_keys[] = {
-    "sinks",	 "data_dir",	   "node_name",	     "cluster",	       "agent_id",
-    "log_level", "stats_interval", "file_max_bytes", "file_max_files", NULL,
+    "sinks",	      "data_dir",	"node_name",	  "cluster",	"agent_id", "log_level",
+    "stats_interval", "file_max_bytes", "file_max_files", "controller", NULL,
 };
+
+static int check_endpoint(const char *v)
+{
+	char host[AGENT_CONTROLLER_LEN];
+	uint16_t port;
+
+	if (strlen(v) >= AGENT_CONTROLLER_LEN)
+		return -EINVAL;
+	return client_parse_endpoint(v, host, sizeof(host), &port);
+}
+
+/* The `controller:` mapping: address, heartbeat_interval_s, spool_dir, spool_*, queue_*. */
+static int controller_section(const char *label, yaml_document_t *doc, yaml_node_t *m,
+			      struct agent_config *c, char *err, size_t errlen)
+{
+	char buf[PATH_MAX];
+	uint64_t x;
+	int rc;
+
+	if (m->type != YAML_MAPPING_NODE)
+		return settings_yaml_error(err, errlen, label, m,
+					   "controller: expected a mapping (address, "
+					   "heartbeat_interval_s, spool_dir, spool_max_bytes, "
+					   "queue_max_bytes)");
+	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = yaml_document_get_node(doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(doc, p->value);
+		const char *key =
+		    k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "";
+
+		for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *qk = yaml_document_get_node(doc, q->key);
+			if (qk->type == YAML_SCALAR_NODE &&
+			    strcmp((const char *)qk->data.scalar.value, key) == 0)
+				return settings_yaml_error(err, errlen, label, k,
+							   "duplicate key 'controller.%s'", key);
+		}
+		if (strcmp(key, "address") == 0) {
+			if ((rc = settings_yaml_string(label, v, "controller.address", buf,
+						       sizeof(buf), err, errlen)) < 0)
+				return rc;
+			if (check_endpoint(buf) < 0)
+				return settings_yaml_error(
+				    err, errlen, label, v,
+				    "controller.address: expected HOST:PORT or [v6]:PORT, got '%s'",
+				    buf);
+			snprintf(c->controller, sizeof(c->controller), "%s", buf);
+		} else if (strcmp(key, "heartbeat_interval_s") == 0) {
+			if ((rc = settings_yaml_uint(label, v, "controller.heartbeat_interval_s", 1,
+						     MAX_HEARTBEAT, &x, err, errlen)) < 0)
+				return rc;
+			c->heartbeat_interval_s = (uint32_t)x;
+		} else if (strcmp(key, "spool_dir") == 0) {
+			if ((rc = settings_yaml_string(label, v, "controller.spool_dir",
+						       c->spool_dir, sizeof(c->spool_dir), err,
+						       errlen)) < 0)
+				return rc;
+		} else if (strcmp(key, "spool_max_bytes") == 0) {
+			if ((rc = settings_yaml_uint(label, v, "controller.spool_max_bytes",
+						     AGENT_MIN_SPOOL_BYTES, MAX_SPOOL_BYTES, &x,
+						     err, errlen)) < 0)
+				return rc;
+			c->spool_max_bytes = x;
+		} else if (strcmp(key, "queue_max_bytes") == 0) {
+			if ((rc = settings_yaml_uint(label, v, "controller.queue_max_bytes",
+						     AGENT_MIN_QUEUE_BYTES, MAX_QUEUE_BYTES, &x,
+						     err, errlen)) < 0)
+				return rc;
+			c->queue_max_bytes = x;
+		} else {
+			return settings_yaml_error(err, errlen, label, k,
+						   "unknown key 'controller.%s'", key);
+		}
+	}
+	return 0;
+}
 
 static int file_key(const char *label, yaml_document_t *doc, const char *key, yaml_node_t *v,
 		    struct agent_config *c, char *err, size_t errlen)
@@ -141,7 +234,7 @@ static int file_key(const char *label, yaml_document_t *doc, const char *key, ya
 			if (b < 0)
 				return settings_yaml_error(
 				    err, errlen, label, v,
-				    "sinks: unknown sink '%s' (stdout, file)",
+				    "sinks: unknown sink '%s' (stdout, file, controller)",
 				    v->data.scalar.value);
 			mask = (unsigned)b;
 		} else if (v->type == YAML_SEQUENCE_NODE) {
@@ -154,14 +247,14 @@ static int file_key(const char *label, yaml_document_t *doc, const char *key, ya
 				if (b < 0)
 					return settings_yaml_error(
 					    err, errlen, label, item,
-					    "sinks: expected 'stdout' or 'file'");
+					    "sinks: expected 'stdout', 'file' or 'controller'");
 				mask |= (unsigned)b;
 			}
 		}
 		if (!mask)
 			return settings_yaml_error(
 			    err, errlen, label, v,
-			    "sinks: expected stdout, file or a list of them");
+			    "sinks: expected stdout, file, controller or a list of them");
 		c->sinks = mask;
 		return 0;
 	}
@@ -217,6 +310,8 @@ static int file_key(const char *label, yaml_document_t *doc, const char *key, ya
 		c->file_max_files = (uint32_t)x;
 		return 0;
 	}
+	if (strcmp(key, "controller") == 0)
+		return controller_section(label, doc, v, c, err, errlen);
 	return settings_yaml_error(err, errlen, label, v, "unknown key '%s'", key);
 }
 
@@ -294,6 +389,15 @@ int agent_config_persist_id(struct agent_config *c)
 	return rc;
 }
 
+const char *agent_config_spool_dir(const struct agent_config *c, char *buf, size_t len)
+{
+	if (c->spool_dir[0])
+		snprintf(buf, len, "%s", c->spool_dir);
+	else
+		snprintf(buf, len, "%s/%s", c->data_dir, AGENT_SPOOL_SUBDIR);
+	return buf;
+}
+
 /* ---- command line ---- */
 
 enum opt_id {
@@ -307,6 +411,11 @@ enum opt_id {
 	O_STATS_INTERVAL,
 	O_FILE_MAX_BYTES,
 	O_FILE_MAX_FILES,
+	O_CONTROLLER,
+	O_HEARTBEAT_INTERVAL,
+	O_SPOOL_DIR,
+	O_SPOOL_MAX_BYTES,
+	O_QUEUE_MAX_BYTES,
 	O_HELP,
 	O_VERSION,
 };
@@ -329,6 +438,11 @@ static const struct opt opts[] = {
     {"--stats-interval", NULL, O_STATS_INTERVAL, true},
     {"--file-max-bytes", NULL, O_FILE_MAX_BYTES, true},
     {"--file-max-files", NULL, O_FILE_MAX_FILES, true},
+    {"--controller", NULL, O_CONTROLLER, true},
+    {"--heartbeat-interval", NULL, O_HEARTBEAT_INTERVAL, true},
+    {"--spool-dir", NULL, O_SPOOL_DIR, true},
+    {"--spool-max-bytes", NULL, O_SPOOL_MAX_BYTES, true},
+    {"--queue-max-bytes", NULL, O_QUEUE_MAX_BYTES, true},
     {"--help", "-h", O_HELP, false},
     {"--version", "-V", O_VERSION, false},
 };
@@ -392,8 +506,10 @@ static int apply_opt(const struct parsed_opt *po, struct agent_config *c, bool *
 	case O_SINK:
 		b = sink_bit(v);
 		if (b < 0)
-			return fail(err, errlen,
-				    "invalid value '%s' for %s (expected stdout or file)", v, n);
+			return fail(
+			    err, errlen,
+			    "invalid value '%s' for %s (expected stdout, file or controller)", v,
+			    n);
 		if (!*sinks_reset) {
 			c->sinks = 0;
 			*sinks_reset = true;
@@ -453,6 +569,41 @@ static int apply_opt(const struct parsed_opt *po, struct agent_config *c, bool *
 				    MAX_FILE_FILES);
 		c->file_max_files = (uint32_t)x;
 		return 0;
+	case O_CONTROLLER:
+		if (check_endpoint(v) < 0)
+			return fail(err, errlen,
+				    "invalid value '%s' for %s (expected HOST:PORT or [v6]:PORT)",
+				    v, n);
+		snprintf(c->controller, sizeof(c->controller), "%s", v);
+		return 0;
+	case O_HEARTBEAT_INTERVAL:
+		if (parse_uint(v, 1, MAX_HEARTBEAT, &x) < 0)
+			return fail(err, errlen,
+				    "invalid value '%s' for %s (expected seconds 1..%u)", v, n,
+				    MAX_HEARTBEAT);
+		c->heartbeat_interval_s = (uint32_t)x;
+		return 0;
+	case O_SPOOL_DIR:
+		if (!*v || strlen(v) >= sizeof(c->spool_dir) - 64)
+			return fail(err, errlen, "invalid value '%s' for %s (expected a directory)",
+				    v, n);
+		snprintf(c->spool_dir, sizeof(c->spool_dir), "%s", v);
+		return 0;
+	case O_SPOOL_MAX_BYTES:
+	case O_QUEUE_MAX_BYTES: {
+		bool spool = po->o->id == O_SPOOL_MAX_BYTES;
+		uint64_t lo = spool ? AGENT_MIN_SPOOL_BYTES : AGENT_MIN_QUEUE_BYTES;
+		uint64_t hi = spool ? MAX_SPOOL_BYTES : MAX_QUEUE_BYTES;
+		if (parse_uint(v, lo, hi, &x) < 0)
+			return fail(err, errlen,
+				    "invalid value '%s' for %s (expected bytes %llu..%llu)", v, n,
+				    (unsigned long long)lo, (unsigned long long)hi);
+		if (spool)
+			c->spool_max_bytes = x;
+		else
+			c->queue_max_bytes = x;
+		return 0;
+	}
 	case O_HELP:
 	case O_VERSION:
 		return 0;
@@ -500,6 +651,11 @@ int agent_config_parse(int argc, char **argv, struct agent_config *c, FILE *out,
 		if ((rc = apply_opt(&po, c, &sinks_reset, err, errlen)) < 0)
 			return rc;
 	}
+	if ((c->sinks & AGENT_SINK_CONTROLLER) && !c->controller[0])
+		return fail(
+		    err, errlen,
+		    "the controller sink needs --controller HOST:PORT (or controller.address "
+		    "in the config file)");
 	if ((rc = settings_validate(&c->settings, err, errlen)) < 0)
 		return rc;
 	c->argc = argc;

@@ -13,12 +13,21 @@
 #include "common/occurrence.h"
 #include "common/settings.h"
 
-#define AGENT_SINK_STDOUT (1u << 0)
-#define AGENT_SINK_FILE	  (1u << 1)
+#define AGENT_SINK_STDOUT     (1u << 0)
+#define AGENT_SINK_FILE	      (1u << 1)
+#define AGENT_SINK_CONTROLLER (1u << 2)
+#define AGENT_SINKS_JSON      (AGENT_SINK_STDOUT | AGENT_SINK_FILE)
 
 #define AGENT_DEFAULT_DATA_DIR	     "/var/lib/tapio"
 #define AGENT_DEFAULT_STATS_INTERVAL 60
 #define AGENT_ID_LEN		     64
+#define AGENT_CONTROLLER_LEN	     300 /* "HOST:PORT" or "[v6]:PORT" */
+#define AGENT_DEFAULT_HEARTBEAT	     10	 /* seconds */
+#define AGENT_DEFAULT_SPOOL_BYTES    (256ull << 20)
+#define AGENT_DEFAULT_QUEUE_BYTES    (8ull << 20)
+#define AGENT_MIN_SPOOL_BYTES	     (64ull << 10)
+#define AGENT_MIN_QUEUE_BYTES	     (64ull << 10)
+#define AGENT_SPOOL_SUBDIR	     "spool"
 
 struct agent_config {
 	unsigned sinks; /* AGENT_SINK_* */
@@ -32,6 +41,12 @@ struct agent_config {
 	uint32_t stats_interval_s;  /* 0 = no stats line */
 	uint64_t file_max_bytes;
 	uint32_t file_max_files;
+	/* controller sink (AGENT_SINK_CONTROLLER) */
+	char controller[AGENT_CONTROLLER_LEN]; /* "HOST:PORT"; "" when none */
+	uint32_t heartbeat_interval_s;
+	char spool_dir[PATH_MAX]; /* "" = <data_dir>/spool */
+	uint64_t spool_max_bytes;
+	uint64_t queue_max_bytes;
 	struct tapio_settings settings;
 	/* the command line, kept so SIGHUP can re-read the file with the same flags on top */
 	int argc;
@@ -48,6 +63,7 @@ enum agent_config_result {
  * Prints --help/--version text to `out`. Returns AGENT_CONFIG_RUN, AGENT_CONFIG_EXIT, or
  * -EINVAL with one line (no program prefix, no newline) in err, e.g.
  * "unknown option '--foo' (see --help)"; the caller prints "tapio-agent: <err>", exits 2.
+ * The controller sink without an address is such an error.
  */
 int agent_config_parse(int argc, char **argv, struct agent_config *c, FILE *out, char *err,
 		       size_t errlen);
@@ -66,6 +82,9 @@ int agent_config_load_file(const char *path, struct agent_config *c, char *err, 
  * (the generated id stays; callers log it).
  */
 int agent_config_persist_id(struct agent_config *c);
+
+/* The spool directory in effect: spool_dir, else <data_dir>/spool. Writes into buf. */
+const char *agent_config_spool_dir(const struct agent_config *c, char *buf, size_t len);
 
 /* Writes the --help text. */
 void agent_config_usage(FILE *out);

@@ -26,6 +26,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level((enum log_level)cfg.log_level);
+	if (cfg.controller[0] && !(cfg.sinks & AGENT_SINK_CONTROLLER))
+		log_warn("agent",
+			 "controller %s is set but the controller sink is not selected "
+			 "(add --sink controller); not connecting",
+			 cfg.controller);
 	rc = agent_config_persist_id(&cfg);
 	if (rc < 0 && rc != -ENOENT)
 		log_warn("agent", "agent id %s is not kept across restarts: %s/agent-id: %s",
