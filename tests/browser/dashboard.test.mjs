@@ -336,7 +336,7 @@ async function main() {
 		const t0 = Date.now();
 		await waitRefreshAfter(n);
 		const dt = Date.now() - t0;
-		assert(dt > 3500 && dt < 8000, `next refresh after ${dt} ms, want about 5000`);
+		assert(dt > 4500 && dt < 15000, `next refresh after ${dt} ms, want 5000 plus one round`);
 	});
 
 	await check('no page errors and no requests leave the controller', async () => {
