@@ -205,6 +205,8 @@ async function main() {
 		const apiSums = sumByGroup(byType);
 		assert(Object.keys(apiSums).length > 0, 'the API summary is empty: the loadgen stored nothing?');
 		assertEq(sortedEntries(pageSums), sortedEntries(apiSums), 'per-type totals');
+		if (!external)   // a fresh store: everything it holds is from the last hour
+			assertEq(Object.values(pageSums).reduce((a, b) => a + b, 0), status.store.records, 'chart total vs store records');
 		const nonZero = Object.values(byType.groups).reduce((a, b) => a + b.filter(x => x.count > 0).length, 0);
 		assertEq(rects.length, nonZero, 'one chart element per non-zero bucket and type');
 		assert(rects.every(([, c]) => c > 0), 'a chart element has a zero count');
@@ -302,6 +304,15 @@ async function main() {
 		const kept = await page.$$eval('#agents tbody tr[data-node]', els => els.length);
 		assertEq(kept, agents.agents.length, 'the agents panel keeps the last good data');
 		await page.unroute('**/v1/agents');
+		// No answer at all (connection refused, proxy down): UNREACHABLE.
+		await page.route('**/v1/status', route => route.abort('connectionrefused'));
+		n = await refreshes();
+		await page.click('#refresh-now');
+		await waitRefreshAfter(n);
+		const text2 = await page.textContent('#banner');
+		assert(text2.includes('UNREACHABLE') && text2.includes('v1/status') && !text2.includes('v1/agents'),
+			`banner text: ${text2}`);
+		await page.unroute('**/v1/status');
 		n = await refreshes();
 		await page.click('#refresh-now');
 		await waitRefreshAfter(n);
