@@ -250,6 +250,23 @@ size_t harness_count(struct agent_proc *a, harness_match_fn fn, const void *arg)
 
 int harness_stop(struct agent_proc *a)
 {
+	int rc = harness_stop_keep(a);
+
+	harness_release(a);
+	return rc;
+}
+
+void harness_release(struct agent_proc *a)
+{
+	for (size_t i = 0; i < a->n_occ; i++)
+		json_decref(a->occ[i]);
+	a->n_occ = 0;
+	free(a->buf);
+	a->buf = NULL;
+}
+
+int harness_stop_keep(struct agent_proc *a)
+{
 	int status = 0, rc = -1;
 
 	if (a->pid > 0) {
@@ -262,13 +279,9 @@ int harness_stop(struct agent_proc *a)
 	}
 	if (a->out_fd >= 0)
 		close(a->out_fd);
+	a->out_fd = -1;
 	if (rc != 0)
 		harness_dump_log(a);
-	for (size_t i = 0; i < a->n_occ; i++)
-		json_decref(a->occ[i]);
-	a->n_occ = 0;
-	free(a->buf);
-	a->buf = NULL;
 	return rc;
 }
 

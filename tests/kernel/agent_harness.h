@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#define HARNESS_MAX_OCC 4096
+#define HARNESS_MAX_OCC 16384
 
 struct agent_proc {
 	pid_t pid;
@@ -52,6 +52,13 @@ size_t harness_count(struct agent_proc *a, harness_match_fn fn, const void *arg)
 /* SIGTERM, drain stdout to EOF, reap. Returns the exit status (0..255), 128+sig when killed,
  * or -1 on wait failure. Frees everything. */
 int harness_stop(struct agent_proc *a);
+
+/* Like harness_stop, but keeps the collected occurrences (a->occ, a->n_occ) and the agent's
+ * log for inspection; release them with harness_release. */
+int harness_stop_keep(struct agent_proc *a);
+
+/* Frees the occurrences and buffers harness_stop_keep left. */
+void harness_release(struct agent_proc *a);
 
 /* Matches on type and an integer data field: {"type": t, "key": k, "value": v} (key NULL =
  * any). */
