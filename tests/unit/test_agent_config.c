@@ -146,7 +146,20 @@ static const struct bad_flag bad_flags[] = {
     {{"-x"}, "unknown option '-x' (see --help)"},
     {{"extra"}, "unexpected argument 'extra' (see --help)"},
     {{"--sink"}, "option '--sink' needs a value (see --help)"},
-    {{"--sink", "kafka"}, "invalid value 'kafka' for --sink (expected stdout or file)"},
+    {{"--sink", "kafka"}, "invalid value 'kafka' for --sink (expected stdout, file or controller)"},
+    {{"--sink", "controller"},
+     "the controller sink needs --controller HOST:PORT (or controller.address in the config "
+     "file)"},
+    {{"--controller", "ctl"},
+     "invalid value 'ctl' for --controller (expected HOST:PORT or [v6]:PORT)"},
+    {{"--controller", "ctl:0"},
+     "invalid value 'ctl:0' for --controller (expected HOST:PORT or [v6]:PORT)"},
+    {{"--heartbeat-interval", "0"},
+     "invalid value '0' for --heartbeat-interval (expected seconds 1..3600)"},
+    {{"--spool-max-bytes", "1000"},
+     "invalid value '1000' for --spool-max-bytes (expected bytes 65536..1099511627776)"},
+    {{"--queue-max-bytes", "1k"},
+     "invalid value '1k' for --queue-max-bytes (expected bytes 65536..4294967296)"},
     {{"--log-level", "loud"},
      "invalid value 'loud' for --log-level (expected debug, info, warn or error)"},
     {{"--stats-interval", "-1"},
@@ -231,7 +244,8 @@ Test(agent_config, bad_file_is_one_located_line)
 	cleanup();
 	p = write_yaml("sinks: [stdout, kafka]\n");
 	cr_assert_lt(parse(&c, err, sizeof(err), "--config", p, NULL), 0);
-	snprintf(want, sizeof(want), "%s:1:17: sinks: expected 'stdout' or 'file'", p);
+	snprintf(want, sizeof(want), "%s:1:17: sinks: expected 'stdout', 'file' or 'controller'",
+		 p);
 	cr_assert_str_eq(err, want);
 	cleanup();
 	p = write_yaml("stats_interval: 99999999\n");
@@ -243,6 +257,76 @@ Test(agent_config, bad_file_is_one_located_line)
 	cr_assert_lt(parse(&c, err, sizeof(err), "--config", p, NULL), 0);
 	snprintf(want, sizeof(want), "%s:1:1: unknown key 'nodename'", p);
 	cr_assert_str_eq(err, want);
+}
+
+Test(agent_config, controller_defaults_flags_and_file)
+{
+	struct agent_config c;
+	char err[256], buf[PATH_MAX];
+	const char *p;
+
+	cr_assert_eq(parse(&c, err, sizeof(err), "--data-dir", "/tmp/dd", NULL), AGENT_CONFIG_RUN);
+	cr_assert_eq(c.controller[0], 0);
+	cr_assert_eq(c.heartbeat_interval_s, 10);
+	cr_assert_eq(c.spool_max_bytes, 256ull << 20);
+	cr_assert_eq(c.queue_max_bytes, 8ull << 20);
+	cr_assert_str_eq(agent_config_spool_dir(&c, buf, sizeof(buf)), "/tmp/dd/spool");
+
+	cr_assert_eq(parse(&c, err, sizeof(err), "--sink", "stdout", "--sink", "controller",
+			   "--controller", "[::1]:7070", "--heartbeat-interval", "2", "--spool-dir",
+			   "/tmp/sp", "--spool-max-bytes", "65536", "--queue-max-bytes=131072",
+			   NULL),
+		     AGENT_CONFIG_RUN, "%s", err);
+	cr_assert_eq(c.sinks, AGENT_SINK_STDOUT | AGENT_SINK_CONTROLLER);
+	cr_assert_str_eq(c.controller, "[::1]:7070");
+	cr_assert_eq(c.heartbeat_interval_s, 2);
+	cr_assert_str_eq(agent_config_spool_dir(&c, buf, sizeof(buf)), "/tmp/sp");
+	cr_assert_eq(c.spool_max_bytes, 65536);
+	cr_assert_eq(c.queue_max_bytes, 131072);
+
+	p = write_yaml("sinks: [controller, file]\n"
+		       "controller:\n"
+		       "  address: ctl.example:7070\n"
+		       "  heartbeat_interval_s: 5\n"
+		       "  spool_dir: /tmp/file-spool\n"
+		       "  spool_max_bytes: 1048576\n"
+		       "  queue_max_bytes: 262144\n");
+	cr_assert_eq(parse(&c, err, sizeof(err), "--config", p, NULL), AGENT_CONFIG_RUN, "%s", err);
+	cr_assert_eq(c.sinks, AGENT_SINK_CONTROLLER | AGENT_SINK_FILE);
+	cr_assert_str_eq(c.controller, "ctl.example:7070");
+	cr_assert_eq(c.heartbeat_interval_s, 5);
+	cr_assert_str_eq(c.spool_dir, "/tmp/file-spool");
+	cr_assert_eq(c.spool_max_bytes, 1048576);
+	cr_assert_eq(c.queue_max_bytes, 262144);
+	/* flags beat the file */
+	cr_assert_eq(parse(&c, err, sizeof(err), "--config", p, "--controller", "other:1", NULL),
+		     AGENT_CONFIG_RUN, "%s", err);
+	cr_assert_str_eq(c.controller, "other:1");
+}
+
+Test(agent_config, bad_controller_section_is_one_located_line)
+{
+	struct agent_config c;
+	char err[256], want[300];
+	const char *p = write_yaml("controller:\n  adress: x:1\n");
+
+	cr_assert_lt(parse(&c, err, sizeof(err), "--config", p, NULL), 0);
+	snprintf(want, sizeof(want), "%s:2:3: unknown key 'controller.adress'", p);
+	cr_assert_str_eq(err, want);
+	cleanup();
+	p = write_yaml("controller:\n  address: nope\n");
+	cr_assert_lt(parse(&c, err, sizeof(err), "--config", p, NULL), 0);
+	snprintf(want, sizeof(want),
+		 "%s:2:12: controller.address: expected HOST:PORT or [v6]:PORT, got 'nope'", p);
+	cr_assert_str_eq(err, want);
+	cleanup();
+	p = write_yaml("controller:\n  heartbeat_interval_s: 0\n");
+	cr_assert_lt(parse(&c, err, sizeof(err), "--config", p, NULL), 0);
+	cr_assert(strstr(err, "controller.heartbeat_interval_s") != NULL, "%s", err);
+	cleanup();
+	p = write_yaml("sinks: controller\n");
+	cr_assert_lt(parse(&c, err, sizeof(err), "--config", p, NULL), 0);
+	cr_assert(strstr(err, "the controller sink needs --controller") == err, "%s", err);
 }
 
 /* ---- the real binary ---- */
