@@ -4,7 +4,10 @@
  * connect, exit codes, SIGKILL); what the agent printed on stdout is compared field by field
  * with what the controller stored (tapio-controller --dump --json). Outage: the controller is
  * down while facts happen and comes up later; every fact arrives exactly once. Spool bound:
- * tiny bounds, many facts, controller down: stored + dropped == submitted, exactly.
+ * tiny bounds, many facts, controller down: stored + dropped == submitted, exactly. Config
+ * push: a scripted controller on a raw socket pushes settings; the agent applies them (the
+ * next occurrences carry the pushed generation, an ignored exit code stops being reported),
+ * reports them in heartbeats and rejects invalid ones with a reason.
  * Needs root; every skip prints its reason.
  */
 #include <criterion/criterion.h>
@@ -13,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +28,10 @@
 #include <unistd.h>
 
 #include "agent_harness.h"
+#include "common/codec.h"
+#include "common/config_hash.h"
+#include "common/occ_proto.h"
+#include "common/settings.h"
 
 #define CTL_BIN	  TAPIO_BIN_DIR "/tapio-controller"
 #define AGENT_BIN TAPIO_BIN_DIR "/tapio-agent"
@@ -600,4 +608,226 @@ Test(agent_controller, spool_bound_drops_are_counted_exactly, .timeout = 300)
 	dump_free(d);
 	free(d);
 	ctl_cleanup(&c);
+}
+
+/* ---- config push, from a scripted controller on a raw socket ---- */
+
+static int send_frame(int fd, const Tapio__V1__Frame *f)
+{
+	uint8_t buf[4096];
+	ssize_t n = codec_encode_frame(f, buf, sizeof(buf));
+
+	cr_assert_gt(n, 0, "codec_encode_frame: %zd", n);
+	for (ssize_t off = 0; off < n;) {
+		ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+		if (w < 0)
+			return -errno;
+		off += w;
+	}
+	return 0;
+}
+
+static bool read_full(int fd, uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t r = recv(fd, p, len, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		p += r;
+		len -= (size_t)r;
+	}
+	return true;
+}
+
+/* Next frame from the agent (5 s socket timeout); the caller frees it. */
+static Tapio__V1__Frame *recv_frame(int fd)
+{
+	uint8_t hdr[4], *payload;
+	uint32_t n;
+	Tapio__V1__Frame *f;
+
+	cr_assert(read_full(fd, hdr, 4), "no frame from the agent: %s", strerror(errno));
+	n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+	cr_assert(n > 0 && n < (4u << 20), "bad frame length %u", n);
+	payload = malloc(n);
+	cr_assert(read_full(fd, payload, n));
+	f = tapio__v1__frame__unpack(NULL, n, payload);
+	free(payload);
+	cr_assert_not_null(f, "undecodable frame from the agent");
+	return f;
+}
+
+/* Reads frames (answering batches with Acks) until one of kind `want`; caller frees it. */
+static Tapio__V1__Frame *recv_until(int fd, Tapio__V1__Frame__MsgCase want)
+{
+	for (int i = 0; i < 200; i++) {
+		Tapio__V1__Frame *f = recv_frame(fd);
+
+		if (f->msg_case == want)
+			return f;
+		if (f->msg_case == TAPIO__V1__FRAME__MSG_EVENT_BATCH) {
+			Tapio__V1__Frame a = TAPIO__V1__FRAME__INIT;
+			Tapio__V1__Ack ack = TAPIO__V1__ACK__INIT;
+
+			ack.session_id = f->event_batch->session_id;
+			ack.durable_sequence = f->event_batch->sequence;
+			a.msg_case = TAPIO__V1__FRAME__MSG_ACK;
+			a.ack = &ack;
+			send_frame(fd, &a);
+		}
+		tapio__v1__frame__free_unpacked(f, NULL);
+	}
+	cr_assert_fail("no %d frame from the agent", (int)want);
+	return NULL;
+}
+
+/* Sends ConfigPush(generation, settings) with the given hash (NULL: the settings' hash). */
+static void push_config(int fd, uint64_t generation, const struct tapio_settings *st,
+			const char *hash)
+{
+	Tapio__V1__Frame f = TAPIO__V1__FRAME__INIT;
+	Tapio__V1__ConfigPush p = TAPIO__V1__CONFIG_PUSH__INIT;
+	Tapio__V1__Settings ps;
+	struct tapio_config kc;
+	char h[CONFIG_HASH_LEN];
+
+	settings_compile(st, generation, &kc);
+	settings_to_proto(st, &ps);
+	cr_assert_eq(config_hash_settings(st, h), 0);
+	p.generation = generation;
+	p.hash = (char *)(hash ? hash : h);
+	p.config.data = (uint8_t *)&kc;
+	p.config.len = sizeof(kc);
+	p.settings = &ps;
+	f.msg_case = TAPIO__V1__FRAME__MSG_CONFIG_PUSH;
+	f.config_push = &p;
+	cr_assert_eq(send_frame(fd, &f), 0);
+}
+
+Test(agent_controller, config_push_applied_reported_and_rejected, .timeout = 120)
+{
+	struct ctl c;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	struct timeval tv = {.tv_sec = 5};
+	struct pollfd pfd;
+	struct tapio_settings st;
+	char hash[CONFIG_HASH_LEN];
+	Tapio__V1__Frame w = TAPIO__V1__FRAME__INIT, *f;
+	Tapio__V1__Welcome wel = TAPIO__V1__WELCOME__INIT;
+	const struct match_comm gen6 = {"kernel.container.abnormal_exit", "h13-gen6", "exit_code",
+					6};
+	const struct match_comm ign5 = {"kernel.container.abnormal_exit", "h13-ign5", NULL, 0};
+	bool container_running = false;
+	json_t *o;
+	int lfd, fd;
+
+	SKIP_UNLESS_KERNEL();
+	memset(&c, 0, sizeof(c));
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+	c.port = ntohs(sa.sin_port);
+	agent_start(&c, NULL);
+
+	pfd = (struct pollfd){.fd = lfd, .events = POLLIN};
+	cr_assert_eq(poll(&pfd, 1, 10000), 1, "the agent did not connect");
+	fd = accept(lfd, NULL, NULL);
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+	/* Hello: identity, config.push capability, the local config (generation 1) */
+	settings_defaults(&st);
+	cr_assert_eq(config_hash_settings(&st, hash), 0);
+	f = recv_frame(fd);
+	cr_assert_eq(f->msg_case, TAPIO__V1__FRAME__MSG_HELLO, "got %s", codec_frame_kind(f));
+	cr_assert_str_eq(f->hello->node, "e2e-node");
+	cr_assert_eq(f->hello->config_generation, 1);
+	cr_assert_str_eq(f->hello->config_hash, hash);
+	{
+		bool push = false;
+		for (size_t i = 0; i < f->hello->n_capabilities; i++)
+			push |= strcmp(f->hello->capabilities[i], "config.push") == 0;
+		cr_assert(push, "no config.push capability");
+	}
+	wel.wire_version = CODEC_WIRE_VERSION;
+	wel.session_accepted = true;
+	wel.heartbeat_interval_ms = 300;
+	wel.session_id = f->hello->session_id;
+	wel.max_frame_bytes = 4u << 20;
+	wel.controller_id = "scripted";
+	w.msg_case = TAPIO__V1__FRAME__MSG_WELCOME;
+	w.welcome = &wel;
+	tapio__v1__frame__free_unpacked(f, NULL);
+	cr_assert_eq(send_frame(fd, &w), 0);
+
+	/* a valid push: exit code 5 ignored from now on, generation 42 */
+	st.ignored_exit_codes[st.n_ignored_exit_codes++] = 5;
+	cr_assert_eq(config_hash_settings(&st, hash), 0);
+	push_config(fd, 42, &st, NULL);
+	f = recv_until(fd, TAPIO__V1__FRAME__MSG_CONFIG_APPLIED);
+	cr_assert_eq(f->config_applied->generation, 42);
+	cr_assert_str_eq(f->config_applied->hash, hash);
+	tapio__v1__frame__free_unpacked(f, NULL);
+
+	/* it took effect in the kernel and the observers */
+	child_exit("h13-ign5", 5);
+	child_exit("h13-gen6", 6);
+	o = harness_wait_for(&agent, match_comm, &gen6, 10000);
+	cr_assert_not_null(o, "exit(6) after the push was not reported");
+	cr_assert_eq(occ_data_int(o, "config_generation"), 42);
+	cr_assert_eq(harness_count(&agent, match_comm, &ign5), 0,
+		     "exit code 5 is ignored by the pushed config but was reported");
+
+	/* heartbeats report the applied config, observer states and counters */
+	for (int i = 0; i < 20; i++) {
+		f = recv_until(fd, TAPIO__V1__FRAME__MSG_HEARTBEAT);
+		if (f->heartbeat->config_generation == 42)
+			break;
+		tapio__v1__frame__free_unpacked(f, NULL);
+		f = NULL;
+	}
+	cr_assert_not_null(f, "no heartbeat with generation 42");
+	cr_assert_str_eq(f->heartbeat->config_hash, hash);
+	cr_assert_not_null(f->heartbeat->counters);
+	cr_assert_gt(f->heartbeat->counters->events, 0);
+	cr_assert_eq(f->heartbeat->n_observers, 4);
+	for (size_t i = 0; i < f->heartbeat->n_observers; i++)
+		if (strcmp(f->heartbeat->observers[i]->name, "container") == 0)
+			container_running = f->heartbeat->observers[i]->state ==
+					    TAPIO__V1__OBSERVER_STATUS__OBSERVER_STATUS_RUNNING;
+	cr_assert(container_running, "container observer not reported running");
+	tapio__v1__frame__free_unpacked(f, NULL);
+
+	/* invalid settings and a wrong hash are rejected with a reason; generation 42 stays */
+	st.storage_critical_ms = st.storage_warning_ms - 1;
+	push_config(fd, 43, &st, NULL);
+	f = recv_until(fd, TAPIO__V1__FRAME__MSG_CONFIG_REJECTED);
+	cr_assert_eq(f->config_rejected->generation, 43);
+	cr_assert(strstr(f->config_rejected->reason, "critical") != NULL, "reason: %s",
+		  f->config_rejected->reason);
+	tapio__v1__frame__free_unpacked(f, NULL);
+	settings_defaults(&st);
+	push_config(fd, 44, &st, "sha256:0000");
+	f = recv_until(fd, TAPIO__V1__FRAME__MSG_CONFIG_REJECTED);
+	cr_assert_eq(f->config_rejected->generation, 44);
+	cr_assert(strstr(f->config_rejected->reason, "does not match") != NULL, "reason: %s",
+		  f->config_rejected->reason);
+	tapio__v1__frame__free_unpacked(f, NULL);
+	child_exit("h13-gen6", 6);
+	for (long long end = now_ms() + 10000;
+	     now_ms() < end && harness_count(&agent, match_comm, &gen6) < 2;)
+		harness_pump(&agent, 100);
+	cr_assert_eq(harness_count(&agent, match_comm, &gen6), 2);
+	for (size_t i = 0; i < agent.n_occ; i++)
+		if (match_comm(agent.occ[i], &gen6))
+			cr_assert_eq(occ_data_int(agent.occ[i], "config_generation"), 42);
+
+	cr_assert_eq(harness_stop(&agent), 0, "tapio-agent did not exit cleanly");
+	close(fd);
+	close(lfd);
 }
