@@ -15,7 +15,8 @@ set(TAPIO_PACKAGED_COMPONENTS "")
 # tapio-agent: only where the BPF build was possible (see ebpf/CMakeLists.txt).
 if(TARGET tapio-agent)
 	install(TARGETS tapio-agent RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT agent)
-	# H16's packaged default config wins over the documentation example.
+	# A packaged default config (deploy/config/agent.yaml) wins over the documented example;
+	# chosen when CMake configures (re-run cmake after adding it).
 	if(EXISTS ${TAPIO_DEPLOY_DIR}/config/agent.yaml)
 		set(TAPIO_AGENT_CONF ${TAPIO_DEPLOY_DIR}/config/agent.yaml)
 	else()
@@ -23,10 +24,9 @@ if(TARGET tapio-agent)
 	endif()
 	install(FILES ${TAPIO_AGENT_CONF} DESTINATION /etc/tapio RENAME agent.yaml
 		PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ COMPONENT agent)
-	if(EXISTS ${TAPIO_DEPLOY_DIR}/systemd/tapio-agent.service)
-		install(FILES ${TAPIO_DEPLOY_DIR}/systemd/tapio-agent.service
-			DESTINATION ${TAPIO_SYSTEMD_UNIT_DIR} COMPONENT agent)
-	endif()
+	# OPTIONAL: checked at install (cpack) time, so a unit added after configuring is packaged.
+	install(FILES ${TAPIO_DEPLOY_DIR}/systemd/tapio-agent.service
+		DESTINATION ${TAPIO_SYSTEMD_UNIT_DIR} COMPONENT agent OPTIONAL)
 	list(APPEND TAPIO_PACKAGED_COMPONENTS agent)
 else()
 	message(STATUS "packaging: no tapio-agent target, the tapio-agent package is not built")
@@ -35,10 +35,8 @@ endif()
 install(TARGETS tapio-controller RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT controller)
 install(FILES ${TAPIO_DEPLOY_DIR}/profiles/default.yaml DESTINATION /etc/tapio RENAME profile.yaml
 	PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ COMPONENT controller)
-if(EXISTS ${TAPIO_DEPLOY_DIR}/systemd/tapio-controller.service)
-	install(FILES ${TAPIO_DEPLOY_DIR}/systemd/tapio-controller.service
-		DESTINATION ${TAPIO_SYSTEMD_UNIT_DIR} COMPONENT controller)
-endif()
+install(FILES ${TAPIO_DEPLOY_DIR}/systemd/tapio-controller.service
+	DESTINATION ${TAPIO_SYSTEMD_UNIT_DIR} COMPONENT controller OPTIONAL)
 list(APPEND TAPIO_PACKAGED_COMPONENTS controller)
 
 install(TARGETS tapio RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT cli)
@@ -50,7 +48,9 @@ set(CPACK_PACKAGE_VENDOR "Tapio")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "Tapio maintainers <tapio@localhost>" CACHE STRING
 	"Maintainer field of the Debian packages")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
+# Empty on purpose: CPackDeb would prefix this one summary to every package's description,
+# while each package has its own synopsis (first line of its description below).
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "")
 set(CPACK_PACKAGE_INSTALL_DIRECTORY tapio)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON) # packages carry stripped binaries; the build tree keeps the symbols
@@ -68,12 +68,11 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 # Architecture: dpkg --print-architecture on the build host (CPack's default).
 
 set(CPACK_DEBIAN_AGENT_PACKAGE_NAME tapio-agent)
-set(CPACK_DEBIAN_AGENT_PACKAGE_SECTION admin)
 set(CPACK_COMPONENT_AGENT_DESCRIPTION "Tapio node agent: kernel failure evidence from eBPF
- tapio-agent loads eBPF programs (network, container, storage, node observers),
- classifies what they report into named occurrences and writes them to stdout,
- rotating files or a tapio-controller. Needs Linux 5.8+ with BTF and root
- (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN).")
+tapio-agent loads eBPF programs (network, container, storage and node observers),
+classifies what they report into named occurrences and writes them to stdout,
+rotating files or a tapio-controller. Needs Linux 5.8+ with BTF and root
+(or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN).")
 set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
 	${TAPIO_DEPLOY_DIR}/debian/tapio-agent/conffiles
 	${TAPIO_DEPLOY_DIR}/debian/tapio-agent/postinst
@@ -82,9 +81,9 @@ set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
 
 set(CPACK_DEBIAN_CONTROLLER_PACKAGE_NAME tapio-controller)
 set(CPACK_COMPONENT_CONTROLLER_DESCRIPTION "Tapio controller: stores and serves a fleet's kernel evidence
- tapio-controller accepts occurrences from tapio-agent over TCP, stores them
- durably in rotating segment files, aggregates them, answers the HTTP query API
- and dashboard, and pushes configuration profiles to the agents.")
+tapio-controller accepts occurrences from tapio-agent over TCP, stores them
+durably in rotating segment files, aggregates them, answers the HTTP query API
+and dashboard, and pushes configuration profiles to the agents.")
 set(CPACK_DEBIAN_CONTROLLER_PACKAGE_CONTROL_EXTRA
 	${TAPIO_DEPLOY_DIR}/debian/tapio-controller/conffiles
 	${TAPIO_DEPLOY_DIR}/debian/tapio-controller/postinst
@@ -93,8 +92,8 @@ set(CPACK_DEBIAN_CONTROLLER_PACKAGE_CONTROL_EXTRA
 
 set(CPACK_DEBIAN_CLI_PACKAGE_NAME tapio-cli)
 set(CPACK_COMPONENT_CLI_DESCRIPTION "Tapio operator command line
- tapio shows status, recent occurrences, health and queries, from local
- JSON-lines files written by tapio-agent or from a tapio-controller.")
+tapio shows status, recent occurrences, health and queries, from the JSON-lines
+files written by tapio-agent or from a tapio-controller.")
 
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON) # maintainer scripts 0755, others 0644
 set(CPACK_GENERATOR DEB)
