@@ -88,7 +88,7 @@ static inline bool ctl_log_has(const struct ctl *c, const char *needle)
 }
 
 /*
- * Starts the controller with --data-dir c->data --listen 127.0.0.1:0 and the extra flags
+ * Starts the controller with --data-dir c->data --listen 127.0.0.1:0 --http off and the extra flags
  * (NULL-terminated), waits up to 10 s for the ready line and parses the port from it.
  */
 static inline void ctl_start(struct ctl *c, ...)
@@ -102,6 +102,8 @@ static inline void ctl_start(struct ctl *c, ...)
 	argv[argc++] = "127.0.0.1:0";
 	argv[argc++] = "--data-dir";
 	argv[argc++] = c->data;
+	argv[argc++] = "--http"; /* the query API has its own tests; keep port 7080 free */
+	argv[argc++] = "off";
 	va_start(ap, c);
 	for (const char *a; (a = va_arg(ap, const char *)) != NULL && argc < 46;)
 		argv[argc++] = a;

@@ -303,6 +303,7 @@ Test(ingest, library_on_real_loop_stops_and_closes_cleanly, .timeout = 60)
 	o.ingest.controller_id = "lib";
 	o.store.dir = ctl.data;
 	o.store.fsync = STORE_FSYNC_NEVER;
+	o.http.disabled = true;
 	cr_assert_eq(uv_loop_init(&lr.loop), 0);
 	cr_assert_eq(controller_open(&lr.c, &lr.loop, &o), 0);
 	cr_assert_gt(ingest_port(&lr.c.ingest), 0);
