@@ -913,6 +913,7 @@ int ingest_start(struct ingest *in, uv_loop_t *loop, const struct ingest_options
 		in->opt.low_water_bytes = in->opt.high_water_bytes / 4;
 	in->store = store;
 	in->registry = registry;
+	registry->stale_after_ns = 3ull * in->opt.heartbeat_interval_ms * 1000000ull;
 	in->aggregate = aggregate;
 	if (parse_addr(in->opt.host, in->opt.port, &ss) < 0)
 		return -EINVAL;

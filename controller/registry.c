@@ -487,6 +487,22 @@ fail:
 	return NULL;
 }
 
+bool registry_agent_stale(const struct registry *r, const struct registry_agent *a, uint64_t now_ns)
+{
+	return a->connected && r->stale_after_ns && now_ns > a->last_seen_ns &&
+	       now_ns - a->last_seen_ns > r->stale_after_ns;
+}
+
+json_t *registry_agent_json(const struct registry *r, const struct registry_agent *a,
+			    uint64_t now_ns)
+{
+	json_t *o = registry_agent_to_json(a, now_ns);
+
+	if (o)
+		json_object_set_new(o, "stale", json_boolean(registry_agent_stale(r, a, now_ns)));
+	return o;
+}
+
 static int by_id(const void *x, const void *y)
 {
 	const struct registry_agent *const *a = x, *const *b = y;
@@ -511,7 +527,7 @@ json_t *registry_to_json(const struct registry *r, uint64_t now_ns)
 		qsort(sorted, r->n_agents, sizeof(*sorted), by_id);
 	}
 	for (size_t i = 0; i < r->n_agents; i++) {
-		json_t *a = registry_agent_to_json(sorted[i], now_ns);
+		json_t *a = registry_agent_json(r, sorted[i], now_ns);
 
 		if (!a || json_array_append_new(arr, a)) {
 			free(sorted);

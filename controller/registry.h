@@ -104,7 +104,10 @@ struct registry {
 	size_t n_agents, cap_agents;
 	size_t connected;
 	size_t max_agents; /* registry_init sets REGISTRY_MAX_AGENTS */
-	uint64_t evicted;  /* disconnected agents forgotten to stay under max_agents */
+	/* a connected agent silent for longer is "stale" in the JSON; 0 → never (ingest sets
+	 * 3 heartbeat intervals) */
+	uint64_t stale_after_ns;
+	uint64_t evicted; /* disconnected agents forgotten to stay under max_agents */
 };
 
 /* Empty registry bounded to REGISTRY_MAX_AGENTS known agents (change r->max_agents). */
@@ -166,9 +169,16 @@ size_t registry_connected(const struct registry *r);
 /*
  * JSON renderings (new references, caller json_decref()s; NULL on allocation failure).
  * registry_to_json: {"known":N,"connected":N,"agents":[…]}, agents sorted by id.
- * Times are RFC 3339 strings; "last_heartbeat_age_s" is computed against now_ns.
+ * Times are RFC 3339 strings; "last_heartbeat_age_s" and "stale" (connected, but no frame for
+ * stale_after_ns) are computed against now_ns.
  */
 json_t *registry_agent_to_json(const struct registry_agent *a, uint64_t now_ns);
+/* registry_agent_to_json with the registry's staleness rule. */
+json_t *registry_agent_json(const struct registry *r, const struct registry_agent *a,
+			    uint64_t now_ns);
+/* Whether a is connected but silent for longer than r->stale_after_ns at now_ns. */
+bool registry_agent_stale(const struct registry *r, const struct registry_agent *a,
+			  uint64_t now_ns);
 json_t *registry_to_json(const struct registry *r, uint64_t now_ns);
 
 #endif

@@ -208,6 +208,17 @@ Test(registry, json_rendering, .timeout = 10)
 	cr_assert_eq(json_array_size(json_object_get(ja, "sessions")), 1);
 	cr_assert(json_is_false(json_object_get(json_array_get(agents, 1), "connected")));
 	cr_assert(json_is_null(json_object_get(json_array_get(agents, 1), "counters")));
+	cr_assert(json_is_false(json_object_get(ja, "stale")), "no staleness rule set");
+	json_decref(j);
+
+	/* a connected agent silent for more than stale_after_ns is stale; a disconnected one not */
+	reg.stale_after_ns = 2000000000ull;
+	cr_assert_not(registry_agent_stale(&reg, a, a->last_seen_ns + 2000000000ull));
+	cr_assert(registry_agent_stale(&reg, a, a->last_seen_ns + 2000000001ull));
+	cr_assert_not(registry_agent_stale(&reg, b, b->last_seen_ns + 9000000000ull));
+	j = registry_to_json(&reg, a->last_seen_ns + 3000000000ull);
+	ja = json_array_get(json_object_get(j, "agents"), 0);
+	cr_assert(json_is_true(json_object_get(ja, "stale")));
 	json_decref(j);
 }
 
