@@ -189,7 +189,7 @@ static int controller_section(const char *label, yaml_document_t *doc, yaml_node
 				    err, errlen, label, v,
 				    "controller.address: expected HOST:PORT or [v6]:PORT, got '%s'",
 				    buf);
-			snprintf(c->controller, sizeof(c->controller), "%s", buf);
+			memcpy(c->controller, buf, strlen(buf) + 1); /* checked: fits */
 		} else if (strcmp(key, "heartbeat_interval_s") == 0) {
 			if ((rc = settings_yaml_uint(label, v, "controller.heartbeat_interval_s", 1,
 						     MAX_HEARTBEAT, &x, err, errlen)) < 0)
