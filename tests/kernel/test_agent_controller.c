@@ -58,6 +58,8 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static struct agent_proc agent;
+
 /* ---- the real controller ---- */
 
 struct ctl {
@@ -152,9 +154,21 @@ static void ctl_stop(struct ctl *c)
 	cr_assert_fail("tapio-controller did not stop within 15 s");
 }
 
+/* Removes the agent's temp dir (log, spool) once a test passed. */
+static void agent_cleanup(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", agent.dir);
+	if (agent.dir[0] && system(cmd) != 0)
+		fprintf(stderr, "cleanup of %s failed\n", agent.dir);
+}
+
 static void ctl_cleanup(struct ctl *c)
 {
 	char cmd[300];
+
+	agent_cleanup();
 
 	if (c->pid > 0) {
 		kill(c->pid, SIGKILL);
@@ -207,8 +221,6 @@ static void dump_free(struct dump *d)
 }
 
 /* ---- the agent ---- */
-
-static struct agent_proc agent;
 
 static void agent_start(const struct ctl *c, const char *const *more)
 {
@@ -830,4 +842,5 @@ Test(agent_controller, config_push_applied_reported_and_rejected, .timeout = 120
 	cr_assert_eq(harness_stop(&agent), 0, "tapio-agent did not exit cleanly");
 	close(fd);
 	close(lfd);
+	agent_cleanup();
 }
