@@ -30,9 +30,9 @@ if [ "$(id -u)" -ne 0 ]; then
 	say "SKIP: needs root (debootstrap, chroot, mount); run as root to test the packages"
 	exit 77
 fi
-for tool in cpack dpkg-deb dpkg-shlibdeps debootstrap chroot mount flock tar; do
+for tool in cpack dpkg-deb dpkg-shlibdeps debootstrap chroot mount flock tar unshare ip; do
 	command -v "$tool" >/dev/null ||
-		fail "$tool not found (apt-get install cmake dpkg-dev debootstrap; see scripts/setup.sh)"
+		fail "$tool not found (apt-get install cmake dpkg-dev debootstrap iproute2; see scripts/setup.sh)"
 done
 
 # The mirror this machine's apt uses (deb822 or one-line sources), for debootstrap and apt.
@@ -201,7 +201,42 @@ owner=$(in_root stat -c '%U:%G %a' /var/lib/tapio-controller) ||
 [ "$owner" = "tapio:tapio 750" ] || fail "/var/lib/tapio-controller is $owner, want tapio:tapio 750"
 say "ok: /var/lib/tapio-controller is $owner"
 
-# 6. Reinstall (postinst runs again as an upgrade): idempotent, local conffile edits kept.
+# 6. Smoke: the packaged controller as its service user with the controller image's default
+# arguments (CMD of deploy/docker/Dockerfile.controller) in a private network namespace (no
+# clash with ports on the host), queried over HTTP by the packaged CLI, stopped with SIGTERM.
+mapfile -t CTL_ARGS < <(sed -nE 's/^CMD[[:space:]]+\[(.*)\][[:space:]]*$/\1/p' \
+	"$SRC_DIR/deploy/docker/Dockerfile.controller" | tr ',' '\n' |
+	sed -E 's/^[[:space:]]*"//; s/"[[:space:]]*$//')
+[ "${#CTL_ARGS[@]}" -gt 0 ] || fail "no CMD in deploy/docker/Dockerfile.controller"
+# shellcheck disable=SC2016 # expanded by the inner shell
+unshare --net sh -c '
+	root=$1
+	shift
+	ip link set lo up || exit 10
+	chroot "$root" setpriv --reuid=tapio --regid=tapio --clear-groups \
+		/usr/bin/env -i PATH=/usr/bin:/bin /usr/bin/tapio-controller "$@" &
+	pid=$!
+	i=0
+	until chroot "$root" /usr/bin/tapio --controller http://127.0.0.1:7080 status; do
+		i=$((i + 1))
+		[ "$i" -lt 50 ] && kill -0 "$pid" 2>/dev/null || { kill "$pid" 2>/dev/null; exit 11; }
+		sleep 0.2
+	done
+	kill -TERM "$pid"
+	wait "$pid" || exit 12
+' smoke "$ROOT" "${CTL_ARGS[@]}" >"$WORK/smoke.log" 2>&1 || {
+	rc=$?
+	cat "$WORK/smoke.log" >&2
+	fail "controller smoke (${CTL_ARGS[*]} as tapio) exit $rc (10 netns, 11 no status, 12 unclean stop)"
+}
+grep -q '^version  *'"$VERSION" "$WORK/smoke.log" || { cat "$WORK/smoke.log" >&2; fail "tapio status lacks version $VERSION"; }
+grep -q 'stopped cleanly' "$WORK/smoke.log" || { cat "$WORK/smoke.log" >&2; fail "controller did not stop cleanly"; }
+# shellcheck disable=SC2016 # expanded inside the chroot
+check "smoke: the controller wrote its store as tapio" \
+	sh -c 'test -n "$(find /var/lib/tapio-controller -name "seg-*" -user tapio)"'
+say "ok: controller ran as tapio with ${CTL_ARGS[*]}; tapio status answered; SIGTERM stopped it cleanly"
+
+# 7. Reinstall (postinst runs again as an upgrade): idempotent, local conffile edits kept.
 echo '# local edit' >>"$ROOT/etc/tapio/profile.yaml"
 in_root sh -c 'dpkg -i /tmp/debs/tapio-controller_*.deb' >"$WORK/reinstall.log" 2>&1 ||
 	{ cat "$WORK/reinstall.log" >&2; fail "reinstalling tapio-controller failed"; }
@@ -209,7 +244,7 @@ grep -q '^# local edit$' "$ROOT/etc/tapio/profile.yaml" || fail "reinstall overw
 say "ok: reinstall is idempotent and keeps the edited /etc/tapio/profile.yaml"
 echo 'data' >"$ROOT/var/lib/tapio-controller/marker"
 
-# 7. remove keeps configuration and data; purge deletes them.
+# 8. remove keeps configuration and data; purge deletes them.
 in_root apt-get remove -y -q tapio-controller >"$WORK/remove.log" 2>&1 ||
 	{ cat "$WORK/remove.log" >&2; fail "apt-get remove tapio-controller failed"; }
 check "remove: binary gone" sh -c '! test -e /usr/bin/tapio-controller'
