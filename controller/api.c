@@ -580,7 +580,7 @@ static void agent_labels(struct sbuf *b, const struct registry_agent *a)
 	prom_label(b, a->node ? a->node : "");
 	sbuf_add(b, "\",agent=\"", 9);
 	prom_label(b, a->id ? a->id : "");
-	sbuf_add(b, "\"", 1);
+	sbuf_add(b, "\"}", 2);
 }
 
 static void get_metrics(struct controller *c, struct api_response *rs)

@@ -390,6 +390,7 @@ int main(int argc, char **argv)
 			snprintf(http_host, sizeof(http_host), "%s", o.http.host);
 			o.http.host = http_host;
 			o.http.required = true;
+			o.http.disabled = false; /* the last --http wins */
 			break;
 		}
 		case OPT_HELP:
