@@ -181,6 +181,24 @@ static const char *fsync_name(enum store_fsync f)
 
 /* ---- GET /v1/status ----------------------------------------------------------------------- */
 
+#define RATE_WINDOW_NS (5ull * 1000000000ull)
+
+/* Occurrences per second over the last 5..10 s of polling, else since start. */
+static double occ_rate(struct api_rate *r, uint64_t now, uint64_t occ, uint64_t up_ns)
+{
+	if (r) {
+		if (!r->cur_ns || now - r->cur_ns >= RATE_WINDOW_NS || now < r->cur_ns) {
+			r->prev_ns = r->cur_ns;
+			r->prev_occ = r->cur_occ;
+			r->cur_ns = now;
+			r->cur_occ = occ;
+		}
+		if (r->prev_ns && now > r->prev_ns + 1000000000ull && occ >= r->prev_occ)
+			return (double)(occ - r->prev_occ) / ((double)(now - r->prev_ns) / 1e9);
+	}
+	return up_ns ? (double)occ / ((double)up_ns / 1e9) : 0.0;
+}
+
 static void get_status(struct controller *c, const struct api_request *rq, struct api_response *rs)
 {
 	const struct ingest_stats *s = ingest_get_stats(&c->ingest);
@@ -223,7 +241,7 @@ static void get_status(struct controller *c, const struct api_request *rq, struc
 	    "ingest", "connections", (json_int_t)s->current, "frames", (json_int_t)s->frames_in,
 	    "batches", (json_int_t)s->batches, "occurrences", (json_int_t)s->occurrences, "bytes",
 	    (json_int_t)s->bytes_in, "occurrences_per_s",
-	    up_ns ? (double)s->occurrences / ((double)up_ns / 1e9) : 0.0, "errors", errors,
+	    occ_rate(rq->rate, now, s->occurrences, up_ns), "errors", errors,
 	    /* agents */
 	    "agents", "connected", (json_int_t)registry_connected(&c->registry), "known",
 	    (json_int_t)registry_known(&c->registry));

@@ -21,6 +21,15 @@
 
 struct controller;
 
+/*
+ * Samples of the ingest counter for occurrences_per_s in /v1/status, taken lazily by the
+ * requests themselves (no timer): the rate covers the last 5..10 s of whoever polls.
+ */
+struct api_rate {
+	uint64_t prev_ns, prev_occ;
+	uint64_t cur_ns, cur_occ;
+};
+
 struct api_request {
 	const char *path; /* without the query string */
 	size_t path_len;
@@ -28,6 +37,7 @@ struct api_request {
 	size_t query_len;
 	bool ndjson;		  /* Accept names application/x-ndjson */
 	const char *http_address; /* "HOST:PORT" the API listens on, for /v1/status */
+	struct api_rate *rate;	  /* owned by the server; NULL → average since start */
 };
 
 struct api_response {

@@ -45,6 +45,7 @@ struct http_server {
 	size_t conns;
 	struct http_conn *list;
 	uint64_t refused; /* connections over HTTP_MAX_CONNECTIONS */
+	struct api_rate rate;
 	char address[300];
 };
 
@@ -94,7 +95,7 @@ static bool accepts_ndjson(h2o_req_t *req)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
 	struct http_server *srv = ((struct api_handler *)self)->srv;
-	struct api_request rq = {.http_address = srv->address};
+	struct api_request rq = {.http_address = srv->address, .rate = &srv->rate};
 	struct api_response rs = {0};
 	bool head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
 

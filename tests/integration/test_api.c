@@ -356,7 +356,7 @@ Test(api, status_agents_filters_summary_metrics_dashboard, .fini = kill_leftover
 {
 	struct ctl *c = &ctl_a;
 	int port = start_api(c, "api-queries");
-	char out[400], target[512], t1[40], t2[40];
+	char out[1024], target[512], t1[40], t2[40];
 	json_t *j, *all, *o;
 	long acked;
 	int pages;
@@ -664,7 +664,7 @@ Test(api, pagination_is_stable_under_concurrent_ingest, .fini = kill_leftovers, 
 {
 	struct ctl *c = &ctl_a;
 	int port = start_api(c, "api-pages");
-	char out[400];
+	char out[1024];
 	pid_t lg;
 	json_t *got, *ids, *st;
 	long acked, records_at_start = 0, records_after;
@@ -685,6 +685,10 @@ Test(api, pagination_is_stable_under_concurrent_ingest, .fini = kill_leftovers, 
 	st = get_json(port, "/v1/status", 200);
 	records_after =
 	    (long)json_integer_value(json_object_get(json_object_get(st, "store"), "records"));
+	/* the rate covers recent polling while loadgen sends about 3000/s */
+	double rate =
+	    json_real_value(json_object_get(json_object_get(st, "ingest"), "occurrences_per_s"));
+	cr_assert(rate > 300 && rate < 30000, "occurrences_per_s %.1f", rate);
 	json_decref(st);
 	cr_assert_gt(records_after, (long)json_array_size(got),
 		     "ingest went on while paging (%ld records, %zu paged)", records_after,
@@ -721,7 +725,7 @@ Test(api, every_error_path_uses_the_envelope, .fini = kill_leftovers, .timeout =
 {
 	struct ctl *c = &ctl_a;
 	int port = start_api(c, "api-errors");
-	char out[400], target[512], cur[256];
+	char out[1024], target[512], cur[256];
 	json_t *j;
 
 	snprintf(out, sizeof(out), "%s/loadgen.json", c->dir);
@@ -807,7 +811,7 @@ Test(api, http_address_in_use_is_fatal_only_when_given, .fini = kill_leftovers, 
 		/* the explicit address is taken: the second controller refuses to start */
 		const char *argv[] = {CTL_BIN, "--listen", "127.0.0.1:0", "--data-dir",
 				      d->data, "--http",   addr,	  NULL};
-		char cmd[1024];
+		char cmd[2048];
 		snprintf(cmd, sizeof(cmd), "%s %s %s %s %s %s %s 2>'%s'", argv[0], argv[1], argv[2],
 			 argv[3], argv[4], argv[5], argv[6], d->log);
 		int st = system(cmd);
