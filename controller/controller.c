@@ -116,6 +116,20 @@ static void on_ingest_stopped(struct ingest *in, void *ctx)
 	uv_close((uv_handle_t *)&c->sigusr1, NULL);
 	uv_close((uv_handle_t *)&c->stats_timer, NULL);
 	uv_close((uv_handle_t *)&c->maintain_timer, NULL);
+	config_dist_close(&c->config);
+}
+
+static int send_to_agent(void *ctx, struct registry_agent *a, const Tapio__V1__Frame *f)
+{
+	return ingest_send_agent(ctx, a, f);
+}
+
+static void on_welcome(struct ingest *in, struct registry_agent *a, void *ctx)
+{
+	struct controller *c = ctx;
+
+	(void)in;
+	config_dist_push_agent(&c->config, a, clock_wall_ns());
 }
 
 void controller_stop(struct controller *c)
@@ -158,6 +172,16 @@ int controller_open(struct controller *c, uv_loop_t *loop, const struct controll
 		log_error(TAG, "aggregate_rebuild: %s", strerror(-r));
 		return r;
 	}
+	{
+		char err[600];
+
+		r = config_dist_init(&c->config, loop, c->opt.profile_path, c->opt.store.dir,
+				     &c->registry, send_to_agent, &c->ingest, err, sizeof(err));
+		if (r < 0) {
+			log_error(TAG, "profile: %s", err);
+			return r;
+		}
+	}
 	uv_signal_init(loop, &c->sigint);
 	uv_signal_init(loop, &c->sigterm);
 	uv_signal_init(loop, &c->sigusr1);
@@ -174,6 +198,8 @@ int controller_open(struct controller *c, uv_loop_t *loop, const struct controll
 		return r;
 	}
 	c->ingest_started = true;
+	c->ingest.on_welcome = on_welcome;
+	c->ingest.welcome_ctx = c;
 	r = http_start(&c->http, loop, &c->opt.http, c);
 	if (r < 0) {
 		controller_stop(c);
@@ -194,6 +220,7 @@ int controller_close(struct controller *c)
 	int r;
 
 	ingest_fini(&c->ingest);
+	config_dist_fini(&c->config);
 	registry_fini(&c->registry);
 	aggregate_free(c->aggregate);
 	c->aggregate = NULL;
@@ -223,6 +250,8 @@ json_t *controller_status_json(struct controller *c)
 	    (json_int_t)st.pending_bytes, "deleted_segments", (json_int_t)st.deleted_segments,
 	    "corrupt_reads", (json_int_t)st.corrupt_reads, "registry",
 	    registry_to_json(&c->registry, clock_wall_ns()));
+	if (o)
+		json_object_set_new(o, "config", config_dist_json(&c->config, clock_wall_ns()));
 	return o;
 }
 

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "controller/aggregate.h"
+#include "controller/config_dist.h"
 #include "controller/http.h"
 #include "controller/ingest.h"
 #include "controller/registry.h"
@@ -25,6 +26,7 @@ struct controller_options {
 	uint32_t stats_interval_ms;    /* periodic stats log line; 0 → 60000 */
 	uint32_t maintain_interval_ms; /* store_maintain cadence; 0 → 10000 */
 	struct http_options http;      /* query API (docs/api.md) */
+	const char *profile_path;      /* --profile: evidence profile to distribute; NULL = none */
 };
 
 /* Fills *o with every default (ingest_options_defaults, store_options_defaults, …). */
@@ -38,7 +40,8 @@ struct controller {
 	struct registry registry;
 	struct ingest ingest;
 	bool ingest_started;
-	struct http http; /* query API server */
+	struct http http;	   /* query API server */
+	struct config_dist config; /* profile, generation, pushes (controller/config_dist.h) */
 	uv_signal_t sigint, sigterm, sigusr1;
 	uv_timer_t stats_timer, maintain_timer;
 	bool handles_inited, stopping;

@@ -584,7 +584,18 @@ static void on_hello(struct conn *c, const Tapio__V1__Hello *h)
 	w.max_frame_bytes = in->opt.max_frame;
 	f.msg_case = TAPIO__V1__FRAME__MSG_WELCOME;
 	f.welcome = &w;
-	conn_send(c, &f);
+	if (conn_send(c, &f) == 0 && in->on_welcome)
+		in->on_welcome(in, a, in->welcome_ctx);
+}
+
+int ingest_send_agent(struct ingest *in, struct registry_agent *a, const Tapio__V1__Frame *f)
+{
+	struct conn *c = a ? a->owner : NULL;
+
+	(void)in;
+	if (!c || c->handle_closing || c->sess.state != SESSION_ESTABLISHED)
+		return -ENOTCONN;
+	return conn_send(c, f) == 0 ? 0 : -EPIPE;
 }
 
 static void handle_frame(struct conn *c, const Tapio__V1__Frame *f)
@@ -618,6 +629,9 @@ static void handle_frame(struct conn *c, const Tapio__V1__Frame *f)
 		in->stats.config_rejected++;
 		registry_config_rejected(c->agent, f->config_rejected->generation,
 					 f->config_rejected->reason);
+		LOG_RATELIMITED(LOG_WARN, TAG, "agent %s rejected config generation %llu: %s",
+				c->agent->id, (unsigned long long)f->config_rejected->generation,
+				f->config_rejected->reason);
 		break;
 	case SESSION_ACT_PEER_ERROR:
 		in->stats.peer_errors++;

@@ -94,6 +94,9 @@ struct ingest {
 	struct ingest_stats stats;
 	void (*on_stopped)(struct ingest *in, void *ctx);
 	void *stopped_ctx;
+	/* called right after an agent's Welcome was queued (config distribution pushes there) */
+	void (*on_welcome)(struct ingest *in, struct registry_agent *a, void *ctx);
+	void *welcome_ctx;
 };
 
 /*
@@ -116,6 +119,13 @@ void ingest_stop(struct ingest *in, void (*cb)(struct ingest *in, void *ctx), vo
 
 /* Frees what ingest_start allocated; call after the stop callback ran. NULL-safe. */
 void ingest_fini(struct ingest *in);
+
+/*
+ * Queues frame f to the connection now serving agent a (controller-to-agent messages such as
+ * ConfigPush). Returns 0, -ENOTCONN when a has no established connection, or -EPIPE when the
+ * connection was closed (output overflow, encoding failure).
+ */
+int ingest_send_agent(struct ingest *in, struct registry_agent *a, const Tapio__V1__Frame *f);
 
 /* Counters so far (live view, owned by in). */
 const struct ingest_stats *ingest_get_stats(const struct ingest *in);

@@ -35,6 +35,9 @@ static const char usage[] =
     "  --controller-id ID          Welcome.controller_id (default tapio-controller@HOSTNAME)\n"
     "  --stats-interval DUR        periodic stats log line (default 60s)\n"
     "  --log-level LEVEL           debug | info | warn | error (default info)\n"
+    "  --profile FILE              evidence profile pushed to every agent (reload: SIGHUP or\n"
+    "                              a change of the file); without it agents keep their own\n"
+    "  --check-profile FILE        validate FILE, print its summary and exit (0 ok, 1 bad)\n"
     "dump options:\n"
     "  --dump DIR                  print stored occurrences and a summary, start no server\n"
     "  --json                      JSON lines on stdout (summary on stderr)\n"
@@ -70,6 +73,8 @@ enum {
 	OPT_HELP,
 	OPT_VERSION,
 	OPT_HTTP,
+	OPT_PROFILE,
+	OPT_CHECK_PROFILE,
 };
 
 static const struct option options[] = {
@@ -98,6 +103,8 @@ static const struct option options[] = {
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {"http", required_argument, NULL, OPT_HTTP},
+    {"profile", required_argument, NULL, OPT_PROFILE},
+    {"check-profile", required_argument, NULL, OPT_CHECK_PROFILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -393,6 +400,11 @@ int main(int argc, char **argv)
 			o.http.disabled = false; /* the last --http wins */
 			break;
 		}
+		case OPT_PROFILE:
+			o.profile_path = optarg;
+			break;
+		case OPT_CHECK_PROFILE:
+			return config_dist_check_file(optarg, stdout, stderr);
 		case OPT_HELP:
 			fputs(usage, stdout);
 			return 0;
@@ -422,6 +434,18 @@ int main(int argc, char **argv)
 	if (!o.store.dir) {
 		fprintf(stderr, "tapio-controller: --data-dir DIR is required (see --help)\n");
 		return 2;
+	}
+	if (o.profile_path) {
+		struct profile *p = NULL;
+		char err[600] = "";
+		int r = profile_load_file(o.profile_path, &p, err, sizeof(err));
+
+		profile_free(p);
+		if (r < 0) {
+			fprintf(stderr, "tapio-controller: --profile: %s\n",
+				err[0] ? err : strerror(-r));
+			return 2;
+		}
 	}
 	if ((uint64_t)o.ingest.idle_timeout_ms <= 3ull * o.ingest.heartbeat_interval_ms) {
 		fprintf(stderr,

@@ -256,6 +256,15 @@ void registry_config_applied(struct registry_agent *a, uint64_t generation, cons
 {
 	a->config_generation = generation;
 	copy_fixed(a->config_hash, sizeof(a->config_hash), hash);
+	a->config_applied_ns = clock_wall_ns();
+}
+
+void registry_config_expected(struct registry_agent *a, uint64_t generation, const char *hash,
+			      uint64_t now_ns)
+{
+	a->expected_generation = generation;
+	copy_fixed(a->expected_hash, sizeof(a->expected_hash), hash);
+	a->config_pushed_ns = now_ns;
 }
 
 void registry_config_rejected(struct registry_agent *a, uint64_t generation, const char *reason)
@@ -464,11 +473,18 @@ json_t *registry_agent_to_json(const struct registry_agent *a, uint64_t now_ns)
 	json_object_set_new(o, "heartbeats", json_integer((json_int_t)a->heartbeats));
 	json_object_set_new(o, "counters",
 			    a->have_heartbeat ? counters_json(&a->counters) : json_null());
-	json_object_set_new(o, "config",
-			    json_pack("{s:I,s:s,s:I,s:s}", "generation",
-				      (json_int_t)a->config_generation, "hash", a->config_hash,
-				      "rejected_generation", (json_int_t)a->rejected_generation,
-				      "rejected_reason", a->rejected_reason));
+	json_object_set_new(
+	    o, "config",
+	    json_pack("{s:I,s:s,s:I,s:s,s:o,s:I,s:o,s:o,s:o}", "generation",
+		      (json_int_t)a->config_generation, "hash", a->config_hash,
+		      "rejected_generation", (json_int_t)a->rejected_generation, "rejected_reason",
+		      a->rejected_reason, "applied_at", time_json(a->config_applied_ns),
+		      "expected_generation", (json_int_t)a->expected_generation, "expected_hash",
+		      a->expected_hash[0] ? json_string(a->expected_hash) : json_null(),
+		      "pushed_at", time_json(a->config_pushed_ns), "converged",
+		      a->expected_hash[0]
+			  ? json_boolean(strcmp(a->expected_hash, a->config_hash) == 0)
+			  : json_null()));
 	json_object_set_new(
 	    o, "delivery",
 	    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "batches", (json_int_t)a->batches,

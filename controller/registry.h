@@ -90,6 +90,11 @@ struct registry_agent {
 	char config_hash[80];
 	uint64_t rejected_generation; /* 0 = no rejection reported */
 	char rejected_reason[160];
+	uint64_t config_applied_ns; /* last ConfigApplied (controller clock), 0 = none */
+	/* what config distribution pushed last (controller/config_dist.h); "" = nothing */
+	uint64_t expected_generation;
+	char expected_hash[80];
+	uint64_t config_pushed_ns;
 
 	/* totals over all sessions of this process */
 	uint64_t batches, occurrences, duplicates, gaps, gap_sequences, regressions;
@@ -137,7 +142,11 @@ void registry_disconnect(struct registry *r, struct registry_agent *a, uint64_t 
 /* Copies a heartbeat's counters, observer states, config and degraded reasons. 0 or -ENOMEM. */
 int registry_heartbeat(struct registry_agent *a, const Tapio__V1__Heartbeat *hb, uint64_t now_ns);
 
+/* ConfigApplied: the applied generation and hash, stamped config_applied_ns (wall clock). */
 void registry_config_applied(struct registry_agent *a, uint64_t generation, const char *hash);
+/* A ConfigPush was queued for a at now_ns: what it is expected to run from now on. */
+void registry_config_expected(struct registry_agent *a, uint64_t generation, const char *hash,
+			      uint64_t now_ns);
 void registry_config_rejected(struct registry_agent *a, uint64_t generation, const char *reason);
 
 /* The session with this id, or NULL. */

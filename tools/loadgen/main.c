@@ -17,7 +17,9 @@
 
 #include "agent/client/client.h"
 #include "common/clock.h"
+#include "common/config_hash.h"
 #include "common/log.h"
+#include "common/occ_proto.h"
 #include "common/ulid.h"
 
 #define TAG	       "loadgen"
@@ -315,6 +317,31 @@ static void on_dropped(void *arg, uint64_t seq, uint32_t count)
 }
 
 /* ---- the run ----------------------------------------------------------------------------- */
+
+/*
+ * ConfigPush: a simulated agent accepts what a real one would (valid settings whose hash is
+ * the pushed hash) and applies nothing; the client answers ConfigApplied or ConfigRejected.
+ */
+static int on_config(void *arg, const Tapio__V1__ConfigPush *p, char *reason, size_t len)
+{
+	struct tapio_settings s;
+	char hash[CONFIG_HASH_LEN];
+
+	(void)arg;
+	if (!p->settings) {
+		snprintf(reason, len, "config push without settings");
+		return -EINVAL;
+	}
+	if (settings_from_proto(p->settings, &s, reason, len) < 0 ||
+	    settings_validate(&s, reason, len) < 0)
+		return -EINVAL;
+	if (config_hash_settings(&s, hash) < 0 || !p->hash || strcmp(hash, p->hash) != 0) {
+		snprintf(reason, len, "hash %s does not match the pushed settings",
+			 p->hash ? p->hash : "");
+		return -EINVAL;
+	}
+	return 0;
+}
 
 static void submit_one(struct loadgen *lg, struct agent *a, uint64_t now_ns)
 {
@@ -648,6 +675,8 @@ int main(int argc, char **argv)
 		o.on_sealed = on_sealed;
 		o.on_acked = on_acked;
 		o.on_dropped = on_dropped;
+		o.on_config = on_config;
+		o.capabilities[1] = "config.push";
 		o.arg = a;
 		if (lg->spool_dir) {
 			snprintf(a->spool, sizeof(a->spool), "%s/%s", lg->spool_dir, a->node);
