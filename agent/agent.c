@@ -7,6 +7,8 @@
  */
 #include "agent/agent.h"
 
+#include <inttypes.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/applied_config.h"
 #include "agent/observer/container.h"
 #include "agent/observer/network.h"
 #include "agent/observer/node.h"
@@ -89,6 +92,14 @@ struct agent {
 	char degraded[TAPIO_OBS__COUNT][256];
 	bool poll_failed[TAPIO_OBS__COUNT];
 	char config_hash[CONFIG_HASH_LEN];
+	/* restored from <data-dir>/applied-config at start, not yet confirmed by a push */
+	bool stale_config;
+	/* persisting controller pushes off the loop: one write in flight, the latest queued */
+	struct agent_persist *persist;
+	bool persist_again;
+	struct tapio_settings persist_settings;
+	uint64_t persist_generation;
+	char persist_hash[CONFIG_HASH_LEN];
 
 	uint64_t encode_errors;
 	uint64_t occurrences;
@@ -481,6 +492,111 @@ int agent_apply_settings(struct agent *a, const struct tapio_settings *s, uint64
 	return 0;
 }
 
+/* ---- persisting the applied config (<data-dir>/applied-config) ---- */
+
+struct agent_persist {
+	uv_work_t req;
+	struct agent *agent;
+	struct tapio_settings settings;
+	uint64_t generation;
+	char hash[CONFIG_HASH_LEN];
+	int rc;
+};
+
+static void on_persist_work(uv_work_t *w)
+{
+	struct agent_persist *p = container_of(w, struct agent_persist, req);
+
+	p->rc = applied_config_save(p->agent->cfg.data_dir, &p->settings, p->generation, p->hash);
+}
+
+static void persist_start(struct agent *a);
+
+static void on_persist_done(uv_work_t *w, int status)
+{
+	struct agent_persist *p = container_of(w, struct agent_persist, req);
+	struct agent *a = p->agent;
+
+	if (status < 0 || p->rc < 0)
+		log_error(TAG, "saving %s/" APPLIED_CONFIG_FILE " (generation %" PRIu64 "): %s",
+			  a->cfg.data_dir, p->generation,
+			  status < 0 ? uv_strerror(status) : strerror(-p->rc));
+	else
+		log_debug(TAG, "saved config generation %" PRIu64 " to %s/" APPLIED_CONFIG_FILE,
+			  p->generation, a->cfg.data_dir);
+	a->persist = NULL;
+	free(p);
+	if (a->persist_again) {
+		a->persist_again = false;
+		persist_start(a);
+	}
+}
+
+static void persist_start(struct agent *a)
+{
+	struct agent_persist *p;
+	int rc;
+
+	if (a->persist) {
+		a->persist_again = true; /* written after the one in flight, so the latest wins */
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		log_error(TAG, "saving the applied config: out of memory");
+		return;
+	}
+	p->agent = a;
+	p->settings = a->persist_settings;
+	p->generation = a->persist_generation;
+	memcpy(p->hash, a->persist_hash, sizeof(p->hash));
+	rc = uv_queue_work(&a->loop, &p->req, on_persist_work, on_persist_done);
+	if (rc < 0) {
+		log_error(TAG, "saving the applied config: uv_queue_work: %s", uv_strerror(rc));
+		free(p);
+		return;
+	}
+	a->persist = p;
+}
+
+/* Queues the config now in effect for <data-dir>/applied-config. */
+static void persist_applied(struct agent *a)
+{
+	a->persist_settings = a->cfg.settings;
+	a->persist_generation = a->generation;
+	memcpy(a->persist_hash, a->config_hash, sizeof(a->persist_hash));
+	persist_start(a);
+}
+
+/*
+ * Controller mode only: the config last pushed by a controller, if one was saved, replaces
+ * the local file's settings before anything is compiled, and stays flagged stale_config in
+ * heartbeats until the controller pushes again.
+ */
+static void restore_applied(struct agent *a)
+{
+	struct tapio_settings s;
+	uint64_t gen;
+	char hash[CONFIG_HASH_LEN];
+	int rc = applied_config_load(a->cfg.data_dir, &s, &gen, hash);
+
+	if (rc == -ENOENT)
+		return;
+	if (rc < 0) {
+		log_warn(TAG, "ignoring %s/" APPLIED_CONFIG_FILE ": %s; using the local config",
+			 a->cfg.data_dir, rc == -EINVAL ? "malformed" : strerror(-rc));
+		return;
+	}
+	a->cfg.settings = s;
+	a->generation = gen;
+	memcpy(a->config_hash, hash, sizeof(a->config_hash));
+	a->stale_config = true;
+	log_info(TAG,
+		 "restored config generation %" PRIu64 " (%s) from %s/" APPLIED_CONFIG_FILE
+		 "; reported as stale_config until the controller pushes",
+		 gen, hash, a->cfg.data_dir);
+}
+
 /* ---- controller client callbacks ---- */
 
 /*
@@ -499,6 +615,11 @@ static int on_config_push(void *arg, const Tapio__V1__ConfigPush *p, char *reaso
 	if (a->stopping) {
 		snprintf(reason, len, "agent is shutting down");
 		return -ESHUTDOWN;
+	}
+	if (a->stale_config) {
+		log_info(TAG,
+			 "controller push received: config restored at start is no longer stale");
+		a->stale_config = false;
 	}
 	if (p->generation == 0) {
 		snprintf(reason, len, "generation 0 is not a config generation");
@@ -523,9 +644,15 @@ static int on_config_push(void *arg, const Tapio__V1__ConfigPush *p, char *reaso
 			 hash);
 		return -EINVAL;
 	}
+	if (p->generation == a->generation && strcmp(hash, a->config_hash) == 0) {
+		log_debug(TAG, "controller: config generation %llu (%s) already applied",
+			  (unsigned long long)p->generation, hash);
+		return 0;
+	}
 	rc = agent_apply_settings(a, &s, p->generation, hash, reason, len);
 	if (rc < 0)
 		return rc;
+	persist_applied(a);
 	log_info(TAG, "controller: applied config generation %llu (%s)",
 		 (unsigned long long)p->generation, hash);
 	return 0;
@@ -617,6 +744,8 @@ static void on_heartbeat(void *arg, struct client_heartbeat *hb)
 			hb->degraded[nd++] = a->degraded[obs];
 		}
 	}
+	if (a->stale_config && nd < CLIENT_MAX_DEGRADED)
+		hb->degraded[nd++] = "stale_config";
 	for (int t = 0; t < TAPIO_OCC__COUNT; t++)
 		hb->anomalies[t] = c.anomalies[t];
 	hb->malformed = c.malformed;
@@ -757,12 +886,14 @@ struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen
 	a->last_clock_sync_ns = clock_mono_ns();
 	a->generation = CONFIG_GENERATION;
 	a->ctl_index = -1;
-	settings_compile(&a->cfg.settings, a->generation, &a->kcfg);
 	rc = config_hash_settings(&a->cfg.settings, a->config_hash);
 	if (rc < 0) {
 		snprintf(err, errlen, "hashing the settings: %s", strerror(-rc));
 		goto fail;
 	}
+	if (a->cfg.sinks & AGENT_SINK_CONTROLLER)
+		restore_applied(a);
+	settings_compile(&a->cfg.settings, a->generation, &a->kcfg);
 
 	for (int obs = 0; obs < TAPIO_OBS__COUNT; obs++) {
 		a->ctx[obs].node = a->cfg.node_name;
@@ -780,7 +911,7 @@ struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen
 		snprintf(err, errlen, "creating observers: out of memory");
 		goto fail;
 	}
-	node_observer_set_generation(a->node, CONFIG_GENERATION);
+	node_observer_set_generation(a->node, a->generation);
 
 	/* Sinks before BPF: a bad data dir fails fast without touching the kernel. */
 	if (a->cfg.sinks & AGENT_SINK_STDOUT) {
@@ -886,9 +1017,10 @@ int agent_run(struct agent *a)
 	size_t n = 0;
 	int rc;
 
-	log_info(TAG, "tapio-agent %s node=%s cluster=%s agent_id=%s config_generation=%d%s%s",
+	log_info(TAG,
+		 "tapio-agent %s node=%s cluster=%s agent_id=%s config_generation=%" PRIu64 "%s%s",
 		 TAPIO_VERSION, a->cfg.node_name, a->cfg.cluster[0] ? a->cfg.cluster : "-",
-		 a->cfg.agent_id, CONFIG_GENERATION, a->cfg.config_file[0] ? " config=" : "",
+		 a->cfg.agent_id, a->generation, a->cfg.config_file[0] ? " config=" : "",
 		 a->cfg.config_file);
 	if (a->ctl_index >= 0)
 		log_info(TAG,
