@@ -263,3 +263,46 @@ Test(params, none, .timeout = 10)
 	cr_assert_eq(e.status, PARAMS_BAD_PARAMETER);
 	cr_assert(strstr(e.message, "'verbose'"));
 }
+
+/* Random query strings: every one is either accepted or refused with a status and a message. */
+Test(params, random_input_never_crashes, .timeout = 30)
+{
+	static const char alpha[] = "&=%+,:-._Tz0123456789abcdefsinceuntiltypenodelimitcursorby"
+				    "severitybucketkernel\x80\xff";
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	char q[300];
+
+	for (int round = 0; round < 20000; round++) {
+		size_t n;
+		struct occ_params p;
+		struct summary_params s;
+		struct params_cursor c;
+		struct params_error e;
+		int r;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		n = x % (sizeof(q) - 1);
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			q[i] = alpha[x % (sizeof(alpha) - 1)];
+		}
+		q[n] = '\0';
+		r = params_parse_occurrences(q, n, NOW, &p, &e);
+		cr_assert(r == 0 || (r == -EINVAL && e.status != PARAMS_OK && e.message[0]), "%s",
+			  q);
+		if (r == 0)
+			cr_assert(p.limit >= 1 && p.limit <= PARAMS_LIMIT_MAX);
+		r = params_parse_summary(q, n, NOW, &s, &e);
+		cr_assert(r == 0 ||
+			      (r == -EINVAL && e.status == PARAMS_BAD_PARAMETER && e.message[0]),
+			  "%s", q);
+		if (r == 0)
+			cr_assert(s.since_ns < s.until_ns && s.bucket_s >= 60);
+		r = params_cursor_decode(q, &c);
+		cr_assert(r == 0 || r == -EINVAL);
+	}
+}
