@@ -311,6 +311,7 @@ struct unpack_budget {
 	size_t left;
 	size_t used;
 	bool exhausted;
+	struct codec_arena *arena; /* allocate here instead of malloc (codec_decoder_next_arena) */
 };
 
 static void *budget_alloc(void *data, size_t size)
@@ -323,12 +324,99 @@ static void *budget_alloc(void *data, size_t size)
 	}
 	b->left -= size;
 	b->used += size;
-	return malloc(size);
+	return b->arena ? codec_arena_alloc(b->arena, size) : malloc(size);
 }
 
 static void budget_free(void *data, void *p)
 {
-	free(p);
+	struct unpack_budget *b = data;
+
+	if (!b->arena)
+		free(p);
+}
+
+/* ---- arena ------------------------------------------------------------------------------- */
+
+#define ARENA_ALIGN	16u
+#define ARENA_MIN_CHUNK (64u << 10)
+#define ARENA_KEEP_MAX	(8u << 20) /* a reset keeps at most this much for the next frame */
+
+struct codec_arena_chunk {
+	struct codec_arena_chunk *next;
+	size_t cap, used;
+	_Alignas(ARENA_ALIGN) uint8_t data[];
+};
+
+void codec_arena_init(struct codec_arena *a)
+{
+	memset(a, 0, sizeof(*a));
+}
+
+void *codec_arena_alloc(struct codec_arena *a, size_t size)
+{
+	struct codec_arena_chunk *c = a->head;
+
+	size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	if (!c || c->cap - c->used < size) {
+		size_t cap = size > ARENA_MIN_CHUNK ? size : ARENA_MIN_CHUNK;
+
+		if (c && cap < c->cap * 2)
+			cap = c->cap * 2;
+		c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->cap = cap;
+		c->used = 0;
+		c->next = a->head;
+		a->head = c;
+		a->chunks++;
+	}
+	c->used += size;
+	a->used += size;
+	return c->data + c->used - size;
+}
+
+void codec_arena_reset(struct codec_arena *a)
+{
+	struct codec_arena_chunk *c = a->head;
+	size_t want = a->used;
+
+	if (!c)
+		return;
+	if (a->chunks == 1 && c->cap <= ARENA_KEEP_MAX) {
+		c->used = 0; /* the steady state: one chunk held the whole frame */
+		a->used = 0;
+		return;
+	}
+	/* several chunks (or one too big to keep): next time one chunk fits the whole frame */
+	codec_arena_fini(a);
+	if (want > ARENA_KEEP_MAX)
+		return;
+	if (want < ARENA_MIN_CHUNK)
+		want = ARENA_MIN_CHUNK;
+	c = malloc(sizeof(*c) + want);
+	if (!c)
+		return;
+	c->cap = want;
+	c->used = 0;
+	c->next = NULL;
+	a->head = c;
+	a->chunks = 1;
+}
+
+void codec_arena_fini(struct codec_arena *a)
+{
+	struct codec_arena_chunk *c = a->head;
+
+	while (c) {
+		struct codec_arena_chunk *next = c->next;
+
+		free(c);
+		c = next;
+	}
+	a->head = NULL;
+	a->chunks = 0;
+	a->used = 0;
 }
 
 /*
@@ -337,13 +425,14 @@ static void budget_free(void *data, void *p)
  * re-encoded frame always decodes again (protobuf-c 1.4 keeps e.g. a field number 0 written
  * as a two-byte tag, which it then writes as a one-byte tag that its own parser refuses).
  */
-static void strip_unknown(ProtobufCMessage *m)
+static void strip_unknown(ProtobufCMessage *m, bool owned)
 {
 	const ProtobufCMessageDescriptor *desc = m->descriptor;
 
-	for (unsigned i = 0; i < m->n_unknown_fields; i++)
+	for (unsigned i = 0; owned && i < m->n_unknown_fields; i++)
 		free(m->unknown_fields[i].data);
-	free(m->unknown_fields);
+	if (owned)
+		free(m->unknown_fields);
 	m->unknown_fields = NULL;
 	m->n_unknown_fields = 0;
 
@@ -359,7 +448,7 @@ static void strip_unknown(ProtobufCMessage *m)
 
 			for (size_t j = 0; j < n; j++)
 				if (arr[j])
-					strip_unknown(arr[j]);
+					strip_unknown(arr[j], owned);
 			continue;
 		}
 		if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
@@ -367,13 +456,13 @@ static void strip_unknown(ProtobufCMessage *m)
 			continue;
 		ProtobufCMessage *sub = *(ProtobufCMessage **)(base + fd->offset);
 		if (sub)
-			strip_unknown(sub);
+			strip_unknown(sub, owned);
 	}
 }
 
-int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out)
+static int decoder_next(struct codec_decoder *d, struct codec_arena *arena, Tapio__V1__Frame **out)
 {
-	struct unpack_budget budget = {0};
+	struct unpack_budget budget = {.arena = arena};
 	ProtobufCAllocator alloc = {budget_alloc, budget_free, &budget};
 	Tapio__V1__Frame *f;
 	size_t need, payload;
@@ -394,13 +483,23 @@ int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out)
 	if (!f)
 		return fail(d,
 			    budget.exhausted ? CODEC_ERR_FRAME_TOO_COMPLEX : CODEC_ERR_MALFORMED);
-	strip_unknown(&f->base);
+	strip_unknown(&f->base, arena == NULL);
 	d->start += need;
 	if (d->start == d->len)
 		d->start = d->len = 0;
 	d->frames++;
 	*out = f;
 	return 1;
+}
+
+int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out)
+{
+	return decoder_next(d, NULL, out);
+}
+
+int codec_decoder_next_arena(struct codec_decoder *d, struct codec_arena *a, Tapio__V1__Frame **out)
+{
+	return decoder_next(d, a, out);
 }
 
 /* ---- handshake --------------------------------------------------------------------------- */

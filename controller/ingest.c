@@ -387,39 +387,64 @@ static void request_commit(struct ingest *in)
  * evidence is never stored, and refusing the whole batch would make the agent resend it
  * forever. Returns 0 and *stored, or -errno from the store or allocation.
  */
+/* Grows the append_batch scratch arrays to hold n records. Returns 0 or -ENOMEM. */
+static int scratch_reserve(struct ingest *in, size_t n)
+{
+	size_t ncap = in->sc_cap ? in->sc_cap : 64;
+	void *p;
+
+	if (n <= in->sc_cap)
+		return 0;
+	while (ncap < n)
+		ncap *= 2;
+	if (!(p = realloc(in->sc_meta, ncap * sizeof(*in->sc_meta))))
+		return -ENOMEM;
+	in->sc_meta = p;
+	if (!(p = realloc(in->sc_rec, ncap * sizeof(*in->sc_rec))))
+		return -ENOMEM;
+	in->sc_rec = p;
+	if (!(p = realloc(in->sc_len, ncap * sizeof(*in->sc_len))))
+		return -ENOMEM;
+	in->sc_len = p;
+	if (!(p = realloc(in->sc_off, ncap * sizeof(*in->sc_off))))
+		return -ENOMEM;
+	in->sc_off = p;
+	in->sc_cap = ncap;
+	return 0;
+}
+
+/*
+ * Converts, validates and appends every occurrence of b as one store batch (one commit group,
+ * so dedupe by batch stays exact). Invalid occurrences are dropped and counted: wrong
+ * evidence is never stored, and refusing the whole batch would make the agent resend it
+ * forever. Returns 0 and *stored, or -errno from the store or allocation. Allocates nothing
+ * in the steady state: the arrays and the packed bytes live in the ingest's scratch.
+ */
 static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t *stored)
 {
 	struct ingest *in = c->in;
-	size_t n = b->n_occurrences, k = 0, total = 0, cap = 0;
-	struct store_record_meta *meta = NULL;
-	const void **rec = NULL;
-	size_t *len = NULL, *off = NULL;
-	uint8_t *arena = NULL;
+	size_t n = b->n_occurrences, k = 0, total = 0;
 	struct tapio_occurrence occ;
+	uint32_t node_id = 0;
+	char last_node[TAPIO_NAME_LEN];
+	bool have_node = false;
 	char err[160];
-	int r = 0;
+	int r;
 
 	*stored = 0;
 	if (n == 0)
 		return 0;
-	meta = calloc(n, sizeof(*meta));
-	rec = calloc(n, sizeof(*rec));
-	len = calloc(n, sizeof(*len));
-	off = calloc(n, sizeof(*off));
-	if (!meta || !rec || !len || !off) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if ((r = scratch_reserve(in, n)) < 0)
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		Tapio__V1__Occurrence msg;
 		struct occ_proto_scratch scratch;
-		uint32_t node_id;
+		struct store_record_meta *m = &in->sc_meta[k];
 		size_t sz;
 
 		if (!b->occurrences[i] ||
 		    occ_from_proto(b->occurrences[i], &occ, err, sizeof(err)) < 0 ||
-		    occurrence_validate(&occ, err, sizeof(err)) < 0 ||
-		    store_node_intern(in->store, occ.node, &node_id) < 0) {
+		    occurrence_validate(&occ, err, sizeof(err)) < 0) {
 			in->stats.invalid_occurrences++;
 			c->agent->invalid_occurrences++;
 			LOG_RATELIMITED(LOG_WARN, TAG,
@@ -427,54 +452,66 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 					c->agent->id, err);
 			continue;
 		}
+		/* an agent's batch almost always names one node: intern it once per batch */
+		if (!have_node || strcmp(last_node, occ.node) != 0) {
+			if (store_node_intern(in->store, occ.node, &node_id) < 0) {
+				in->stats.invalid_occurrences++;
+				c->agent->invalid_occurrences++;
+				LOG_RATELIMITED(LOG_WARN, TAG,
+						"%s: agent %s: dropped occurrence: node table full",
+						c->remote, c->agent->id);
+				have_node = false;
+				continue;
+			}
+			memcpy(last_node, occ.node, sizeof(last_node));
+			have_node = true;
+		}
 		occ_to_proto(&occ, &msg, &scratch);
 		sz = tapio__v1__occurrence__get_packed_size(&msg);
-		if (total + sz > cap) {
-			size_t ncap = cap ? cap * 2 : 4096;
+		if (total + sz > in->sc_bytes_cap) {
+			size_t ncap = in->sc_bytes_cap ? in->sc_bytes_cap * 2 : 65536;
 			uint8_t *p;
 
 			while (ncap < total + sz)
 				ncap *= 2;
-			p = realloc(arena, ncap);
-			if (!p) {
-				r = -ENOMEM;
-				goto out;
-			}
-			arena = p;
-			cap = ncap;
+			p = realloc(in->sc_bytes, ncap);
+			if (!p)
+				return -ENOMEM;
+			in->sc_bytes = p;
+			in->sc_bytes_cap = ncap;
 		}
-		tapio__v1__occurrence__pack(&msg, arena + total);
-		off[k] = total;
-		len[k] = sz;
-		meta[k].timestamp_ns = occ.timestamp_ns;
-		meta[k].type = (uint8_t)occ.type;
-		meta[k].severity = (uint8_t)occ.severity;
-		meta[k].node_id = node_id;
-		meta[k].agent_key = c->agent_key;
-		meta[k].session_id = c->sess.session_id;
-		meta[k].sequence = b->sequence;
+		tapio__v1__occurrence__pack(&msg, in->sc_bytes + total);
+		in->sc_off[k] = total;
+		in->sc_len[k] = sz;
+		m->timestamp_ns = occ.timestamp_ns;
+		m->type = (uint8_t)occ.type;
+		m->severity = (uint8_t)occ.severity;
+		m->node_id = node_id;
+		m->agent_key = c->agent_key;
+		m->session_id = c->sess.session_id;
+		m->sequence = b->sequence;
 		total += sz;
 		k++;
 	}
 	if (k == 0)
-		goto out;
+		return 0;
 	for (size_t i = 0; i < k; i++)
-		rec[i] = arena + off[i];
-	r = store_append_batch(in->store, meta, rec, len, k);
+		in->sc_rec[i] = in->sc_bytes + in->sc_off[i];
+	r = store_append_batch(in->store, in->sc_meta, in->sc_rec, in->sc_len, k);
 	if (r < 0)
-		goto out;
+		return r;
 	for (size_t i = 0; in->aggregate && i < k; i++)
-		aggregate_add(in->aggregate, &meta[i]);
+		aggregate_add(in->aggregate, &in->sc_meta[i]);
 	in->stats.appended_bytes += total + k * SEG_REC_OVERHEAD;
 	in->stats.occurrences += k;
 	*stored = k;
-out:
-	free(arena);
-	free(off);
-	free(len);
-	free(rec);
-	free(meta);
-	return r;
+	if (in->sc_bytes_cap > (16u << 20)) {
+		/* one huge batch does not pin its buffer forever */
+		free(in->sc_bytes);
+		in->sc_bytes = NULL;
+		in->sc_bytes_cap = 0;
+	}
+	return 0;
 }
 
 static void on_batch(struct conn *c, const Tapio__V1__EventBatch *b)
@@ -687,8 +724,10 @@ static int drain(struct conn *c)
 {
 	for (;;) {
 		Tapio__V1__Frame *f;
-		int r = codec_decoder_next(&c->dec, &f);
+		int r = codec_decoder_next_arena(&c->dec, &c->in->arena, &f);
 
+		if (r <= 0)
+			codec_arena_reset(&c->in->arena);
 		if (r < 0) {
 			conn_fail(c, codec_error_to_proto(r), decode_why(r));
 			return -1;
@@ -696,7 +735,7 @@ static int drain(struct conn *c)
 		if (r == 0)
 			return 0;
 		handle_frame(c, f);
-		tapio__v1__frame__free_unpacked(f, NULL);
+		codec_arena_reset(&c->in->arena);
 		if (c->handle_closing || c->sess.state == SESSION_CLOSING)
 			return -1;
 	}
@@ -979,6 +1018,17 @@ void ingest_fini(struct ingest *in)
 	free(in->host);
 	free(in->token);
 	free(in->rbuf);
+	codec_arena_fini(&in->arena);
+	free(in->sc_meta);
+	free(in->sc_rec);
+	free(in->sc_len);
+	free(in->sc_off);
+	free(in->sc_bytes);
+	in->sc_meta = NULL;
+	in->sc_rec = NULL;
+	in->sc_len = in->sc_off = NULL;
+	in->sc_bytes = NULL;
+	in->sc_cap = in->sc_bytes_cap = 0;
 	in->controller_id = in->host = in->token = NULL;
 	in->rbuf = NULL;
 }

@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "common/codec.h"
 #include "controller/aggregate.h"
 #include "controller/registry.h"
 #include "controller/store.h"
@@ -92,6 +93,13 @@ struct ingest {
 	bool commit_inflight;
 	uint64_t commit_mark_ticket, commit_mark_bytes;
 	struct ingest_stats stats;
+	struct codec_arena arena; /* every frame is decoded here; reset once it is handled */
+	/* append_batch scratch, reused by every batch (grows to the largest batch) */
+	struct store_record_meta *sc_meta;
+	const void **sc_rec;
+	size_t *sc_len, *sc_off, sc_cap;
+	uint8_t *sc_bytes;
+	size_t sc_bytes_cap;
 	void (*on_stopped)(struct ingest *in, void *ctx);
 	void *stopped_ctx;
 	/* called right after an agent's Welcome was queued (config distribution pushes there) */
