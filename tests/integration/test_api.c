@@ -826,3 +826,40 @@ Test(api, http_address_in_use_is_fatal_only_when_given, .fini = kill_leftovers, 
 	ctl_rmroot(c);
 	ctl_rmroot(d);
 }
+
+/*
+ * Keep-alive: two pipelined requests on one connection both get answers; a connection left
+ * open (idle, and one with half a request) does not hold up a clean stop.
+ */
+Test(api, keep_alive_and_stop_with_connections_open, .fini = kill_leftovers, .timeout = 60)
+{
+	struct ctl *c = &ctl_a;
+	int port = start_api(c, "api-keepalive");
+	static const char two[] = "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"
+				  "GET /v1/agents HTTP/1.1\r\nHost: x\r\n\r\n";
+	char buf[16384];
+	size_t got = 0;
+	int idle = cli_connect(port), half = cli_connect(port);
+
+	cr_assert_eq(cli_send_raw(idle, two, sizeof(two) - 1), 0);
+	while (got < sizeof(buf) - 1) {
+		ssize_t k = recv(idle, buf + got, sizeof(buf) - 1 - got, 0);
+
+		cr_assert_gt(k, 0, "connection closed or timed out after %zu bytes", got);
+		got += (size_t)k;
+		buf[got] = '\0';
+		if (strstr(buf, "{\"agents\":[]}"))
+			break;
+	}
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+	cr_assert(strstr(buf, "\"controller_id\""), "first response missing");
+	cr_assert(strstr(strstr(buf, "\"controller_id\""), "HTTP/1.1 200"), "second status line");
+	cr_assert_eq(cli_send_raw(half, "GET /v1/sta", 11), 0);
+	usleep(100000);
+	uint64_t t0 = clock_mono_ns();
+	stop_api(c);
+	cr_assert_lt(clock_mono_ns() - t0, 3000000000ull, "stop waited for idle connections");
+	close(idle);
+	close(half);
+	ctl_rmroot(c);
+}
