@@ -3,6 +3,10 @@
  * controller client (agent/client), submitting realistic occurrences of every type at a total
  * rate for a duration, then draining and printing what was submitted, acknowledged, dropped
  * and resent. --acked-log writes the id of every acknowledged occurrence (one per line).
+ * Every occurrence is stamped with the wall clock when it is submitted; when the Ack that made
+ * its batch durable arrives, (ack time - timestamp) goes into a log-linear histogram, and the
+ * summary prints its p50/p99/max (end-to-end latency, client batching delay included).
+ * --rate 0 submits nothing: the agents connect and stay idle for --duration (memory tests).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -11,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <uv.h>
@@ -27,6 +32,8 @@
 #define TICK_MS	       1
 #define DRAIN_TIMEOUT  30000 /* ms to wait for acks after the submit phase */
 #define MAX_CATCHUP_MS 100   /* never submit more than this much of the rate in one tick */
+#define HIST_SUB       16u   /* log-linear latency histogram: 16 sub-buckets per power of 2 */
+#define HIST_BUCKETS   (64u * HIST_SUB)
 
 struct lg_batch {
 	uint64_t seq;
@@ -42,9 +49,11 @@ struct agent {
 	char agent_id[TAPIO_NAME_LEN];
 	char spool[4096];
 	bool closed;
-	/* acked-log bookkeeping: ids in submit order, batches in seal order */
+	/* bookkeeping: timestamps (and ids with --acked-log) in submit order, batches in seal
+	 * order */
 	char (*ids)[TAPIO_ULID_LEN + 1];
-	uint64_t ids_base; /* index of ids[0] */
+	uint64_t *ts;	   /* wall-clock stamp of every unresolved occurrence */
+	uint64_t ids_base; /* index of ids[0] and ts[0] */
 	uint64_t nids, idcap;
 	uint64_t submitted;
 	struct lg_batch *batches;
@@ -61,6 +70,7 @@ struct loadgen {
 	double rate;
 	double duration;
 	uint32_t batch;
+	uint32_t batch_ms;
 	const char *spool_dir;
 	const char *acked_log;
 	const char *node_prefix;
@@ -77,7 +87,45 @@ struct loadgen {
 	uint64_t drain_deadline_ns;
 	uint32_t open_clients;
 	bool interrupted;
+	uint64_t lat_hist[HIST_BUCKETS]; /* microseconds, see hist_index */
+	uint64_t lat_n, lat_max_us;
 };
+
+/* Log-linear bucket of v: exact below 2*HIST_SUB, then HIST_SUB buckets per power of 2. */
+static unsigned hist_index(uint64_t v)
+{
+	unsigned shift;
+
+	if (v < 2 * HIST_SUB)
+		return (unsigned)v;
+	shift = (unsigned)(63 - __builtin_clzll(v)) - 4; /* v >> shift is in [16, 32) */
+	return HIST_SUB * shift + (unsigned)(v >> shift);
+}
+
+/* The largest value bucket i holds. */
+static uint64_t hist_upper(unsigned i)
+{
+	unsigned shift;
+
+	if (i < 2 * HIST_SUB)
+		return i;
+	shift = i / HIST_SUB - 1;
+	return ((uint64_t)(i - HIST_SUB * shift + 1) << shift) - 1;
+}
+
+static uint64_t hist_percentile(const struct loadgen *lg, double p)
+{
+	uint64_t want = (uint64_t)(p * (double)lg->lat_n + 0.5), seen = 0;
+
+	if (want == 0)
+		want = 1;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		seen += lg->lat_hist[i];
+		if (seen >= want)
+			return hist_upper(i) < lg->lat_max_us ? hist_upper(i) : lg->lat_max_us;
+	}
+	return lg->lat_max_us;
+}
 
 static uint64_t rnd(struct loadgen *lg)
 {
@@ -248,7 +296,9 @@ static void trim_batches(struct agent *a)
 		a->nbatches--;
 	}
 	if (drop_ids) {
-		memmove(a->ids, a->ids + drop_ids, (a->nids - drop_ids) * sizeof(*a->ids));
+		if (a->ids)
+			memmove(a->ids, a->ids + drop_ids, (a->nids - drop_ids) * sizeof(*a->ids));
+		memmove(a->ts, a->ts + drop_ids, (a->nids - drop_ids) * sizeof(*a->ts));
 		a->nids -= drop_ids;
 		a->ids_base += drop_ids;
 	}
@@ -259,8 +309,6 @@ static void on_sealed(void *arg, uint64_t seq, uint32_t count)
 	struct agent *a = arg;
 	struct lg_batch *b;
 
-	if (!a->lg->ackf)
-		return;
 	if (a->nbatches == a->bcap) {
 		size_t ncap = a->bcap ? a->bcap * 2 : 256;
 		struct lg_batch *p = malloc(ncap * sizeof(*p));
@@ -288,16 +336,26 @@ static void on_acked(void *arg, uint64_t seq, uint32_t count)
 	struct lg_batch *b;
 
 	lg->last_ack_ns = uv_hrtime();
-	if (!lg->ackf)
-		return;
 	b = find_batch(a, seq);
 	if (!b)
 		return; /* recovered from a previous run's spool: ids unknown here */
+	uint64_t wall = clock_wall_ns();
 	for (uint32_t i = 0; i < b->count; i++) {
-		fputs(a->ids[b->first - a->ids_base + i], lg->ackf);
-		fputc('\n', lg->ackf);
+		uint64_t t = a->ts[b->first - a->ids_base + i];
+		uint64_t us = wall > t ? (wall - t) / 1000 : 0;
+
+		lg->lat_hist[hist_index(us)]++;
+		lg->lat_n++;
+		if (us > lg->lat_max_us)
+			lg->lat_max_us = us;
 	}
-	fflush(lg->ackf);
+	if (lg->ackf) {
+		for (uint32_t i = 0; i < b->count; i++) {
+			fputs(a->ids[b->first - a->ids_base + i], lg->ackf);
+			fputc('\n', lg->ackf);
+		}
+		fflush(lg->ackf);
+	}
 	b->state = 1;
 	trim_batches(a);
 }
@@ -307,8 +365,6 @@ static void on_dropped(void *arg, uint64_t seq, uint32_t count)
 	struct agent *a = arg;
 	struct lg_batch *b;
 
-	if (!a->lg->ackf)
-		return;
 	b = find_batch(a, seq);
 	if (b) {
 		b->state = 2;
@@ -354,15 +410,21 @@ static void submit_one(struct loadgen *lg, struct agent *a, uint64_t now_ns)
 		o->first_seen_ns = now_ns - 500000000ull;
 	}
 	ulid_generate(now_ns / 1000000, o->id);
-	if (lg->ackf) {
-		if (a->nids == a->idcap) {
-			a->idcap = a->idcap ? a->idcap * 2 : 4096;
+	if (a->nids == a->idcap) {
+		a->idcap = a->idcap ? a->idcap * 2 : 4096;
+		a->ts = realloc(a->ts, a->idcap * sizeof(*a->ts));
+		if (!a->ts)
+			abort();
+		if (lg->ackf) {
 			a->ids = realloc(a->ids, a->idcap * sizeof(*a->ids));
 			if (!a->ids)
 				abort();
 		}
-		memcpy(a->ids[a->nids++], o->id, TAPIO_ULID_LEN + 1);
 	}
+	a->ts[a->nids] = now_ns;
+	if (lg->ackf)
+		memcpy(a->ids[a->nids], o->id, TAPIO_ULID_LEN + 1);
+	a->nids++;
 	a->submitted++;
 	client_submit(a->client, o);
 	lg->submitted++;
@@ -478,18 +540,25 @@ static void print_summary(struct loadgen *lg)
 	double acked_per_s = ack_s > 0 ? (double)t->occurrences_acked / ack_s : 0;
 	uint64_t dropped = t->dropped_queue + t->dropped_spool;
 	uint64_t unacked = t->submitted - t->occurrences_acked - dropped;
+	double p50 = lg->lat_n ? (double)hist_percentile(lg, 0.50) / 1000.0 : 0;
+	double p99 = lg->lat_n ? (double)hist_percentile(lg, 0.99) / 1000.0 : 0;
+	double lmax = (double)lg->lat_max_us / 1000.0;
 
 	if (lg->json) {
-		printf("{\"agents\":%u,\"rate\":%.0f,\"duration_s\":%.3f,\"submitted\":%" PRIu64
-		       ",\"acked\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"dropped_queue\":%" PRIu64
-		       ",\"dropped_spool\":%" PRIu64 ",\"unacked\":%" PRIu64
-		       ",\"batches_sent\":%" PRIu64 ",\"batches_acked\":%" PRIu64
-		       ",\"batches_resent\":%" PRIu64 ",\"send_failures\":%" PRIu64
-		       ",\"reconnects\":%" PRIu64 ",\"elapsed_s\":%.3f,\"acked_per_s\":%.0f}\n",
-		       lg->nagents, lg->rate, submit_s, t->submitted, t->occurrences_acked, dropped,
-		       t->dropped_queue, t->dropped_spool, unacked, t->batches_sent,
-		       t->batches_acked, t->batches_resent, t->send_failures, t->reconnects, ack_s,
-		       acked_per_s);
+		printf(
+		    "{\"agents\":%u,\"rate\":%.0f,\"duration_s\":%.3f,\"submitted\":%" PRIu64
+		    ",\"acked\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"dropped_queue\":%" PRIu64
+		    ",\"dropped_spool\":%" PRIu64 ",\"unacked\":%" PRIu64
+		    ",\"batches_sent\":%" PRIu64 ",\"batches_acked\":%" PRIu64
+		    ",\"batches_resent\":%" PRIu64 ",\"send_failures\":%" PRIu64
+		    ",\"reconnects\":%" PRIu64 ",\"elapsed_s\":%.3f,\"acked_per_s\":%.0f"
+		    ",\"batch_ms\":%u,\"latency_samples\":%" PRIu64
+		    ",\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_max_ms\":%.3f}\n",
+		    lg->nagents, lg->rate, submit_s, t->submitted, t->occurrences_acked, dropped,
+		    t->dropped_queue, t->dropped_spool, unacked, t->batches_sent, t->batches_acked,
+		    t->batches_resent, t->send_failures, t->reconnects, ack_s, acked_per_s,
+		    lg->batch_ms ? lg->batch_ms : CLIENT_DEFAULT_BATCH_MAX_MS, lg->lat_n, p50, p99,
+		    lmax);
 	} else {
 		printf("agents        %u\n", lg->nagents);
 		printf("submitted     %" PRIu64 " in %.3f s (%.0f/s)\n", t->submitted, submit_s,
@@ -504,16 +573,37 @@ static void print_summary(struct loadgen *lg)
 		       t->send_failures, t->reconnects);
 		printf("elapsed       %.3f s to the last ack\n", ack_s);
 		printf("acked/s       %.0f\n", acked_per_s);
+		printf("latency       p50 %.3f ms, p99 %.3f ms, max %.3f ms over %" PRIu64
+		       " occurrences (creation to durable Ack, batch time %u ms)\n",
+		       p50, p99, lmax, lg->lat_n,
+		       lg->batch_ms ? lg->batch_ms : CLIENT_DEFAULT_BATCH_MAX_MS);
 	}
 	fflush(stdout);
 }
 
+/* One socket per agent (plus spool files): raise the soft descriptor limit when needed. */
+static void raise_nofile(uint32_t agents)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)agents * 2 + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warn(TAG, "setrlimit(RLIMIT_NOFILE, %llu): %s", (unsigned long long)rl.rlim_cur,
+			 strerror(errno));
+}
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tapio-loadgen --controller HOST:PORT --agents N --rate R --duration S\n"
-		   "                     [--batch B] [--spool-dir DIR] [--acked-log FILE]\n"
-		   "                     [--node-prefix P] [--seed X] [--json-summary]\n"
-		   "  --rate is occurrences per second over all agents; --duration in seconds.\n");
+	fprintf(f,
+		"usage: tapio-loadgen --controller HOST:PORT --agents N --rate R --duration S\n"
+		"                     [--batch B] [--batch-ms MS] [--spool-dir DIR]\n"
+		"                     [--acked-log FILE] [--node-prefix P] [--seed X]\n"
+		"                     [--json-summary]\n"
+		"  --rate is occurrences per second over all agents (0: connect and stay idle);\n"
+		"  --duration in seconds; --batch-ms is the client's batch time (default 200).\n");
 }
 
 static int parse_args(struct loadgen *lg, int argc, char **argv)
@@ -524,6 +614,7 @@ static int parse_args(struct loadgen *lg, int argc, char **argv)
 	    {"rate", required_argument, NULL, 'r'},
 	    {"duration", required_argument, NULL, 'd'},
 	    {"batch", required_argument, NULL, 'b'},
+	    {"batch-ms", required_argument, NULL, 'm'},
 	    {"spool-dir", required_argument, NULL, 's'},
 	    {"acked-log", required_argument, NULL, 'l'},
 	    {"node-prefix", required_argument, NULL, 'p'},
@@ -565,8 +656,8 @@ static int parse_args(struct loadgen *lg, int argc, char **argv)
 		}
 		case 'r':
 			lg->rate = strtod(optarg, &end);
-			if (errno || *end || lg->rate <= 0) {
-				fprintf(stderr, "tapio-loadgen: --rate must be > 0\n");
+			if (errno || *end || lg->rate < 0) {
+				fprintf(stderr, "tapio-loadgen: --rate must be >= 0\n");
 				return -1;
 			}
 			break;
@@ -584,6 +675,15 @@ static int parse_args(struct loadgen *lg, int argc, char **argv)
 				return -1;
 			}
 			lg->batch = (uint32_t)v;
+			break;
+		}
+		case 'm': {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (errno || *end || v == 0 || v > 60000) {
+				fprintf(stderr, "tapio-loadgen: --batch-ms must be 1..60000\n");
+				return -1;
+			}
+			lg->batch_ms = (uint32_t)v;
 			break;
 		}
 		case 's':
@@ -631,6 +731,7 @@ int main(int argc, char **argv)
 	if (parse_args(lg, argc, argv) < 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile(lg->nagents);
 	lg->rng = lg->seed * 0x9E3779B97F4A7C15ull + 1;
 	if (uv_loop_init(&loop) < 0)
 		return 1;
@@ -672,6 +773,7 @@ int main(int argc, char **argv)
 		o.label_keys[0] = "tool";
 		o.label_values[0] = "tapio-loadgen";
 		o.batch_max = lg->batch;
+		o.batch_max_ms = lg->batch_ms;
 		o.on_sealed = on_sealed;
 		o.on_acked = on_acked;
 		o.on_dropped = on_dropped;
@@ -711,6 +813,7 @@ int main(int argc, char **argv)
 	}
 	for (uint32_t i = 0; i < lg->nagents; i++) {
 		free(lg->agents[i].ids);
+		free(lg->agents[i].ts);
 		free(lg->agents[i].batches);
 	}
 	free(lg->agents);
