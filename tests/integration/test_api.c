@@ -863,3 +863,34 @@ Test(api, keep_alive_and_stop_with_connections_open, .fini = kill_leftovers, .ti
 	close(half);
 	ctl_rmroot(c);
 }
+
+/* Past HTTP_MAX_CONNECTIONS (256) open connections, new ones are closed at once; the API
+ * keeps answering once some are gone. */
+Test(api, connection_cap, .fini = kill_leftovers, .timeout = 60)
+{
+	struct ctl *c = &ctl_a;
+	int port, fds[300], closed = 0;
+
+	raise_nofile(4096);
+	port = start_api(c, "api-cap");
+	for (int i = 0; i < 300; i++)
+		fds[i] = cli_connect(port);
+	usleep(300000);
+	for (int i = 0; i < 300; i++) {
+		char b;
+		struct timeval tv = {.tv_usec = 200000};
+
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (i >= 250 && recv(fds[i], &b, 1, 0) == 0)
+			closed++;
+	}
+	cr_assert_geq(closed, 300 - 256, "only %d of the connections past the cap were closed",
+		      closed);
+	for (int i = 0; i < 300; i++)
+		close(fds[i]);
+	usleep(200000);
+	json_decref(get_json(port, "/v1/status", 200));
+	stop_api(c);
+	cr_assert(ctl_log_has(c, "(44 connections refused over the cap)"), "refusals not counted");
+	ctl_rmroot(c);
+}
