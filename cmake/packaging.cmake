@@ -51,7 +51,6 @@ set(CPACK_PACKAGE_CONTACT "Tapio maintainers <tapio@localhost>" CACHE STRING
 # Empty on purpose: CPackDeb would prefix this one summary to every package's description,
 # while each package has its own synopsis (first line of its description below).
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "")
-set(CPACK_PACKAGE_INSTALL_DIRECTORY tapio)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON) # packages carry stripped binaries; the build tree keeps the symbols
 set(CPACK_COMPONENTS_ALL ${TAPIO_PACKAGED_COMPONENTS})
@@ -68,6 +67,7 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 # Architecture: dpkg --print-architecture on the build host (CPack's default).
 
 set(CPACK_DEBIAN_AGENT_PACKAGE_NAME tapio-agent)
+set(CPACK_DEBIAN_AGENT_PACKAGE_SUGGESTS tapio-cli) # tapio recent/watch read its files
 set(CPACK_COMPONENT_AGENT_DESCRIPTION "Tapio node agent: kernel failure evidence from eBPF
 tapio-agent loads eBPF programs (network, container, storage and node observers),
 classifies what they report into named occurrences and writes them to stdout,
@@ -80,6 +80,7 @@ set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
 	${TAPIO_DEPLOY_DIR}/debian/tapio-agent/postrm)
 
 set(CPACK_DEBIAN_CONTROLLER_PACKAGE_NAME tapio-controller)
+set(CPACK_DEBIAN_CONTROLLER_PACKAGE_SUGGESTS tapio-cli)
 set(CPACK_COMPONENT_CONTROLLER_DESCRIPTION "Tapio controller: stores and serves a fleet's kernel evidence
 tapio-controller accepts occurrences from tapio-agent over TCP, stores them
 durably in rotating segment files, aggregates them, answers the HTTP query API
