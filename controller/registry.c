@@ -2,6 +2,7 @@
 #include "controller/registry.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,16 +398,20 @@ static const char *observer_status_name(int st)
 	}
 }
 
+/* session_id is a random 64-bit value: a decimal string, since JSON integers past 2^63 don't
+ * survive most parsers (jansson included). */
 static json_t *session_json(const struct registry_session *s)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "session_id",
-			 (json_int_t)s->session_id, "last_sequence", (json_int_t)s->last_sequence,
-			 "durable_sequence", (json_int_t)s->durable_sequence, "batches",
-			 (json_int_t)s->batches, "occurrences", (json_int_t)s->occurrences, "gaps",
-			 (json_int_t)s->gaps, "gap_sequences", (json_int_t)s->gap_sequences,
-			 "duplicates", (json_int_t)s->duplicates, "regressions",
-			 (json_int_t)s->regressions, "started", time_json(s->started_ns),
-			 "last_active", time_json(s->last_active_ns));
+	char id[24];
+
+	snprintf(id, sizeof(id), "%" PRIu64, (uint64_t)s->session_id);
+	return json_pack(
+	    "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "session_id", id, "last_sequence",
+	    (json_int_t)s->last_sequence, "durable_sequence", (json_int_t)s->durable_sequence,
+	    "batches", (json_int_t)s->batches, "occurrences", (json_int_t)s->occurrences, "gaps",
+	    (json_int_t)s->gaps, "gap_sequences", (json_int_t)s->gap_sequences, "duplicates",
+	    (json_int_t)s->duplicates, "regressions", (json_int_t)s->regressions, "started",
+	    time_json(s->started_ns), "last_active", time_json(s->last_active_ns));
 }
 
 static json_t *counters_json(const struct registry_counters *c)
