@@ -11,6 +11,7 @@ PACKAGES=(
 	libjansson-dev libyaml-dev libssl-dev libh2o-dev libcurl4-openssl-dev
 	# tests and checks
 	libcriterion-dev clang-format iproute2 nftables util-linux procps
+	chromium systemd debootstrap file dpkg-dev sqlite3 libsqlite3-dev
 	# benchmarks
 	libbpf-tools time
 )
@@ -31,6 +32,17 @@ if ((${#missing[@]})); then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >/dev/null
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node.js + npm for the browser and manifest checks (tests/browser, tests/deploy). A machine
+# that already has node (e.g. from NodeSource, which bundles npm) keeps it.
+if ! command -v npm >/dev/null 2>&1; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "setup: npm is missing (run as root to install nodejs and npm)" >&2
+		exit 1
+	fi
+	echo "setup: installing nodejs npm"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 
 # Classic tracepoints need tracefs; tp_btf does not, but bpftool and tests may.
