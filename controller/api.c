@@ -681,7 +681,7 @@ static bool path_is(const struct api_request *rq, const char *p)
 void api_handle(struct controller *c, const struct api_request *rq, struct api_response *rs)
 {
 	struct params_error perr;
-	enum { R_STATUS, R_AGENTS, R_OCC, R_SUMMARY, R_METRICS, R_DASHBOARD } route;
+	enum { R_STATUS, R_AGENTS, R_OCC, R_SUMMARY, R_METRICS, R_DASHBOARD, R_CONFIG } route;
 
 	memset(rs, 0, sizeof(*rs));
 	if (path_is(rq, "/v1/status"))
@@ -692,6 +692,8 @@ void api_handle(struct controller *c, const struct api_request *rq, struct api_r
 		route = R_OCC;
 	else if (path_is(rq, "/v1/summary"))
 		route = R_SUMMARY;
+	else if (path_is(rq, "/v1/config"))
+		route = R_CONFIG;
 	else if (path_is(rq, "/metrics"))
 		route = R_METRICS;
 	else if (path_is(rq, "/") || path_is(rq, "/index.html"))
@@ -737,6 +739,9 @@ void api_handle(struct controller *c, const struct api_request *rq, struct api_r
 		break;
 	case R_METRICS:
 		get_metrics(c, rs);
+		break;
+	case R_CONFIG:
+		reply_json(rs, config_dist_json(&c->config, clock_wall_ns()));
 		break;
 	case R_DASHBOARD:
 		break;
