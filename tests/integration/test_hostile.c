@@ -13,7 +13,7 @@ static uint64_t good_seq;
 static void setup(void)
 {
 	ctl_mkroot(&ctl, "hostile");
-	ctl_start(&ctl, "--fsync", "never", "--hello-timeout", "1s", "--idle-timeout", "2s",
+	ctl_start(&ctl, "--fsync", "never", "--hello-timeout", "1s", "--idle-timeout", "3s",
 		  "--heartbeat-interval", "500ms", "--stats-interval", "1h", NULL);
 	good = cli_connect(ctl.port);
 	tapio__v1__frame__free_unpacked(cli_hello(good, "good-agent", 1), NULL);
@@ -208,7 +208,8 @@ Test(hostile, silent_connection_times_out, .timeout = 60)
 	/* no Hello within --hello-timeout 1s */
 	cli_expect_error(fd, TAPIO__V1__ERROR_CODE__ERROR_CODE_UNEXPECTED_MESSAGE);
 	close(fd);
-	/* Hello, then silence for --idle-timeout 2s */
+	/* Hello, then silence for --idle-timeout 3s (the good agent, quiet for ~1.5 s around the
+	 * Hello timeout above, stays well inside it even on a loaded machine) */
 	idle = cli_connect(ctl.port);
 	tapio__v1__frame__free_unpacked(cli_hello(idle, "silent", 6), NULL);
 	for (int i = 0; i < 4; i++) {
