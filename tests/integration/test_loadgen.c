@@ -228,22 +228,25 @@ Test(loadgen, controller_kill_9_loses_nothing_acked)
 	snprintf(summary, sizeof(summary), "%s/summary.json", tmp);
 	snprintf(acked, sizeof(acked), "%s/acked.log", tmp);
 	snprintf(cmd, sizeof(cmd),
-		 "exec %s --controller 127.0.0.1:%u --agents 2 --rate 20000 --duration 4 "
+		 "exec %s --controller 127.0.0.1:%u --agents 4 --rate 20000 --duration 6 "
 		 "--spool-dir %s/spool --acked-log %s --json-summary > %s 2>>%s/loadgen.log",
 		 BIN("tapio-loadgen"), port, tmp, acked, summary, tmp);
 	lg = spawn_sh(cmd);
-	sleep_ms(1500);
-	kill(ctl, SIGKILL);
-	wait_exit(ctl);
-	sleep_ms(700); /* agents keep submitting into queue and spool */
-	ctl = start_controller(port);
+	/* kill -9 the controller three times while the agents stream */
+	for (int round = 0; round < 3; round++) {
+		sleep_ms(1200);
+		kill(ctl, SIGKILL);
+		wait_exit(ctl);
+		sleep_ms(500); /* agents keep submitting into queue and spool */
+		ctl = start_controller(port);
+	}
 	cr_assert_eq(wait_exit(lg), 0, "loadgen did not get everything acked");
 	j = read_summary(summary);
 	submitted = jint(j, "submitted");
 	cr_assert_gt(submitted, 60000);
 	cr_assert_eq(jint(j, "acked"), submitted);
 	cr_assert_eq(jint(j, "dropped"), 0);
-	cr_assert_geq(jint(j, "reconnects"), 2, "both agents reconnected");
+	cr_assert_geq(jint(j, "reconnects"), 3, "agents reconnected after every kill");
 	json_decref(j);
 	kill(ctl, SIGTERM);
 	cr_assert_eq(wait_exit(ctl), 0);
