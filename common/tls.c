@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -600,4 +601,54 @@ const char *tls_conn_describe(const struct tls_conn *t, char *buf, size_t len)
 		snprintf(buf, len, "%s %s", SSL_get_version(t->ssl),
 			 SSL_CIPHER_get_name(SSL_get_current_cipher(t->ssl)));
 	return buf;
+}
+
+bool tls_token_equal(const char *presented, const char *expected)
+{
+	size_t pl, el;
+	unsigned char diff;
+
+	presented = presented ? presented : "";
+	expected = expected ? expected : "";
+	pl = strlen(presented);
+	el = strlen(expected);
+	/* compare against the expected length only, so the work does not depend on the guess */
+	diff = (unsigned char)(pl != el);
+	if (el > 0)
+		diff |= (unsigned char)(CRYPTO_memcmp(pl == el ? presented : expected, expected,
+						      el) != 0);
+	return diff == 0;
+}
+
+int tls_read_token_file(const char *path, char *buf, size_t len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[TLS_TOKEN_MAX + 2];
+	size_t a = 0, b;
+
+	if (!f) {
+		snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	b = strlen(line);
+	while (b > 0 && isspace((unsigned char)line[b - 1]))
+		b--;
+	while (a < b && isspace((unsigned char)line[a]))
+		a++;
+	if (a == b) {
+		snprintf(err, errlen, "token file %s is empty", path);
+		return -1;
+	}
+	if (b - a >= len || b - a > TLS_TOKEN_MAX) {
+		snprintf(err, errlen, "token in %s is too long (at most %d bytes)", path,
+			 TLS_TOKEN_MAX);
+		return -1;
+	}
+	memcpy(buf, line + a, b - a);
+	buf[b - a] = '\0';
+	explicit_bzero(line, sizeof(line));
+	return 0;
 }

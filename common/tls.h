@@ -117,4 +117,19 @@ const char *tls_conn_peer_name(const struct tls_conn *t, char *buf, size_t len);
 /* Negotiated protocol and cipher ("TLSv1.3 TLS_AES_256_GCM_SHA384"), "" before the handshake. */
 const char *tls_conn_describe(const struct tls_conn *t, char *buf, size_t len);
 
+/*
+ * Compares a presented token with the expected one in time independent of where they differ
+ * (an attacker cannot learn a prefix from response times). NULL counts as "".
+ */
+bool tls_token_equal(const char *presented, const char *expected);
+
+#define TLS_TOKEN_MAX 512
+
+/*
+ * Reads a shared token from path (--token-file): the first line, surrounding whitespace
+ * trimmed, into buf[0..len). Returns 0, or -1 with one line in err naming the file but never
+ * quoting it (unreadable, empty, longer than len-1).
+ */
+int tls_read_token_file(const char *path, char *buf, size_t len, char *err, size_t errlen);
+
 #endif

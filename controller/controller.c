@@ -189,6 +189,25 @@ int controller_open(struct controller *c, uv_loop_t *loop, const struct controll
 	uv_timer_init(loop, &c->maintain_timer);
 	c->sigint.data = c->sigterm.data = c->sigusr1.data = c;
 	c->handles_inited = true;
+	if (c->opt.tls.cert_file) {
+		char err[600];
+
+		c->tls = tls_ctx_new_server(&c->opt.tls, err, sizeof(err));
+		if (!c->tls) {
+			log_error(TAG, "ingest TLS: %s", err);
+			c->stopping = true;
+			on_ingest_stopped(&c->ingest, c);
+			return -EINVAL;
+		}
+		c->opt.ingest.tls = c->tls;
+	} else if (!c->opt.plaintext) {
+		log_warn(TAG,
+			 "ingest link is PLAINTEXT%s: evidence%s travel%s unencrypted; "
+			 "use --tls-cert/--tls-key (docs/security.md) or say --plaintext",
+			 c->opt.ingest.token ? " with a token" : "",
+			 c->opt.ingest.token ? " and the token" : "",
+			 c->opt.ingest.token ? "" : "s");
+	}
 	r = ingest_start(&c->ingest, loop, &c->opt.ingest, c->store, &c->registry, c->aggregate);
 	if (r < 0) {
 		log_error(TAG, "listen on %s:%d: %s", c->opt.ingest.host ? c->opt.ingest.host : "?",
@@ -220,6 +239,8 @@ int controller_close(struct controller *c)
 	int r;
 
 	ingest_fini(&c->ingest);
+	tls_ctx_free(c->tls);
+	c->tls = NULL;
 	config_dist_fini(&c->config);
 	registry_fini(&c->registry);
 	aggregate_free(c->aggregate);
@@ -291,8 +312,11 @@ int controller_run(const struct controller_options *o)
 	if (r == 0) {
 		bool v6 = strchr(c.ingest.opt.host, ':') != NULL;
 
-		log_info(TAG, "tapio-controller ready: listening on %s%s%s:%d, data in %s",
+		log_info(TAG, "tapio-controller ready: listening on %s%s%s:%d%s, data in %s",
 			 v6 ? "[" : "", c.ingest.opt.host, v6 ? "]" : "", ingest_port(&c.ingest),
+			 !c.tls			 ? " (plaintext)"
+			 : tls_ctx_mutual(c.tls) ? " (TLS 1.3, client certificates required)"
+						 : " (TLS 1.3)",
 			 o->store.dir);
 	} else
 		rc = 1;

@@ -27,6 +27,9 @@ struct controller_options {
 	uint32_t maintain_interval_ms; /* store_maintain cadence; 0 → 10000 */
 	struct http_options http;      /* query API (docs/api.md) */
 	const char *profile_path;      /* --profile: evidence profile to distribute; NULL = none */
+	/* ingest TLS (docs/security.md): cert_file set → TLS 1.3, client_ca_file → mTLS */
+	struct tls_server_options tls;
+	bool plaintext; /* --plaintext: plaintext ingest on purpose, no warning */
 };
 
 /* Fills *o with every default (ingest_options_defaults, store_options_defaults, …). */
@@ -46,6 +49,7 @@ struct controller {
 	uv_timer_t stats_timer, maintain_timer;
 	bool handles_inited, stopping;
 	uint64_t started_ns;
+	struct tls_ctx *tls; /* ingest server context, NULL when plaintext */
 };
 
 /*

@@ -35,6 +35,7 @@ struct conn {
 	struct codec_buf wbuf;	      /* being written */
 	uv_write_t wreq;
 	bool writing, handle_closing, close_after_write, paused, sent_batch;
+	struct tls_conn *tls; /* NULL on a plaintext listener */
 	char remote[56];
 };
 
@@ -100,6 +101,7 @@ static void on_conn_closed(uv_handle_t *h)
 	codec_decoder_fini(&c->dec);
 	codec_buf_fini(&c->out);
 	codec_buf_fini(&c->wbuf);
+	tls_conn_free(c->tls);
 	free(c);
 	in->stats.closed++;
 	in->stats.current--;
@@ -149,7 +151,7 @@ static void on_write(uv_write_t *req, int status)
 	codec_buf_consume(&c->wbuf, c->wbuf.len);
 	if (c->wbuf.cap > 4096)
 		codec_buf_fini(&c->wbuf);
-	if (c->out.len) {
+	if (c->out.len || (c->tls && tls_conn_output_pending(c->tls))) {
 		conn_flush(c);
 		return;
 	}
@@ -159,17 +161,60 @@ static void on_write(uv_write_t *req, int status)
 		conn_close(c);
 }
 
+/*
+ * TLS: encrypts the queued frames and moves every pending ciphertext byte (frames, handshake
+ * messages, alerts, close_notify) into the idle write buffer. Returns 0 or -1 (closed).
+ */
+static int tls_stage(struct conn *c)
+{
+	size_t n;
+	int r;
+
+	if (c->out.len) {
+		r = tls_conn_write(c->tls, c->out.data, c->out.len);
+		if (r < 0 && r != -EPIPE) {
+			LOG_RATELIMITED(LOG_WARN, TAG, "%s: TLS write: %s", c->remote,
+					r == -ENOMEM ? "out of memory" : tls_conn_error(c->tls));
+			conn_close(c);
+			return -1;
+		}
+		codec_buf_consume(&c->out, c->out.len);
+	}
+	if (c->close_after_write)
+		tls_conn_shutdown(c->tls);
+	n = tls_conn_output_pending(c->tls);
+	if (n > c->wbuf.cap) {
+		uint8_t *p = realloc(c->wbuf.data, n);
+
+		if (!p) {
+			conn_close(c);
+			return -1;
+		}
+		c->wbuf.data = p;
+		c->wbuf.cap = n;
+	}
+	c->wbuf.len = tls_conn_output_read(c->tls, c->wbuf.data, n);
+	return 0;
+}
+
 static void conn_flush(struct conn *c)
 {
 	struct codec_buf t;
 	uv_buf_t b;
 	int r;
 
-	if (c->writing || c->handle_closing || c->out.len == 0)
+	if (c->writing || c->handle_closing)
 		return;
-	t = c->wbuf;
-	c->wbuf = c->out;
-	c->out = t;
+	if (c->tls) {
+		if (tls_stage(c) < 0 || c->wbuf.len == 0)
+			return;
+	} else {
+		if (c->out.len == 0)
+			return;
+		t = c->wbuf;
+		c->wbuf = c->out;
+		c->out = t;
+	}
 	b = uv_buf_init((char *)c->wbuf.data, (unsigned int)c->wbuf.len);
 	r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
 	if (r < 0) {
@@ -236,6 +281,12 @@ static void conn_fail(struct conn *c, Tapio__V1__ErrorCode code, const char *why
 	if (conn_send(c, &f) < 0)
 		return;
 	c->close_after_write = true;
+	if (c->tls) {
+		/* close_notify after the Error (now, or once the Error is encrypted) */
+		if (!c->out.len)
+			tls_conn_shutdown(c->tls);
+		conn_flush(c);
+	}
 	if (!c->writing)
 		conn_close(c);
 }
@@ -574,7 +625,7 @@ static void on_hello(struct conn *c, const Tapio__V1__Hello *h)
 	bool resumed;
 	int r;
 
-	if (in->token && strcmp(h->token ? h->token : "", in->token) != 0) {
+	if (in->token && !tls_token_equal(h->token, in->token)) {
 		conn_fail(c, TAPIO__V1__ERROR_CODE__ERROR_CODE_AUTH, "wrong or missing token");
 		return;
 	}
@@ -741,11 +792,114 @@ static int drain(struct conn *c)
 	}
 }
 
+/* Decodes and handles plaintext bytes. Returns 0, or -1 once c is closing. */
+static int feed_plain(struct conn *c, const uint8_t *p, size_t left)
+{
+	while (left > 0) {
+		ssize_t n = codec_decoder_feed(&c->dec, p, left);
+
+		if (n < 0) {
+			conn_fail(c, codec_error_to_proto((int)n), decode_why((int)n));
+			return -1;
+		}
+		p += n;
+		left -= (size_t)n;
+		if (drain(c) < 0)
+			return -1;
+		if (n == 0)
+			break; /* cannot happen: a waiting frame was just drained */
+	}
+	return 0;
+}
+
+static uint32_t addr_hash(const char *remote)
+{
+	uint32_t h = 2166136261u; /* FNV-1a over the address without the port */
+	const char *end = strrchr(remote, ':');
+
+	for (const char *p = remote; *p && p != end; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return h;
+}
+
+/* True when this peer address was not told about this reason within the last minute. */
+static bool peer_log_ok(struct ingest *in, const char *remote, enum tls_fail why)
+{
+	uint32_t h = addr_hash(remote);
+	uint64_t now = now_ms();
+	struct ingest_peer_log *slot = &in->peer_log[h % INGEST_PEER_LOG_SLOTS];
+
+	if (slot->addr_hash == h && slot->reason == (uint8_t)why && now - slot->at_ms < 60000)
+		return false;
+	slot->addr_hash = h;
+	slot->reason = (uint8_t)why;
+	slot->at_ms = now;
+	return true;
+}
+
+/* The TLS layer failed: count, log once per peer and reason, send the alert and close. */
+static void tls_failed(struct conn *c)
+{
+	struct ingest *in = c->in;
+	enum tls_fail why = tls_conn_fail_reason(c->tls);
+
+	if (c->sess.state == SESSION_AWAIT_HELLO && !tls_conn_established(c->tls)) {
+		in->stats.tls_handshake_failures++;
+		if ((unsigned)why < TLS_FAIL__COUNT)
+			in->stats.tls_failures[why]++;
+	} else {
+		in->stats.tls_errors++;
+	}
+	if (peer_log_ok(in, c->remote, why))
+		log_warn(TAG, "%s: TLS handshake refused (%s): %s; disconnecting", c->remote,
+			 tls_fail_name(why), tls_conn_error(c->tls));
+	session_closing(&c->sess);
+	waiters_remove(in, c);
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->closing_ms = now_ms();
+	c->close_after_write = true;
+	conn_flush(c); /* the alert, when OpenSSL queued one */
+	if (!c->writing)
+		conn_close(c);
+}
+
+/* Decrypts ciphertext and handles the plaintext. Returns 0, or -1 once c is closing. */
+static int feed_tls(struct conn *c, const uint8_t *p, size_t len)
+{
+	bool was_established = tls_conn_established(c->tls);
+	ssize_t n;
+
+	if (tls_conn_feed(c->tls, p, len) < 0) {
+		conn_close(c);
+		return -1;
+	}
+	while ((n = tls_conn_read(c->tls, c->in->tbuf, INGEST_READ_BUF)) > 0) {
+		if (feed_plain(c, c->in->tbuf, (size_t)n) < 0)
+			return -1;
+	}
+	if (!was_established && tls_conn_established(c->tls)) {
+		char name[64];
+
+		c->in->stats.tls_handshakes++;
+		log_debug(TAG, "%s: TLS established, client certificate '%s'", c->remote,
+			  tls_conn_peer_name(c->tls, name, sizeof(name)));
+	}
+	if (n == -EPIPE) { /* close_notify: the agent is done */
+		conn_close(c);
+		return -1;
+	}
+	if (n < 0) {
+		tls_failed(c);
+		return -1;
+	}
+	conn_flush(c); /* handshake messages */
+	return 0;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = container_of((uv_tcp_t *)s, struct conn, tcp);
 	const uint8_t *p = (const uint8_t *)buf->base;
-	size_t left;
 
 	if (nread == 0)
 		return;
@@ -756,21 +910,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	c->in->stats.bytes_in += (uint64_t)nread;
-	left = (size_t)nread;
-	while (left > 0) {
-		ssize_t n = codec_decoder_feed(&c->dec, p, left);
-
-		if (n < 0) {
-			conn_fail(c, codec_error_to_proto((int)n), decode_why((int)n));
-			return;
-		}
-		p += n;
-		left -= (size_t)n;
-		if (drain(c) < 0)
-			return;
-		if (n == 0)
-			break; /* cannot happen: a waiting frame was just drained */
-	}
+	if (c->tls ? feed_tls(c, p, (size_t)nread) < 0 : feed_plain(c, p, (size_t)nread) < 0)
+		return;
 	if (codec_decoder_pending(&c->dec) == 0 && c->dec.buf) {
 		/* nothing partial held: give the buffer back so idle agents cost almost nothing */
 		codec_decoder_fini(&c->dec);
@@ -819,6 +960,12 @@ static void on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
+	if (in->opt.tls && !(c->tls = tls_conn_new(in->opt.tls))) {
+		in->stats.accept_errors++;
+		LOG_RATELIMITED(LOG_ERROR, TAG, "accept: out of memory for TLS");
+		conn_close(c);
+		return;
+	}
 	snprintf(c->remote, sizeof(c->remote), "?");
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &namelen) == 0) {
 		char ip[INET6_ADDRSTRLEN] = "";
@@ -974,7 +1121,8 @@ int ingest_start(struct ingest *in, uv_loop_t *loop, const struct ingest_options
 	in->host = strdup(in->opt.host);
 	in->token = o->token && o->token[0] ? strdup(o->token) : NULL;
 	in->rbuf = malloc(INGEST_READ_BUF);
-	if (!in->controller_id || !in->host || !in->rbuf ||
+	in->tbuf = o->tls ? malloc(INGEST_READ_BUF) : NULL;
+	if (!in->controller_id || !in->host || !in->rbuf || (o->tls && !in->tbuf) ||
 	    (o->token && o->token[0] && !in->token)) {
 		ingest_fini(in);
 		return -ENOMEM;
@@ -1018,6 +1166,8 @@ void ingest_fini(struct ingest *in)
 	free(in->host);
 	free(in->token);
 	free(in->rbuf);
+	free(in->tbuf);
+	in->tbuf = NULL;
 	codec_arena_fini(&in->arena);
 	free(in->sc_meta);
 	free(in->sc_rec);
@@ -1079,6 +1229,20 @@ json_t *ingest_stats_json(const struct ingest *in)
 	json_object_set_new(o, "backpressure_events",
 			    json_integer((json_int_t)s->backpressure_events));
 	json_object_set_new(o, "backpressure", json_boolean(s->backpressure));
+	json_object_set_new(o, "tls", json_boolean(in->opt.tls != NULL));
+	json_object_set_new(o, "tls_handshakes", json_integer((json_int_t)s->tls_handshakes));
+	json_object_set_new(o, "tls_handshake_failures",
+			    json_integer((json_int_t)s->tls_handshake_failures));
+	json_object_set_new(o, "tls_errors", json_integer((json_int_t)s->tls_errors));
+	{
+		json_t *by = json_object();
+
+		for (int i = 1; by && i < TLS_FAIL__COUNT; i++)
+			json_object_set_new(by, tls_fail_name((enum tls_fail)i),
+					    json_integer((json_int_t)s->tls_failures[i]));
+		if (by)
+			json_object_set_new(o, "tls_failures", by);
+	}
 	json_object_set_new(o, "pending_bytes",
 			    json_integer((json_int_t)(s->appended_bytes - s->durable_bytes)));
 	return o;

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "common/codec.h"
+#include "common/tls.h"
 #include "controller/aggregate.h"
 #include "controller/registry.h"
 #include "controller/store.h"
@@ -52,6 +53,8 @@ struct ingest_options {
 	uint64_t low_water_bytes;	/* resume them below this */
 	const char *controller_id;	/* Welcome.controller_id (copied) */
 	const char *token;		/* required Hello.token; NULL/"" → none (copied) */
+	struct tls_ctx *tls; /* server context: TLS on every connection; NULL → plaintext.
+			      * Borrowed: must outlive the ingest (docs/security.md) */
 };
 
 /* Fills *o with the defaults (host 127.0.0.1, port 7070). */
@@ -70,7 +73,19 @@ struct ingest_stats {
 	uint64_t commits, commit_failures;
 	uint64_t backpressure_events; /* times reading was paused for the store */
 	uint64_t appended_bytes, durable_bytes;
-	bool backpressure; /* batch readers are paused right now */
+	bool backpressure;			/* batch readers are paused right now */
+	uint64_t tls_handshakes;		/* completed TLS handshakes */
+	uint64_t tls_handshake_failures;	/* refused or broken handshakes */
+	uint64_t tls_failures[TLS_FAIL__COUNT]; /* handshake failures by reason */
+	uint64_t tls_errors;			/* TLS failures after the handshake */
+};
+
+/* Remembers which peers were told about recently (one log line per peer and reason). */
+#define INGEST_PEER_LOG_SLOTS 64
+struct ingest_peer_log {
+	uint32_t addr_hash;
+	uint8_t reason;
+	uint64_t at_ms;
 };
 
 struct conn;
@@ -90,6 +105,8 @@ struct ingest {
 	struct conn *conns;	  /* every open connection */
 	struct conn *ack_waiters; /* connections waiting for a commit to Ack */
 	uint8_t *rbuf;		  /* the loop-wide read buffer */
+	uint8_t *tbuf;		  /* the loop-wide decrypted-read buffer (TLS only) */
+	struct ingest_peer_log peer_log[INGEST_PEER_LOG_SLOTS];
 	bool commit_inflight;
 	uint64_t commit_mark_ticket, commit_mark_bytes;
 	struct ingest_stats stats;

@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/codec.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "controller/controller.h"
 
 static const char usage[] =
@@ -32,6 +33,11 @@ static const char usage[] =
     "  --max-output-bytes N        unsent output per connection before disconnect (default 256K)\n"
     "  --high-water-bytes N        pause batch readers above N undurable bytes (default 32M)\n"
     "  --token TOKEN               require Hello.token to equal TOKEN\n"
+    "  --token-file FILE           the same, read from FILE (keeps it out of ps)\n"
+    "  --tls-cert FILE             TLS 1.3 on the ingest listener: certificate chain (PEM)\n"
+    "  --tls-key FILE              its private key (PEM, unencrypted)\n"
+    "  --tls-client-ca FILE        require agent certificates signed by these CAs (mTLS)\n"
+    "  --plaintext                 plaintext ingest on purpose (no warning; docs/security.md)\n"
     "  --controller-id ID          Welcome.controller_id (default tapio-controller@HOSTNAME)\n"
     "  --stats-interval DUR        periodic stats log line (default 60s)\n"
     "  --log-level LEVEL           debug | info | warn | error (default info)\n"
@@ -75,6 +81,11 @@ enum {
 	OPT_HTTP,
 	OPT_PROFILE,
 	OPT_CHECK_PROFILE,
+	OPT_TOKEN_FILE,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_CLIENT_CA,
+	OPT_PLAINTEXT,
 };
 
 static const struct option options[] = {
@@ -105,6 +116,11 @@ static const struct option options[] = {
     {"http", required_argument, NULL, OPT_HTTP},
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"check-profile", required_argument, NULL, OPT_CHECK_PROFILE},
+    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+    {"plaintext", no_argument, NULL, OPT_PLAINTEXT},
     {NULL, 0, NULL, 0},
 };
 
@@ -273,6 +289,7 @@ int main(int argc, char **argv)
 	struct controller_options o;
 	struct dump_options d = {.type = -1};
 	static char default_id[300];
+	static char token_buf[TLS_TOKEN_MAX + 1];
 	char host[256] = "";
 	uint64_t v;
 	int c, lvl;
@@ -348,6 +365,29 @@ int main(int argc, char **argv)
 			break;
 		case OPT_TOKEN:
 			o.ingest.token = optarg;
+			break;
+		case OPT_TOKEN_FILE: {
+			char err[600];
+
+			if (tls_read_token_file(optarg, token_buf, sizeof(token_buf), err,
+						sizeof(err)) < 0) {
+				fprintf(stderr, "tapio-controller: --token-file: %s\n", err);
+				return 2;
+			}
+			o.ingest.token = token_buf;
+			break;
+		}
+		case OPT_TLS_CERT:
+			o.tls.cert_file = optarg;
+			break;
+		case OPT_TLS_KEY:
+			o.tls.key_file = optarg;
+			break;
+		case OPT_TLS_CLIENT_CA:
+			o.tls.client_ca_file = optarg;
+			break;
+		case OPT_PLAINTEXT:
+			o.plaintext = true;
 			break;
 		case OPT_CONTROLLER_ID:
 			if (!optarg[0])
@@ -446,6 +486,15 @@ int main(int argc, char **argv)
 				err[0] ? err : strerror(-r));
 			return 2;
 		}
+	}
+	if (!o.tls.cert_file != !o.tls.key_file || (o.tls.client_ca_file && !o.tls.cert_file)) {
+		fprintf(stderr, "tapio-controller: --tls-cert and --tls-key go together "
+				"(and --tls-client-ca needs both; see --help)\n");
+		return 2;
+	}
+	if (o.plaintext && o.tls.cert_file) {
+		fprintf(stderr, "tapio-controller: --plaintext contradicts --tls-cert\n");
+		return 2;
 	}
 	if ((uint64_t)o.ingest.idle_timeout_ms <= 3ull * o.ingest.heartbeat_interval_ms) {
 		fprintf(stderr,
