@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Dashboard query benchmarks (figures go to docs/benchmarks.md, "Queries"):
+#  1. tapio-storegen writes RECORDS occurrences (default 10,000,000) from NODES nodes (1,000)
+#     spread over the last 24 h into a fresh store, and the same rows into SQLite (indexes
+#     on (ts), (type, node, ts), (node, ts), (severity, ts)); both sizes on disk;
+#  2. the real tapio-controller starts on that store: time to "ready" (store open + the
+#     aggregate rebuild from every record header); COLD=1 drops the page cache first;
+#  3. tests/bench/httpbench, N timed requests (default 200) on one keep-alive connection:
+#     (a) /v1/summary?by=type&bucket=1h&since=24h, (b) /v1/occurrences?type=T&node=N&limit=100,
+#     (c) the page after following DEEP (50) cursors of an unfiltered query; and the same
+#     three queries in SQLite in the same run (GROUP BY type + strftime hour; WHERE type AND
+#     node ORDER BY ts DESC LIMIT 100; keyset WHERE ts < ? ORDER BY ts DESC LIMIT 100);
+#  4. ingest under query load: tapio-loadgen (100 agents, RATE/s, LOAD_S s) alone, then
+#     while httpbench hammers (a)+(b) in a loop; acked/s of both and their ratio.
+# Prints a markdown table and writes it to build/bench/query.md. REUSE=1 keeps the data of
+# an earlier run with the same RECORDS and NODES (in $BUILD/bench/query-data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD_DIR:-build}
+RECORDS=${RECORDS:-10000000}
+NODES=${NODES:-1000}
+N=${N:-200}
+DEEP=${DEEP:-50}
+RATE=${RATE:-100000}
+LOAD_S=${LOAD_S:-10}
+REUSE=${REUSE:-0}
+COLD=${COLD:-0}
+DATA=${DATA_DIR:-$BUILD/bench/query-data}
+TYPE=kernel.network.connection_refused
+NODE=node-0042
+
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target tapio-controller tapio-loadgen tapio-storegen \
+	tapio-httpbench >/dev/null
+mkdir -p "$BUILD/bench"
+work=$(mktemp -d /tmp/tapio-benchq-XXXXXX)
+cpid=""
+cleanup() {
+	[ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+CTL="$BUILD/bin/tapio-controller"
+LOADGEN="$BUILD/bin/tapio-loadgen"
+STOREGEN="$BUILD/bin/tapio-storegen"
+HB="$BUILD/tests/tapio-httpbench"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now_ms() { date +%s%3N; }
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; } # field NAME <<<"line" -> value
+
+# ---- 1. data -------------------------------------------------------------------------------
+if [ "$REUSE" = 1 ] && [ "$(cat "$DATA/params" 2>/dev/null)" = "$RECORDS $NODES" ]; then
+	echo "== reusing $DATA ($(cat "$DATA/generated"))"
+else
+	rm -rf "$DATA"
+	mkdir -p "$DATA"
+	echo "== generating $RECORDS occurrences from $NODES nodes over 24 h (store + SQLite)"
+	t0=$(now_ms)
+	"$STOREGEN" --data-dir "$DATA/store" --records "$RECORDS" --nodes "$NODES" --span 24h \
+		--sqlite "$DATA/occ.db" 2> >(grep -v '\[store\] sealed' >&2) | tee "$DATA/generated"
+	echo "   took $(( ($(now_ms) - t0) / 1000 )) s"
+	echo "$RECORDS $NODES" >"$DATA/params"
+fi
+gen=$(cat "$DATA/generated")
+store_s=$(sed -n 's/.*store_s \([0-9.]*\).*/\1/p' <<<"$gen")
+sqlite_s=$(sed -n 's/.*sqlite_s \([0-9.]*\).*/\1/p' <<<"$gen")
+store_du=$(du -sb "$DATA/store" | cut -f1)
+sqlite_du=$(du -sb "$DATA/occ.db" | cut -f1)
+mib() { awk -v b="$1" 'BEGIN {printf "%.0f", b / 1048576}'; }
+
+# ---- 2. controller start -------------------------------------------------------------------
+hport=$(free_port)
+lport=$(free_port)
+if [ "$COLD" = 1 ]; then
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+fi
+t0=$(now_ms)
+"$CTL" --data-dir "$DATA/store" --http "127.0.0.1:$hport" --listen "127.0.0.1:$lport" \
+	--fsync always 2>"$work/controller.log" &
+cpid=$!
+for _ in $(seq 1 6000); do
+	grep -q "tapio-controller ready" "$work/controller.log" && break
+	kill -0 "$cpid" 2>/dev/null || { cat "$work/controller.log" >&2; exit 1; }
+	sleep 0.05
+done
+start_ms=$(($(now_ms) - t0))
+cache=$([ "$COLD" = 1 ] && echo "cold page cache" || echo "warm page cache")
+echo "== controller ready after $start_ms ms ($cache)"
+
+# ---- 3. queries ----------------------------------------------------------------------------
+qa="/v1/summary?by=type&bucket=1h&since=24h"
+qb="/v1/occurrences?type=$TYPE&node=$NODE&limit=100"
+qc="/v1/occurrences?limit=100"
+echo "== queries (n=$N, deep page after $DEEP pages)"
+"$HB" --port "$hport" -n "$N" "$qa" "$qb" /v1/status | tee "$work/http.txt"
+"$HB" --port "$hport" -n "$N" --deep "$DEEP" "$qc" | tee -a "$work/http.txt"
+"$HB" --sqlite "$DATA/occ.db" -n "$N" --deep "$DEEP" --type "$TYPE" --node "$NODE" |
+	tee "$work/sqlite.txt"
+h() { grep -F "http $1" "$work/http.txt" | head -1 | field "$2"; }
+s() { grep -F "sqlite $1" "$work/sqlite.txt" | head -1 | field "$2"; }
+ha50=$(h "$qa" p50_ms) ha99=$(h "$qa" p99_ms)
+hb50=$(h "$qb" p50_ms) hb99=$(h "$qb" p99_ms)
+hc50=$(h "deep:$qc" p50_ms) hc99=$(h "deep:$qc" p99_ms)
+hs50=$(h /v1/status p50_ms) hs99=$(h /v1/status p99_ms)
+sa50=$(s summary p50_ms) sa99=$(s summary p99_ms)
+sb50=$(s filtered p50_ms) sb99=$(s filtered p99_ms)
+sc50=$(s deep p50_ms) sc99=$(s deep p99_ms)
+
+# ---- 4. ingest under query load ------------------------------------------------------------
+loadgen() {
+	"$LOADGEN" --controller "127.0.0.1:$lport" --agents 100 --rate "$RATE" \
+		--duration "$LOAD_S" --node-prefix "$1" --json-summary 2>/dev/null |
+		sed -n 's/.*"acked_per_s":\([0-9.]*\).*/\1/p'
+}
+echo "== ingest: $RATE/s offered by 100 agents for $LOAD_S s, alone"
+alone=$(loadgen la)
+echo "   acked/s $alone"
+echo "== ingest while httpbench hammers (a)+(b)"
+"$HB" --port "$hport" --duration $((LOAD_S + 3)) "$qa" "$qb" >"$work/hammer.txt" &
+hpid=$!
+sleep 0.5
+loaded=$(loadgen lb)
+wait "$hpid" || true
+hammer=$(field per_s <"$work/hammer.txt")
+echo "   acked/s $loaded, queries/s $hammer"
+ratio=$(awk -v a="$alone" -v b="$loaded" 'BEGIN {printf "%.0f", (a > 0) ? 100 * b / a : 0}')
+
+kill -TERM "$cpid"
+wait "$cpid" || true
+cpid=""
+
+# ---- table ---------------------------------------------------------------------------------
+verdict() { # verdict VALUE OP LIMIT
+	awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
+		ok = (op == "<") ? (v < l) : (v >= l); print ok ? "✔" : "✘" }'
+}
+faster() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%s %.1f×", ((a < b) ? "✔" : "✘"), b / a}'; }
+{
+	echo "Data: $RECORDS occurrences, $NODES nodes, 24 h. Store $(mib "$store_du") MiB on disk" \
+		"(written in ${store_s} s), SQLite $(mib "$sqlite_du") MiB (${sqlite_s} s with indexes)." \
+		"Controller ready after $start_ms ms ($cache)."
+	echo
+	echo "| query (p50 / p99 ms, n=$N) | tapio-controller | SQLite | target | verdict |"
+	echo "|---|---|---|---|---|"
+	echo "| (a) summary by type, 1 h buckets, 24 h | $ha50 / $ha99 | $sa50 / $sa99 | < 20 ms |" \
+		"$(verdict "$ha99" "<" 20) p99, faster than SQLite: $(faster "$ha50" "$sa50") |"
+	echo "| (b) type + node, first page of 100 | $hb50 / $hb99 | $sb50 / $sb99 | < 10 ms |" \
+		"$(verdict "$hb99" "<" 10) p99, faster than SQLite: $(faster "$hb50" "$sb50") |"
+	echo "| (c) unfiltered page $((DEEP + 1)) (cursor) | $hc50 / $hc99 | $sc50 / $sc99 | faster than SQLite |" \
+		"$(faster "$hc50" "$sc50") |"
+	echo "| for scale: GET /v1/status (HTTP round trip floor) | $hs50 / $hs99 | – | – | |"
+	echo "| ingest acked/s, $RATE/s offered: alone / under (a)+(b) load | $alone / $loaded ($ratio %) |" \
+		"– | ≥ 80 % | $(verdict "$ratio" ">=" 80) (queries/s meanwhile: $hammer) |"
+} | tee "$BUILD/bench/query.md"
