@@ -18,6 +18,7 @@
 #include "common/codec.h"
 #include "common/log.h"
 #include "common/occ_proto.h"
+#include "common/tls.h"
 
 #define TAG		 "client"
 #define WRITE_HIGH_BYTES (4u << 20) /* bytes queued on the socket before we wait */
@@ -113,6 +114,7 @@ struct conn {
 	bool welcomed;
 	bool closing;
 	size_t write_bytes;
+	struct tls_conn *tls; /* NULL without TLS */
 	uint8_t rbuf[READ_BUF_BYTES];
 };
 
@@ -173,6 +175,7 @@ struct client {
 	bool wire_refused;
 	bool started;
 	uint32_t hb_ms;
+	struct tls_ctx *tls; /* NULL without TLS */
 
 	uv_timer_t batch_timer, hb_timer, retry_timer, hs_timer;
 	uv_idle_t kick;
@@ -709,8 +712,40 @@ static void on_write(uv_write_t *req, int status)
 		kick_send(c);
 }
 
+static int conn_write_raw(struct conn *k, struct bbuf *buf);
+
+/* Writes whatever ciphertext TLS has queued (handshake, records, alerts). */
+static int tls_flush(struct conn *k)
+{
+	size_t n = tls_conn_output_pending(k->tls);
+	struct bbuf *b;
+	int ret;
+
+	if (!n)
+		return 0;
+	b = bbuf_new(n);
+	if (!b)
+		return -ENOMEM;
+	b->len = (uint32_t)tls_conn_output_read(k->tls, b->data, n);
+	ret = conn_write_raw(k, b);
+	bbuf_put(b);
+	return ret;
+}
+
 /* Queues buf (a reference is taken) on the connection. Returns 0 or a negative error. */
 static int conn_write(struct conn *k, struct bbuf *buf)
+{
+	int ret;
+
+	if (!k->tls)
+		return conn_write_raw(k, buf);
+	ret = tls_conn_write(k->tls, buf->data, buf->len);
+	if (ret < 0)
+		return ret == -EPROTO ? -ECONNRESET : ret;
+	return tls_flush(k);
+}
+
+static int conn_write_raw(struct conn *k, struct bbuf *buf)
 {
 	struct wreq *w = malloc(sizeof(*w));
 	uv_buf_t ub;
@@ -850,6 +885,7 @@ static void on_conn_closed(uv_handle_t *h)
 	struct client *c = k->c;
 
 	codec_decoder_fini(&k->dec);
+	tls_conn_free(k->tls);
 	free(k);
 	c->conns_open--;
 	if (c->closing)
@@ -877,6 +913,15 @@ static void conn_drop(struct conn *k, const char *why)
 		c->conn = NULL;
 	uv_timer_stop(&c->hb_timer);
 	uv_timer_stop(&c->hs_timer);
+	if (k->tls && tls_conn_established(k->tls) && tls_conn_shutdown(k->tls) == 0) {
+		/* best-effort close_notify: only when nothing else is queued on the socket */
+		uint8_t note[128];
+		uv_buf_t b = uv_buf_init(
+		    (char *)note, (unsigned)tls_conn_output_read(k->tls, note, sizeof(note)));
+
+		if (b.len)
+			uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
+	}
 	uv_close((uv_handle_t *)&k->tcp, on_conn_closed);
 }
 
@@ -1136,18 +1181,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)k->rbuf, sizeof(k->rbuf));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Decodes and handles plaintext. */
+static void feed_plain(struct conn *k, const uint8_t *data, size_t len)
 {
-	struct conn *k = container_of(s, struct conn, tcp);
 	size_t off = 0;
 
-	if (nread < 0) {
-		conn_drop(k, nread == UV_EOF ? "closed by the controller" : uv_strerror(nread));
-		return;
-	}
-	while (off < (size_t)nread && !k->closing) {
-		ssize_t used =
-		    codec_decoder_feed(&k->dec, (uint8_t *)buf->base + off, (size_t)nread - off);
+	while (off < len && !k->closing) {
+		ssize_t used = codec_decoder_feed(&k->dec, data + off, len - off);
 		Tapio__V1__Frame *f;
 		int ret = 0;
 
@@ -1165,6 +1205,65 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			return;
 		}
 	}
+}
+
+/* A TLS failure will not fix itself (certificates, names): log it clearly, back off long. */
+static void tls_failed(struct conn *k)
+{
+	struct client *c = k->c;
+	enum tls_fail why = tls_conn_fail_reason(k->tls);
+	char msg[240];
+
+	c->st.tls_failures++;
+	c->st.send_failures++;
+	snprintf(msg, sizeof(msg), "TLS with %s:%u failed (%s): %s", c->o.host, c->o.port,
+		 tls_fail_name(why), tls_conn_error(k->tls));
+	if (why != TLS_FAIL_INTERNAL && why != TLS_FAIL_PROTOCOL) {
+		LOG_RATELIMITED(LOG_ERROR, TAG, "%s; retrying every %u ms", msg,
+				c->o.backoff_max_ms);
+		c->wire_refused = true;
+	}
+	tls_flush(k); /* the alert, if any (best effort: the handle closes next) */
+	conn_drop(k, msg);
+}
+
+static void feed_tls(struct conn *k, const uint8_t *data, size_t len)
+{
+	uint8_t plain[16384];
+	ssize_t n;
+
+	if (tls_conn_feed(k->tls, data, len) < 0) {
+		conn_drop(k, "out of memory");
+		return;
+	}
+	while (!k->closing && (n = tls_conn_read(k->tls, plain, sizeof(plain))) > 0)
+		feed_plain(k, plain, (size_t)n);
+	if (k->closing)
+		return;
+	if (n == -EPIPE) {
+		conn_drop(k, "closed by the controller (TLS close_notify)");
+		return;
+	}
+	if (n < 0) {
+		tls_failed(k);
+		return;
+	}
+	if (tls_flush(k) < 0)
+		conn_drop(k, "write failed");
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *k = container_of(s, struct conn, tcp);
+
+	if (nread < 0) {
+		conn_drop(k, nread == UV_EOF ? "closed by the controller" : uv_strerror(nread));
+		return;
+	}
+	if (k->tls)
+		feed_tls(k, (const uint8_t *)buf->base, (size_t)nread);
+	else
+		feed_plain(k, (const uint8_t *)buf->base, (size_t)nread);
 }
 
 static void on_hs_timer(uv_timer_t *t)
@@ -1196,7 +1295,15 @@ static void on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	uv_timer_start(&c->hs_timer, on_hs_timer, CLIENT_HANDSHAKE_TIMEOUT_MS, 0);
-	send_hello(k);
+	if (c->tls) {
+		k->tls = tls_conn_new(c->tls);
+		if (!k->tls || tls_conn_start(k->tls) < 0 || tls_flush(k) < 0) {
+			c->st.send_failures++;
+			conn_drop(k, "TLS setup failed");
+			return;
+		}
+	}
+	send_hello(k); /* with TLS: held until the handshake completes */
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -1320,6 +1427,7 @@ static void client_free(struct client *c)
 	free(c->enc);
 	for (size_t i = 0; i < c->nstrs; i++)
 		free(c->strs[i]);
+	tls_ctx_free(c->tls);
 	free(c);
 }
 
@@ -1354,6 +1462,22 @@ struct client *client_new(uv_loop_t *loop, const struct client_options *o, char 
 	}
 	if (!o->host || !*o->host || !o->port) {
 		snprintf(err, errlen, "controller host and port are required");
+		goto fail;
+	}
+	c->o.tls_ca = c->o.tls_cert = c->o.tls_key = c->o.tls_server_name = NULL;
+	if (o->tls_ca && *o->tls_ca) {
+		struct tls_client_options to = {
+		    .ca_file = o->tls_ca,
+		    .server_name =
+			o->tls_server_name && *o->tls_server_name ? o->tls_server_name : o->host,
+		    .cert_file = o->tls_cert,
+		    .key_file = o->tls_key};
+
+		c->tls = tls_ctx_new_client(&to, err, errlen);
+		if (!c->tls)
+			goto fail;
+	} else if ((o->tls_cert && *o->tls_cert) || (o->tls_key && *o->tls_key)) {
+		snprintf(err, errlen, "a TLS client certificate needs the CA file (tls-ca) too");
 		goto fail;
 	}
 	if (!c->o.heartbeat_interval_ms)

@@ -67,6 +67,7 @@ struct client_stats {
 	uint64_t connects;	      /* sessions welcomed */
 	uint64_t reconnects;	      /* connection attempts after the first */
 	uint64_t errors_received;     /* Error frames from the controller */
+	uint64_t tls_failures;	      /* TLS handshakes or sessions that failed */
 	uint64_t configs_applied;
 	uint64_t configs_rejected;
 	uint64_t queue_depth; /* unacknowledged batches (memory + spool) */
@@ -101,7 +102,12 @@ struct client_options {
 	const char *capabilities[CLIENT_MAX_CAPABILITIES]; /* NULL-terminated when fewer */
 	const char *label_keys[CLIENT_MAX_LABELS];
 	const char *label_values[CLIENT_MAX_LABELS];
-	const char *token;
+	const char *token; /* Hello.token (never logged) */
+	/* TLS (docs/security.md): tls_ca set → TLS 1.3 verifying the controller against it */
+	const char *tls_ca;
+	const char *tls_cert; /* client certificate for mTLS (with tls_key) */
+	const char *tls_key;
+	const char *tls_server_name;	/* name the certificate must carry; NULL → host */
 	uint32_t heartbeat_interval_ms; /* 0 = default; Welcome may override */
 	uint32_t batch_max;		/* 0 = default */
 	uint32_t batch_max_ms;		/* 0 = default */

@@ -25,6 +25,7 @@
 #include "common/config_hash.h"
 #include "common/log.h"
 #include "common/occ_proto.h"
+#include "common/tls.h"
 #include "common/ulid.h"
 
 #define TAG	       "loadgen"
@@ -61,6 +62,9 @@ struct agent {
 };
 
 struct loadgen {
+	/* transport security (docs/security.md); NULL = off */
+	const char *token, *tls_ca, *tls_cert, *tls_key, *tls_server_name;
+	char token_buf[TLS_TOKEN_MAX + 1];
 	uv_loop_t *loop;
 	uv_timer_t tick;
 	uv_signal_t sigint, sigterm;
@@ -597,13 +601,15 @@ static void raise_nofile(uint32_t agents)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: tapio-loadgen --controller HOST:PORT --agents N --rate R --duration S\n"
-		"                     [--batch B] [--batch-ms MS] [--spool-dir DIR]\n"
-		"                     [--acked-log FILE] [--node-prefix P] [--seed X]\n"
-		"                     [--json-summary]\n"
-		"  --rate is occurrences per second over all agents (0: connect and stay idle);\n"
-		"  --duration in seconds; --batch-ms is the client's batch time (default 200).\n");
+	fprintf(
+	    f,
+	    "usage: tapio-loadgen --controller HOST:PORT --agents N --rate R --duration S\n"
+	    "                     [--batch B] [--batch-ms MS] [--spool-dir DIR]\n"
+	    "                     [--acked-log FILE] [--node-prefix P] [--seed X]\n"
+	    "                     [--json-summary] [--token T | --token-file F]\n"
+	    "                     [--tls-ca F [--tls-cert F --tls-key F] [--tls-server-name N]]\n"
+	    "  --rate is occurrences per second over all agents (0: connect and stay idle);\n"
+	    "  --duration in seconds; --batch-ms is the client's batch time (default 200).\n");
 }
 
 static int parse_args(struct loadgen *lg, int argc, char **argv)
@@ -620,6 +626,12 @@ static int parse_args(struct loadgen *lg, int argc, char **argv)
 	    {"node-prefix", required_argument, NULL, 'p'},
 	    {"seed", required_argument, NULL, 'x'},
 	    {"json-summary", no_argument, NULL, 'j'},
+	    {"token", required_argument, NULL, 'T'},
+	    {"token-file", required_argument, NULL, 'F'},
+	    {"tls-ca", required_argument, NULL, 'A'},
+	    {"tls-cert", required_argument, NULL, 'C'},
+	    {"tls-key", required_argument, NULL, 'K'},
+	    {"tls-server-name", required_argument, NULL, 'N'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -705,6 +717,32 @@ static int parse_args(struct loadgen *lg, int argc, char **argv)
 		case 'j':
 			lg->json = true;
 			break;
+		case 'T':
+			lg->token = optarg;
+			break;
+		case 'F': {
+			char err[600];
+
+			if (tls_read_token_file(optarg, lg->token_buf, sizeof(lg->token_buf), err,
+						sizeof(err)) < 0) {
+				fprintf(stderr, "tapio-loadgen: --token-file: %s\n", err);
+				return -1;
+			}
+			lg->token = lg->token_buf;
+			break;
+		}
+		case 'A':
+			lg->tls_ca = optarg;
+			break;
+		case 'C':
+			lg->tls_cert = optarg;
+			break;
+		case 'K':
+			lg->tls_key = optarg;
+			break;
+		case 'N':
+			lg->tls_server_name = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -779,6 +817,11 @@ int main(int argc, char **argv)
 		o.on_dropped = on_dropped;
 		o.on_config = on_config;
 		o.capabilities[1] = "config.push";
+		o.token = lg->token;
+		o.tls_ca = lg->tls_ca;
+		o.tls_cert = lg->tls_cert;
+		o.tls_key = lg->tls_key;
+		o.tls_server_name = lg->tls_server_name;
 		o.arg = a;
 		if (lg->spool_dir) {
 			snprintf(a->spool, sizeof(a->spool), "%s/%s", lg->spool_dir, a->node);
