@@ -629,6 +629,21 @@ static void get_metrics(struct controller *c, struct api_response *rs)
 		 s->current);
 	prom_one(&b, "tapio_ingest_backpressure", "gauge",
 		 "1 while batch readers are paused for the store.", s->backpressure ? 1 : 0);
+	{
+		uint64_t lagging = 0;
+
+		for (size_t i = 0; i < c->registry.n_agents; i++)
+			lagging += config_dist_agent_lags(c->registry.agents[i]) ? 1 : 0;
+		prom_one(&b, "tapio_config_generation", "gauge",
+			 "Config generation of the profile being pushed (0: no --profile).",
+			 c->config.generation);
+		prom_one(&b, "tapio_config_reload_failures_total", "counter",
+			 "Profile reloads refused (the running profile stayed).",
+			 c->config.reload_failures);
+		prom_one(&b, "tapio_config_agents_lagging", "gauge",
+			 "Connected agents running another config than the one pushed to them.",
+			 lagging);
+	}
 	prom_one(&b, "tapio_store_commits_total", "counter", "Group commits.", st.commits);
 	prom_one(&b, "tapio_store_fsyncs_total", "counter", "fdatasync calls.", st.fsyncs);
 	prom_one(&b, "tapio_store_rotations_total", "counter", "Segments sealed.", st.rotations);

@@ -314,6 +314,10 @@ static void on_sighup(uv_signal_t *h, int signum)
 	struct config_dist *d = container_of(h, struct config_dist, sighup);
 
 	(void)signum;
+	if (!d->profile) {
+		log_info(TAG, "SIGHUP: no --profile, nothing to reload");
+		return;
+	}
 	log_info(TAG, "SIGHUP: reloading %s", d->path);
 	start_reload(d);
 }
@@ -352,8 +356,14 @@ int config_dist_init(struct config_dist *d, uv_loop_t *loop, const char *profile
 	d->send = send;
 	d->send_ctx = send_ctx;
 	err[0] = '\0';
-	if (!profile_path)
+	if (!profile_path) {
+		/* SIGHUP (systemctl reload) must not kill a controller that has no profile */
+		uv_signal_init(loop, &d->sighup);
+		d->open_handles = 1;
+		d->handles_open = true;
+		uv_signal_start(&d->sighup, on_sighup, SIGHUP);
 		return 0;
+	}
 	if (split_path(d, profile_path) < 0 || !(d->data_dir = strdup(data_dir))) {
 		snprintf(err, errlen, "out of memory");
 		config_dist_fini(d);
@@ -411,7 +421,8 @@ void config_dist_close(struct config_dist *d)
 	if (!d->handles_open)
 		return;
 	d->debounce.data = d->sighup.data = d->watch.data = d;
-	uv_close((uv_handle_t *)&d->debounce, on_handle_closed);
+	if (d->path)
+		uv_close((uv_handle_t *)&d->debounce, on_handle_closed);
 	uv_close((uv_handle_t *)&d->sighup, on_handle_closed);
 	if (d->watching)
 		uv_close((uv_handle_t *)&d->watch, on_handle_closed);

@@ -114,8 +114,9 @@ struct config_dist {
 };
 
 /*
- * Prepares *d. With profile_path NULL the distribution is inactive (no handles, nothing
- * pushed, config_dist_json still reports convergence of what agents run). Otherwise loads
+ * Prepares *d. With profile_path NULL the distribution is inactive (only a SIGHUP handler that
+ * logs "nothing to reload", so systemctl reload never kills the controller; nothing pushed;
+ * config_dist_json still reports convergence of what agents run). Otherwise loads
  * the profile (synchronously: before the controller serves anything), takes its generation
  * with config_generation_next(data_dir, …), and starts the SIGHUP handler and the directory
  * watch. Returns 0, or -errno / -EINVAL with the reason (path:line:col for a bad profile) in

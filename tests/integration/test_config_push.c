@@ -215,6 +215,34 @@ static json_t *agent_entry(json_t *status, const char *id)
 	return NULL;
 }
 
+/* GET path from the controller's HTTP API on port; returns the malloc'd response. */
+static char *http_get(int port, const char *path)
+{
+	char req[256], *buf = calloc(1, 1 << 20);
+	size_t n = 0;
+	ssize_t r;
+	int fd = cli_connect(port);
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	cr_assert_eq(cli_send_raw(fd, req, strlen(req)), 0);
+	while (n < (1u << 20) - 1 && (r = recv(fd, buf + n, (1u << 20) - 1 - n, 0)) > 0)
+		n += (size_t)r;
+	close(fd);
+	return buf;
+}
+
+/* The HTTP port from "http API listening on 127.0.0.1:PORT". */
+static int http_port(void)
+{
+	char *l = ctl_read_log(&ctl), *p = strstr(l, "http API listening on 127.0.0.1:");
+	int port;
+
+	cr_assert_not_null(p, "no http API line");
+	port = atoi(p + strlen("http API listening on 127.0.0.1:"));
+	free(l);
+	return port;
+}
+
 static void setup(void)
 {
 	ctl_mkroot(&ctl, "cfgpush");
@@ -238,7 +266,7 @@ Test(config_push, push_on_hello_resolves_per_node_and_label)
 	char err[128];
 
 	write_file(profile_path, PROFILE_V1);
-	ctl_start(&ctl, "--profile", profile_path, NULL);
+	ctl_start(&ctl, "--profile", profile_path, "--http", "127.0.0.1:0", NULL);
 	expected_hash(PROFILE_V1, "db-1", NULL, h_db);
 	expected_hash(PROFILE_V1, "web-1", NULL, h_web);
 	expected_hash(PROFILE_V1, "web-2", "ingest", h_ing);
@@ -294,6 +322,27 @@ Test(config_push, push_on_hello_resolves_per_node_and_label)
 	cr_assert_str_eq(json_string_value(json_object_get(adb, "expected_hash")), h_db);
 	cr_assert(json_is_string(json_object_get(adb, "applied_at")));
 	json_decref(st);
+
+	/* the same view over HTTP: GET /v1/config, /v1/agents and /metrics */
+	int hp = http_port();
+	char *body = http_get(hp, "/v1/config");
+	cr_assert(strstr(body, "200 OK"), "%.300s", body);
+	json_t *j = json_loads(strstr(body, "\r\n\r\n") + 4, 0, NULL);
+	cr_assert_not_null(j, "%.300s", body);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "profile"), "name")),
+			 "itest");
+	cr_assert_eq(
+	    json_integer_value(json_object_get(json_object_get(j, "convergence"), "lagging")), 1);
+	json_decref(j);
+	free(body);
+	body = http_get(hp, "/v1/agents");
+	cr_assert(strstr(body, "\"expected_hash\""), "%.300s", body);
+	free(body);
+	body = http_get(hp, "/metrics");
+	cr_assert(strstr(body, "\ntapio_config_generation 1\n"), "%.2000s", body);
+	cr_assert(strstr(body, "\ntapio_config_agents_lagging 1\n"));
+	cr_assert(strstr(body, "\ntapio_config_reload_failures_total 0\n"));
+	free(body);
 	close(db);
 	close(web);
 	close(ing);
@@ -397,6 +446,11 @@ Test(config_push, without_profile_nothing_is_pushed)
 	int fd = agent_hello("a-web", "web-1", NULL);
 
 	expect_silence(fd, 1000);
+	/* systemctl reload without a profile: logged, the controller keeps running */
+	kill(ctl.pid, SIGHUP);
+	usleep(300000);
+	cr_assert(ctl_alive(&ctl), "SIGHUP killed a controller without --profile");
+	cr_assert(ctl_log_has(&ctl, "no --profile, nothing to reload"));
 	json_t *st = status_json(), *cfg = json_object_get(st, "config");
 
 	cr_assert(json_is_false(json_object_get(cfg, "active")));
