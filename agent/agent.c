@@ -789,7 +789,9 @@ static void reload(struct agent *a)
 	    strcmp(nc->spool_dir, a->cfg.spool_dir) != 0 ||
 	    nc->heartbeat_interval_s != a->cfg.heartbeat_interval_s ||
 	    nc->spool_max_bytes != a->cfg.spool_max_bytes ||
-	    nc->queue_max_bytes != a->cfg.queue_max_bytes)
+	    nc->queue_max_bytes != a->cfg.queue_max_bytes || strcmp(nc->tls_ca, a->cfg.tls_ca) ||
+	    strcmp(nc->tls_cert, a->cfg.tls_cert) || strcmp(nc->tls_key, a->cfg.tls_key) ||
+	    strcmp(nc->tls_server_name, a->cfg.tls_server_name) || strcmp(nc->token, a->cfg.token))
 		log_warn(TAG,
 			 "reload: sinks, data_dir, node_name, cluster, file bounds and controller "
 			 "settings change only at restart");
@@ -946,6 +948,11 @@ struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen
 			agent_config_spool_dir(&a->cfg, a->spool_dir, sizeof(a->spool_dir)),
 		    .spool_max_bytes = a->cfg.spool_max_bytes,
 		    .spool_fsync = true,
+		    .token = a->cfg.token,
+		    .tls_ca = a->cfg.tls_ca,
+		    .tls_cert = a->cfg.tls_cert,
+		    .tls_key = a->cfg.tls_key,
+		    .tls_server_name = a->cfg.tls_server_name,
 		    .counters = on_heartbeat,
 		    .on_config = on_config_push,
 		    .on_acked = on_ctl_acked,

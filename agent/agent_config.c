@@ -58,6 +58,12 @@ void agent_config_usage(FILE *out)
 	    "  --spool-dir DIR           on-disk spool of unacknowledged batches (default DATA_DIR/spool)\n"
 	    "  --spool-max-bytes N       spool bound; the oldest evidence is dropped and counted (default %llu)\n"
 	    "  --queue-max-bytes N       in-memory batch queue bound (default %llu)\n"
+	    "  --tls-ca FILE             TLS 1.3 to the controller, verified against this CA\n"
+	    "  --tls-cert FILE           client certificate for mutual TLS (with --tls-key)\n"
+	    "  --tls-key FILE            its private key\n"
+	    "  --tls-server-name NAME    name the controller certificate must carry (default: host)\n"
+	    "  --token TOKEN             shared token sent in Hello (see --token-file)\n"
+	    "  --token-file FILE         read the token from FILE (keeps it out of ps)\n"
 	    "  -h, --help                print this help and exit\n"
 	    "  -V, --version             print the version and exit\n"
 	    "\n"
@@ -153,11 +159,37 @@ static int check_endpoint(const char *v)
 	return client_parse_endpoint(v, host, sizeof(host), &port);
 }
 
+/* The string-valued transport security keys of `controller:` and where they go. */
+struct tls_slot {
+	char *buf;
+	size_t len;
+};
+
+/* Finds the field of `controller.<key>`; returns false when key is not one of them. */
+static bool tls_key_slot(struct agent_config *c, const char *key, struct tls_slot *sl)
+{
+	sl->buf = NULL;
+	if (strcmp(key, "tls_ca") == 0)
+		*sl = (struct tls_slot){c->tls_ca, sizeof(c->tls_ca)};
+	else if (strcmp(key, "tls_cert") == 0)
+		*sl = (struct tls_slot){c->tls_cert, sizeof(c->tls_cert)};
+	else if (strcmp(key, "tls_key") == 0)
+		*sl = (struct tls_slot){c->tls_key, sizeof(c->tls_key)};
+	else if (strcmp(key, "tls_server_name") == 0)
+		*sl = (struct tls_slot){c->tls_server_name, sizeof(c->tls_server_name)};
+	else if (strcmp(key, "token") == 0)
+		*sl = (struct tls_slot){c->token, sizeof(c->token)};
+	else if (strcmp(key, "token_file") == 0)
+		*sl = (struct tls_slot){c->token_file, sizeof(c->token_file)};
+	return sl->buf != NULL;
+}
+
 /* The `controller:` mapping: address, heartbeat_interval_s, spool_dir, spool_*, queue_*. */
 static int controller_section(const char *label, yaml_document_t *doc, yaml_node_t *m,
 			      struct agent_config *c, char *err, size_t errlen)
 {
 	char buf[PATH_MAX];
+	struct tls_slot sl;
 	uint64_t x;
 	int rc;
 
@@ -165,7 +197,8 @@ static int controller_section(const char *label, yaml_document_t *doc, yaml_node
 		return settings_yaml_error(err, errlen, label, m,
 					   "controller: expected a mapping (address, "
 					   "heartbeat_interval_s, spool_dir, spool_max_bytes, "
-					   "queue_max_bytes)");
+					   "queue_max_bytes, tls_ca, tls_cert, tls_key, "
+					   "tls_server_name, token, token_file)");
 	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top;
 	     p++) {
 		yaml_node_t *k = yaml_document_get_node(doc, p->key);
@@ -212,6 +245,13 @@ static int controller_section(const char *label, yaml_document_t *doc, yaml_node
 						     err, errlen)) < 0)
 				return rc;
 			c->queue_max_bytes = x;
+		} else if (tls_key_slot(c, key, &sl)) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "controller.%s", key);
+			if ((rc = settings_yaml_string(label, v, name, sl.buf, sl.len, err,
+						       errlen)) < 0)
+				return rc;
 		} else {
 			return settings_yaml_error(err, errlen, label, k,
 						   "unknown key 'controller.%s'", key);
@@ -416,6 +456,12 @@ enum opt_id {
 	O_SPOOL_DIR,
 	O_SPOOL_MAX_BYTES,
 	O_QUEUE_MAX_BYTES,
+	O_TLS_CA,
+	O_TLS_CERT,
+	O_TLS_KEY,
+	O_TLS_SERVER_NAME,
+	O_TOKEN,
+	O_TOKEN_FILE,
 	O_HELP,
 	O_VERSION,
 };
@@ -443,6 +489,12 @@ static const struct opt opts[] = {
     {"--spool-dir", NULL, O_SPOOL_DIR, true},
     {"--spool-max-bytes", NULL, O_SPOOL_MAX_BYTES, true},
     {"--queue-max-bytes", NULL, O_QUEUE_MAX_BYTES, true},
+    {"--tls-ca", NULL, O_TLS_CA, true},
+    {"--tls-cert", NULL, O_TLS_CERT, true},
+    {"--tls-key", NULL, O_TLS_KEY, true},
+    {"--tls-server-name", NULL, O_TLS_SERVER_NAME, true},
+    {"--token", NULL, O_TOKEN, true},
+    {"--token-file", NULL, O_TOKEN_FILE, true},
     {"--help", "-h", O_HELP, false},
     {"--version", "-V", O_VERSION, false},
 };
@@ -604,6 +656,22 @@ static int apply_opt(const struct parsed_opt *po, struct agent_config *c, bool *
 			c->queue_max_bytes = x;
 		return 0;
 	}
+	case O_TLS_CA:
+	case O_TLS_CERT:
+	case O_TLS_KEY:
+	case O_TLS_SERVER_NAME:
+	case O_TOKEN:
+	case O_TOKEN_FILE: {
+		static const char *const keys[] = {"tls_ca",	      "tls_cert", "tls_key",
+						   "tls_server_name", "token",	  "token_file"};
+		struct tls_slot sl;
+
+		tls_key_slot(c, keys[po->o->id - O_TLS_CA], &sl);
+		if (!*v || strlen(v) >= sl.len)
+			return fail(err, errlen, "invalid value for %s (empty or too long)", n);
+		snprintf(sl.buf, sl.len, "%s", v);
+		return 0;
+	}
 	case O_HELP:
 	case O_VERSION:
 		return 0;
@@ -651,6 +719,15 @@ int agent_config_parse(int argc, char **argv, struct agent_config *c, FILE *out,
 		if ((rc = apply_opt(&po, c, &sinks_reset, err, errlen)) < 0)
 			return rc;
 	}
+	if (c->token_file[0] &&
+	    tls_read_token_file(c->token_file, c->token, sizeof(c->token), err, errlen) < 0)
+		return -EINVAL;
+	if ((c->tls_cert[0] || c->tls_key[0] || c->tls_server_name[0]) && !c->tls_ca[0])
+		return fail(err, errlen,
+			    "--tls-cert, --tls-key and --tls-server-name need --tls-ca (or "
+			    "controller.tls_ca)");
+	if (!c->tls_cert[0] != !c->tls_key[0])
+		return fail(err, errlen, "--tls-cert and --tls-key go together");
 	if ((c->sinks & AGENT_SINK_CONTROLLER) && !c->controller[0])
 		return fail(
 		    err, errlen,

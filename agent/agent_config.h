@@ -12,6 +12,7 @@
 
 #include "common/occurrence.h"
 #include "common/settings.h"
+#include "common/tls.h"
 
 #define AGENT_SINK_STDOUT     (1u << 0)
 #define AGENT_SINK_FILE	      (1u << 1)
@@ -47,6 +48,13 @@ struct agent_config {
 	char spool_dir[PATH_MAX]; /* "" = <data_dir>/spool */
 	uint64_t spool_max_bytes;
 	uint64_t queue_max_bytes;
+	/* transport security (docs/security.md): "" = off */
+	char tls_ca[PATH_MAX];	 /* CA bundle verifying the controller; set → TLS */
+	char tls_cert[PATH_MAX]; /* client certificate (mTLS), with tls_key */
+	char tls_key[PATH_MAX];
+	char tls_server_name[256];     /* "" → the controller address's host */
+	char token[TLS_TOKEN_MAX + 1]; /* Hello.token (never logged) */
+	char token_file[PATH_MAX];     /* read into token after parsing */
 	struct tapio_settings settings;
 	/* the command line, kept so SIGHUP can re-read the file with the same flags on top */
 	int argc;
