@@ -90,6 +90,18 @@ int seg_header_decode(const uint8_t in[SEG_HEADER_SIZE], uint64_t *segment_id, u
 void seg_record_encode(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
 		       const void *payload, size_t len)
 {
+	seg_record_encode_nocrc(out, m, flags, payload, len);
+	seg_record_set_crc(out);
+}
+
+void seg_record_set_crc(uint8_t *rec)
+{
+	seg_put_u32(rec + 4, seg_crc32(rec + SEG_REC_PREFIX, seg_get_u32(rec)));
+}
+
+void seg_record_encode_nocrc(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
+			     const void *payload, size_t len)
+{
 	uint8_t *meta = out + SEG_REC_PREFIX;
 
 	seg_put_u32(out, (uint32_t)(SEG_META_SIZE + len));
@@ -104,7 +116,7 @@ void seg_record_encode(uint8_t *out, const struct store_record_meta *m, uint8_t 
 	seg_put_u64(meta + 32, m->sequence);
 	if (len)
 		memcpy(meta + SEG_META_SIZE, payload, len);
-	seg_put_u32(out + 4, seg_crc32(meta, SEG_META_SIZE + len));
+	seg_put_u32(out + 4, 0);
 }
 
 void seg_meta_decode(const uint8_t *p, struct store_record_meta *m, uint8_t *flags)

@@ -58,6 +58,13 @@ static inline size_t seg_record_size(size_t payload_len)
 /* Writes one record (seg_record_size(len) bytes) to out. Never fails. */
 void seg_record_encode(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
 		       const void *payload, size_t len);
+/*
+ * The same in two steps, so the CRC can be computed off the event loop: _nocrc writes the
+ * record with a zero CRC, seg_record_set_crc(rec) fills it in (before the record is written).
+ */
+void seg_record_encode_nocrc(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
+			     const void *payload, size_t len);
+void seg_record_set_crc(uint8_t *rec);
 /* Decodes the meta header (SEG_META_SIZE bytes at p, i.e. record + SEG_REC_PREFIX). */
 void seg_meta_decode(const uint8_t *p, struct store_record_meta *m, uint8_t *flags);
 

@@ -221,6 +221,11 @@ static struct sess_entry *sess_get(struct store *s, uint64_t agent, uint64_t ses
 	return e;
 }
 
+static bool same_session(const struct store_record_meta *a, const struct store_record_meta *b)
+{
+	return a->agent_key == b->agent_key && a->session_id == b->session_id;
+}
+
 static int sess_note(struct store *s, uint64_t agent, uint64_t session, uint64_t seq, bool durable)
 {
 	struct sess_entry *e = sess_get(s, agent, session);
@@ -620,6 +625,13 @@ static int commit_io(struct store *s)
 		}
 	}
 	if (s->inflight.len) {
+		/* records are appended without their CRC: computing it here keeps it off the loop */
+		for (size_t pos = 0; pos < s->inflight.len;) {
+			uint8_t *rec = s->inflight.p + pos;
+
+			seg_record_set_crc(rec);
+			pos += SEG_REC_PREFIX + seg_get_u32(rec);
+		}
 		err = pwrite_all(s->active_fd, s->inflight.p, s->inflight.len, act->size);
 		if (err) {
 			log_error(TAG, "write segment %" PRIu64 ": %s", act->id, strerror(-err));
@@ -696,11 +708,17 @@ static void commit_finish(struct store *s, int status)
 			s->failed = status;
 		return;
 	}
+	struct store_record_meta last = {0};
+	bool have_last = false;
 	for (size_t pos = 0; pos < s->inflight.len;) {
 		const uint8_t *rec = s->inflight.p + pos;
 		struct store_record_meta m;
 		seg_meta_decode(rec + SEG_REC_PREFIX, &m, NULL);
-		sess_note(s, m.agent_key, m.session_id, m.sequence, true);
+		/* the records of one batch repeat the same watermark: note it once */
+		if (!have_last || !same_session(&m, &last) || m.sequence != last.sequence)
+			sess_note(s, m.agent_key, m.session_id, m.sequence, true);
+		last = m;
+		have_last = true;
 		pos += SEG_REC_PREFIX + seg_get_u32(rec);
 	}
 	s->inflight.len = 0;
@@ -860,13 +878,19 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 		return -ENOMEM;
 	/* reserve watermark entries first so nothing below can fail half-way */
 	for (size_t i = 0; i < n; i++)
-		if (!sess_get(s, meta[i].agent_key, meta[i].session_id))
+		if ((i == 0 || !same_session(&meta[i], &meta[i - 1])) &&
+		    !sess_get(s, meta[i].agent_key, meta[i].session_id))
 			return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		seg_record_encode(s->pending.p + s->pending.len, &meta[i],
-				  i == n - 1 ? SEG_FLAG_BATCH_END : 0, rec[i], len[i]);
+		/* the CRC is filled in by commit_io, in the thread pool for async commits */
+		seg_record_encode_nocrc(s->pending.p + s->pending.len, &meta[i],
+					i == n - 1 ? SEG_FLAG_BATCH_END : 0, rec[i], len[i]);
 		s->pending.len += seg_record_size(len[i]);
-		sess_note(s, meta[i].agent_key, meta[i].session_id, meta[i].sequence, false);
+		/* a batch is almost always one agent/session/sequence: note it once */
+		if (i == n - 1 || !same_session(&meta[i], &meta[i + 1]) ||
+		    meta[i].sequence != meta[i + 1].sequence)
+			sess_note(s, meta[i].agent_key, meta[i].session_id, meta[i].sequence,
+				  false);
 	}
 	s->appended_ticket++;
 	return 0;
