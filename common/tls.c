@@ -109,6 +109,11 @@ void tls_ctx_free(struct tls_ctx *ctx)
 	ctx_put(ctx);
 }
 
+void *tls_ctx_native(struct tls_ctx *ctx)
+{
+	return ctx ? ctx->ssl : NULL;
+}
+
 bool tls_ctx_mutual(const struct tls_ctx *ctx)
 {
 	return ctx && ctx->mutual;

@@ -65,6 +65,8 @@ struct tls_ctx *tls_ctx_new_server(const struct tls_server_options *o, char *err
 struct tls_ctx *tls_ctx_new_client(const struct tls_client_options *o, char *err, size_t errlen);
 /* Drops the caller's reference; connections keep theirs. NULL-safe. */
 void tls_ctx_free(struct tls_ctx *ctx);
+/* The OpenSSL SSL_CTX, for libraries that run TLS on their own sockets (h2o). Borrowed. */
+void *tls_ctx_native(struct tls_ctx *ctx);
 /* True for a server context built with a client CA. */
 bool tls_ctx_mutual(const struct tls_ctx *ctx);
 

@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <h2o.h>
 
 #include "common/log.h"
+#include "common/tls.h"
 #include "controller/api.h"
 #include "controller/controller.h"
 
@@ -47,7 +49,30 @@ struct http_server {
 	uint64_t refused; /* connections over HTTP_MAX_CONNECTIONS */
 	struct api_rate rate;
 	char address[300];
+	char *token;	       /* required bearer token, NULL = none */
+	struct tls_ctx *tls;   /* HTTPS context, NULL = plain HTTP */
+	uint64_t unauthorized; /* requests answered 401 */
 };
+
+/* True when the request carries "Authorization: Bearer <token>" with the right token. */
+static bool authorized(struct http_server *srv, h2o_req_t *req)
+{
+	char given[TLS_TOKEN_MAX + 1];
+	ssize_t i;
+	const h2o_iovec_t *v;
+
+	if (!srv->token)
+		return true;
+	i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+	if (i < 0)
+		return false;
+	v = &req->headers.entries[i].value;
+	if (v->len < 7 || v->len - 7 > TLS_TOKEN_MAX || strncasecmp(v->base, "Bearer ", 7) != 0)
+		return false;
+	memcpy(given, v->base + 7, v->len - 7);
+	given[v->len - 7] = '\0';
+	return tls_token_equal(given, srv->token);
+}
 
 void http_options_defaults(struct http_options *o)
 {
@@ -99,7 +124,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	struct api_response rs = {0};
 	bool head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
 
-	if (!head && !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+	if (!authorized(srv, req)) {
+		srv->unauthorized++;
+		api_error(&rs, 401, "UNAUTHORIZED",
+			  "missing or wrong bearer token (Authorization: Bearer TOKEN)");
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+			       H2O_STRLIT("Bearer realm=\"tapio\""));
+	} else if (!head && !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
 		api_error(&rs, 405, "METHOD_NOT_ALLOWED",
 			  "method %.*s not allowed: use GET or HEAD",
 			  (int)(req->method.len > 16 ? 16 : req->method.len), req->method.base);
@@ -165,8 +196,14 @@ static void maybe_finish(struct http_server *srv)
 		h2o_context_dispose(&srv->ctx);
 		h2o_config_dispose(&srv->config);
 	}
-	log_info(TAG, "http API stopped (%llu connections refused over the cap)",
-		 (unsigned long long)srv->refused);
+	log_info(TAG,
+		 "http API stopped (%llu connections refused over the cap, %llu requests "
+		 "unauthorized)",
+		 (unsigned long long)srv->refused, (unsigned long long)srv->unauthorized);
+	tls_ctx_free(srv->tls);
+	srv->tls = NULL;
+	free(srv->token);
+	srv->token = NULL;
 	uv_timer_start(&srv->final, on_final, 0, 0);
 }
 
@@ -288,6 +325,22 @@ int http_start(struct http *h, uv_loop_t *loop, const struct http_options *o, st
 	srv->owner = h;
 	srv->c = c;
 	uv_timer_init(loop, &srv->final);
+	if (o->token && *o->token && !(srv->token = strdup(o->token))) {
+		uv_close((uv_handle_t *)&srv->final, on_final_closed);
+		return -ENOMEM;
+	}
+	if (o->tls_cert && *o->tls_cert) {
+		struct tls_server_options to = {.cert_file = o->tls_cert, .key_file = o->tls_key};
+		char err[600];
+
+		srv->tls = tls_ctx_new_server(&to, err, sizeof(err));
+		if (!srv->tls) {
+			log_error(TAG, "http API TLS: %s", err);
+			free(srv->token);
+			uv_close((uv_handle_t *)&srv->final, on_final_closed);
+			return -EINVAL;
+		}
+	}
 	r = bind_listener(srv, loop, host, o->port);
 	if (r < 0) {
 		srv->stopping = true;
@@ -318,9 +371,12 @@ int http_start(struct http *h, uv_loop_t *loop, const struct http_options *o, st
 	h2o_context_init(&srv->ctx, loop, &srv->config);
 	srv->accept_ctx.ctx = &srv->ctx;
 	srv->accept_ctx.hosts = srv->config.hosts;
+	srv->accept_ctx.ssl_ctx = tls_ctx_native(srv->tls);
 	srv->h2o_inited = true;
 	h->srv = srv;
-	log_info(TAG, "http API listening on %s", srv->address);
+	log_info(TAG, "http API listening on %s (%s%s)", srv->address,
+		 srv->tls ? "HTTPS, TLS 1.3" : "plain HTTP",
+		 srv->token ? ", bearer token required" : ", no authentication");
 	return 0;
 }
 

@@ -30,6 +30,11 @@ struct http_options {
 	/* set when the address was given explicitly: a bind failure is then fatal; with the
 	 * default address it is logged and the controller runs without the query API */
 	bool required;
+	/* docs/security.md: every request must carry "Authorization: Bearer TOKEN" (else 401
+	 * UNAUTHORIZED); NULL/"" → no authentication (copied) */
+	const char *token;
+	const char *tls_cert; /* HTTPS (TLS 1.3) with this certificate and key; NULL → HTTP */
+	const char *tls_key;
 };
 
 /* Fills *o with the defaults (127.0.0.1:7080, enabled, not required). */

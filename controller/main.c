@@ -38,6 +38,10 @@ static const char usage[] =
     "  --tls-key FILE              its private key (PEM, unencrypted)\n"
     "  --tls-client-ca FILE        require agent certificates signed by these CAs (mTLS)\n"
     "  --plaintext                 plaintext ingest on purpose (no warning; docs/security.md)\n"
+    "  --http-token TOKEN          query API requires Authorization: Bearer TOKEN (else 401)\n"
+    "  --http-token-file FILE      the same, read from FILE\n"
+    "  --http-tls-cert FILE        serve the query API over HTTPS with this certificate\n"
+    "  --http-tls-key FILE         and this key\n"
     "  --controller-id ID          Welcome.controller_id (default tapio-controller@HOSTNAME)\n"
     "  --stats-interval DUR        periodic stats log line (default 60s)\n"
     "  --log-level LEVEL           debug | info | warn | error (default info)\n"
@@ -86,6 +90,10 @@ enum {
 	OPT_TLS_KEY,
 	OPT_TLS_CLIENT_CA,
 	OPT_PLAINTEXT,
+	OPT_HTTP_TOKEN,
+	OPT_HTTP_TOKEN_FILE,
+	OPT_HTTP_TLS_CERT,
+	OPT_HTTP_TLS_KEY,
 };
 
 static const struct option options[] = {
@@ -121,6 +129,10 @@ static const struct option options[] = {
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
     {"plaintext", no_argument, NULL, OPT_PLAINTEXT},
+    {"http-token", required_argument, NULL, OPT_HTTP_TOKEN},
+    {"http-token-file", required_argument, NULL, OPT_HTTP_TOKEN_FILE},
+    {"http-tls-cert", required_argument, NULL, OPT_HTTP_TLS_CERT},
+    {"http-tls-key", required_argument, NULL, OPT_HTTP_TLS_KEY},
     {NULL, 0, NULL, 0},
 };
 
@@ -289,7 +301,7 @@ int main(int argc, char **argv)
 	struct controller_options o;
 	struct dump_options d = {.type = -1};
 	static char default_id[300];
-	static char token_buf[TLS_TOKEN_MAX + 1];
+	static char token_buf[TLS_TOKEN_MAX + 1], http_token_buf[TLS_TOKEN_MAX + 1];
 	char host[256] = "";
 	uint64_t v;
 	int c, lvl;
@@ -388,6 +400,26 @@ int main(int argc, char **argv)
 			break;
 		case OPT_PLAINTEXT:
 			o.plaintext = true;
+			break;
+		case OPT_HTTP_TOKEN:
+			o.http.token = optarg;
+			break;
+		case OPT_HTTP_TOKEN_FILE: {
+			char err[600];
+
+			if (tls_read_token_file(optarg, http_token_buf, sizeof(http_token_buf), err,
+						sizeof(err)) < 0) {
+				fprintf(stderr, "tapio-controller: --http-token-file: %s\n", err);
+				return 2;
+			}
+			o.http.token = http_token_buf;
+			break;
+		}
+		case OPT_HTTP_TLS_CERT:
+			o.http.tls_cert = optarg;
+			break;
+		case OPT_HTTP_TLS_KEY:
+			o.http.tls_key = optarg;
 			break;
 		case OPT_CONTROLLER_ID:
 			if (!optarg[0])
@@ -490,6 +522,11 @@ int main(int argc, char **argv)
 	if (!o.tls.cert_file != !o.tls.key_file || (o.tls.client_ca_file && !o.tls.cert_file)) {
 		fprintf(stderr, "tapio-controller: --tls-cert and --tls-key go together "
 				"(and --tls-client-ca needs both; see --help)\n");
+		return 2;
+	}
+	if (!o.http.tls_cert != !o.http.tls_key) {
+		fprintf(stderr,
+			"tapio-controller: --http-tls-cert and --http-tls-key go together\n");
 		return 2;
 	}
 	if (o.plaintext && o.tls.cert_file) {
