@@ -15,7 +15,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 : "${TAPIO_BIN_DIR:=$root/build/bin}"
-PENDING=" --profile "
+PENDING=""
 
 die() { echo "tests/deploy/check-flags.sh: $*" >&2; exit 1; }
 passed=0
