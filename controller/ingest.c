@@ -438,6 +438,31 @@ static void request_commit(struct ingest *in)
  * evidence is never stored, and refusing the whole batch would make the agent resend it
  * forever. Returns 0 and *stored, or -errno from the store or allocation.
  */
+/*
+ * An upper bound on the packed size of any occurrence occ_to_proto() builds, so append_batch
+ * can pack straight into its scratch without a get_packed_size() pass. Occurrence has no
+ * repeated field: each field costs at most 2 tag bytes + 10 value or length-prefix bytes, plus
+ * (strings) its bytes, which are borrowed from the C struct (so within its size), or the two
+ * short constants and the catalogue's error code; 256 covers those and the sub-message headers.
+ */
+static size_t occ_pack_bound(void)
+{
+	static const ProtobufCMessageDescriptor *const descs[] = {
+	    &tapio__v1__occurrence__descriptor,	      &tapio__v1__context__descriptor,
+	    &tapio__v1__occurrence_error__descriptor, &tapio__v1__network_data__descriptor,
+	    &tapio__v1__container_data__descriptor,   &tapio__v1__storage_data__descriptor,
+	    &tapio__v1__node_data__descriptor,
+	};
+	size_t fields = 0, code = 0;
+
+	for (size_t i = 0; i < sizeof(descs) / sizeof(descs[0]); i++)
+		fields += descs[i]->n_fields;
+	for (int t = 0; t < TAPIO_OCC__COUNT; t++)
+		if (tapio_catalogue[t].error_code && strlen(tapio_catalogue[t].error_code) > code)
+			code = strlen(tapio_catalogue[t].error_code);
+	return sizeof(struct tapio_occurrence) + 12 * fields + code + 256;
+}
+
 /* Grows the append_batch scratch arrays to hold n records. Returns 0 or -ENOMEM. */
 static int scratch_reserve(struct ingest *in, size_t n)
 {
@@ -518,12 +543,12 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 			have_node = true;
 		}
 		occ_to_proto(&occ, &msg, &scratch);
-		sz = tapio__v1__occurrence__get_packed_size(&msg);
-		if (total + sz > in->sc_bytes_cap) {
+		/* twice the bound free: a wrong bound aborts below before it could overflow */
+		if (total + 2 * in->pack_bound > in->sc_bytes_cap) {
 			size_t ncap = in->sc_bytes_cap ? in->sc_bytes_cap * 2 : 65536;
 			uint8_t *p;
 
-			while (ncap < total + sz)
+			while (ncap < total + 2 * in->pack_bound)
 				ncap *= 2;
 			p = realloc(in->sc_bytes, ncap);
 			if (!p)
@@ -531,7 +556,12 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 			in->sc_bytes = p;
 			in->sc_bytes_cap = ncap;
 		}
-		tapio__v1__occurrence__pack(&msg, in->sc_bytes + total);
+		sz = tapio__v1__occurrence__pack(&msg, in->sc_bytes + total);
+		if (sz > in->pack_bound) {
+			log_error(TAG, "packed occurrence of %zu bytes over the bound %zu", sz,
+				  in->pack_bound);
+			abort();
+		}
 		in->sc_off[k] = total;
 		in->sc_len[k] = sz;
 		m->timestamp_ns = occ.timestamp_ns;
@@ -1121,6 +1151,7 @@ int ingest_start(struct ingest *in, uv_loop_t *loop, const struct ingest_options
 	in->host = strdup(in->opt.host);
 	in->token = o->token && o->token[0] ? strdup(o->token) : NULL;
 	in->rbuf = malloc(INGEST_READ_BUF);
+	in->pack_bound = occ_pack_bound();
 	in->tbuf = o->tls ? malloc(INGEST_READ_BUF) : NULL;
 	if (!in->controller_id || !in->host || !in->rbuf || (o->tls && !in->tbuf) ||
 	    (o->token && o->token[0] && !in->token)) {

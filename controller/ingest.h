@@ -117,6 +117,7 @@ struct ingest {
 	size_t *sc_len, *sc_off, sc_cap;
 	uint8_t *sc_bytes;
 	size_t sc_bytes_cap;
+	size_t pack_bound; /* largest packed occurrence (see occ_pack_bound) */
 	void (*on_stopped)(struct ingest *in, void *ctx);
 	void *stopped_ctx;
 	/* called right after an agent's Welcome was queued (config distribution pushes there) */
