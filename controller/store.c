@@ -73,12 +73,12 @@ struct store {
 	size_t n_segs, cap_segs;
 	int active_fd;
 
-	/* loop thread: the group being built */
-	struct buf pending;
+	/* loop thread: the group being built, and its session watermarks (struct sess_mark) */
+	struct buf pending, pending_marks;
 	uint64_t appended_ticket;
 
 	/* the group being committed */
-	struct buf inflight;
+	struct buf inflight, inflight_marks;
 	struct buf inflight_nodes; /* node table image to persist first (len 0: none) */
 	uint32_t inflight_node_count;
 	uint64_t inflight_ticket;
@@ -220,6 +220,11 @@ static struct sess_entry *sess_get(struct store *s, uint64_t agent, uint64_t ses
 	s->sess_used++;
 	return e;
 }
+
+/* One (agent, session, sequence) a group appended: published as durable when it commits. */
+struct sess_mark {
+	uint64_t agent, session, seq;
+};
 
 static bool same_session(const struct store_record_meta *a, const struct store_record_meta *b)
 {
@@ -696,6 +701,10 @@ static int commit_begin(struct store *s)
 	s->inflight = s->pending;
 	s->pending = t;
 	s->pending.len = 0;
+	t = s->inflight_marks;
+	s->inflight_marks = s->pending_marks;
+	s->pending_marks = t;
+	s->pending_marks.len = 0;
 	s->inflight_ticket = s->appended_ticket;
 	return 0;
 }
@@ -708,20 +717,12 @@ static void commit_finish(struct store *s, int status)
 			s->failed = status;
 		return;
 	}
-	struct store_record_meta last = {0};
-	bool have_last = false;
-	for (size_t pos = 0; pos < s->inflight.len;) {
-		const uint8_t *rec = s->inflight.p + pos;
-		struct store_record_meta m;
-		seg_meta_decode(rec + SEG_REC_PREFIX, &m, NULL);
-		/* the records of one batch repeat the same watermark: note it once */
-		if (!have_last || !same_session(&m, &last) || m.sequence != last.sequence)
-			sess_note(s, m.agent_key, m.session_id, m.sequence, true);
-		last = m;
-		have_last = true;
-		pos += SEG_REC_PREFIX + seg_get_u32(rec);
-	}
+	/* one mark per batch (not per record), recorded by store_append_batch */
+	const struct sess_mark *mk = (const struct sess_mark *)(const void *)s->inflight_marks.p;
+	for (size_t i = 0; i < s->inflight_marks.len / sizeof(*mk); i++)
+		sess_note(s, mk[i].agent, mk[i].session, mk[i].seq, true);
 	s->inflight.len = 0;
+	s->inflight_marks.len = 0;
 	s->durable_ticket = s->inflight_ticket;
 	s->nodes_durable = s->inflight_node_count;
 }
@@ -877,10 +878,17 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 	if (buf_reserve(&s->pending, total))
 		return -ENOMEM;
 	/* reserve watermark entries first so nothing below can fail half-way */
-	for (size_t i = 0; i < n; i++)
+	size_t marks = 0;
+	for (size_t i = 0; i < n; i++) {
 		if ((i == 0 || !same_session(&meta[i], &meta[i - 1])) &&
 		    !sess_get(s, meta[i].agent_key, meta[i].session_id))
 			return -ENOMEM;
+		if (i == n - 1 || !same_session(&meta[i], &meta[i + 1]) ||
+		    meta[i].sequence != meta[i + 1].sequence)
+			marks++;
+	}
+	if (buf_reserve(&s->pending_marks, marks * sizeof(struct sess_mark)))
+		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		/* the CRC is filled in by commit_io, in the thread pool for async commits */
 		seg_record_encode_nocrc(s->pending.p + s->pending.len, &meta[i],
@@ -888,9 +896,14 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 		s->pending.len += seg_record_size(len[i]);
 		/* a batch is almost always one agent/session/sequence: note it once */
 		if (i == n - 1 || !same_session(&meta[i], &meta[i + 1]) ||
-		    meta[i].sequence != meta[i + 1].sequence)
-			sess_note(s, meta[i].agent_key, meta[i].session_id, meta[i].sequence,
-				  false);
+		    meta[i].sequence != meta[i + 1].sequence) {
+			struct sess_mark mk = {meta[i].agent_key, meta[i].session_id,
+					       meta[i].sequence};
+
+			sess_note(s, mk.agent, mk.session, mk.seq, false);
+			memcpy(s->pending_marks.p + s->pending_marks.len, &mk, sizeof(mk));
+			s->pending_marks.len += sizeof(mk);
+		}
 	}
 	s->appended_ticket++;
 	return 0;
@@ -1238,6 +1251,8 @@ int store_close(struct store *s)
 	free(s->sess);
 	free(s->pending.p);
 	free(s->inflight.p);
+	free(s->pending_marks.p);
+	free(s->inflight_marks.p);
 	free(s->inflight_nodes.p);
 	free(s->cur_waiters.w);
 	free(s->next_waiters.w);
