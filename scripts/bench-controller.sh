@@ -12,7 +12,7 @@
 #     at BATCH_MS and at the client default (200 ms): p50/p99/max from loadgen's histogram;
 #  3. controller RSS with IDLE_AGENTS connected idle agents (loadgen --rate 0), per agent,
 #     beside a trivial accept-only listener holding as many bare TCP connections.
-# Root not required. Prints a markdown table and writes it to build/bench/controller.md.
+# Root not required; SKIP_BUILD=1 skips scripts/build.sh. Prints a markdown table and writes it to build/bench/controller.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD_DIR:-build}
@@ -25,7 +25,7 @@ BATCH_MS=${BATCH_MS:-10}
 IDLE_AGENTS=${IDLE_AGENTS:-10000}
 IDLE_SECS=${IDLE_SECS:-20}
 PORT=${PORT:-17371}
-BUILD_DIR=$BUILD scripts/build.sh >/dev/null
+[ -n "${SKIP_BUILD:-}" ] || BUILD_DIR=$BUILD scripts/build.sh >/dev/null # SKIP_BUILD=1: use $BUILD as is
 mkdir -p "$BUILD/bench"
 work=$(mktemp -d /tmp/tapio-bench-ctl-XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -53,6 +53,12 @@ stat_field() { # stat_field LOG KEY -> KEY=N from the controller's last stats li
 	grep 'stats: ' "$1" | tail -1 | sed -n "s/.* $2=\([0-9]*\).*/\1/p"
 }
 
+loop_cpu_ns() { # on-CPU ns of the main (event loop) thread of $1
+	local a
+	read -r a _ <"/proc/$1/task/$1/schedstat"
+	echo "$a"
+}
+
 rss_kib() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status; }
 
 wait_ready() { # wait_ready LOGFILE PATTERN
@@ -64,7 +70,7 @@ start_ctl() { # start_ctl NAME [extra flags]: fresh data dir, sets $cpid
 	local name=$1
 	shift
 	rm -rf "$work/$name"
-	"$CTL" --data-dir "$work/$name" --listen "127.0.0.1:$PORT" --http off --fsync always \
+	"$CTL" --data-dir "$work/$name" --listen "127.0.0.1:$PORT" --http off --plaintext --fsync always \
 		"$@" 2>"$work/$name.log" &
 	cpid=$!
 	wait_ready "$work/$name.log" "ready: listening"
@@ -78,10 +84,10 @@ stop_ctl() { # stop_ctl NAME
 # ---- 1. durable ingest throughput -----------------------------------------------------------
 echo "== durable ingest: $AGENTS agents, offered $RATE/s for $DURATION s (fsync always)"
 start_ctl ingest --stats-interval 1h
-c0=$(cpu_ns "$cpid")
+c0=$(cpu_ns "$cpid") l0=$(loop_cpu_ns "$cpid")
 "$LOADGEN" --controller "127.0.0.1:$PORT" --agents "$AGENTS" --rate "$RATE" \
 	--duration "$DURATION" --json-summary >"$work/ingest.json" 2>"$work/loadgen.log"
-c1=$(cpu_ns "$cpid")
+c1=$(cpu_ns "$cpid") l1=$(loop_cpu_ns "$cpid")
 stop_ctl ingest
 cat "$work/ingest.json"
 acked=$(json "$work/ingest.json" acked)
@@ -93,10 +99,12 @@ fsyncs=$(stat_field "$work/ingest.log" fsyncs)
 occ=$(stat_field "$work/ingest.log" occurrences)
 stored=$("$CTL" --dump "$work/ingest" --limit 1 2>/dev/null | sed -n 's/^ *records *\([0-9]*\).*/\1/p')
 ctl_cpu_per_m=$(awk -v d=$((c1 - c0)) -v n="$acked" 'BEGIN {printf "%.2f", d / 1e9 / (n / 1e6)}')
+loop_cpu_per_m=$(awk -v d=$((l1 - l0)) -v n="$acked" 'BEGIN {printf "%.2f", d / 1e9 / (n / 1e6)}')
+loop_max=$(awk -v s="$loop_cpu_per_m" 'BEGIN {printf "%.0f", 1e6 / s}')
 wire_per_occ=$(awk -v b="$bytes_in" -v n="$occ" 'BEGIN {printf "%.1f", b / n}')
 fsync_ms=$(awk -v e="$elapsed" -v f="$fsyncs" 'BEGIN {v = e * 1000 / f; printf "%d", v < 1 ? 1 : v}')
 echo "controller: bytes_in=$bytes_in occurrences=$occ fsyncs=$fsyncs stored=$stored" \
-	"cpu=${ctl_cpu_per_m}s/M wire=${wire_per_occ}B/occ fsync every ${fsync_ms}ms"
+	"cpu=${ctl_cpu_per_m}s/M (loop thread ${loop_cpu_per_m}s/M) wire=${wire_per_occ}B/occ fsync every ${fsync_ms}ms"
 [ "$stored" = "$acked" ] || echo "bench-controller: WARNING stored $stored != acked $acked" >&2
 
 echo "== raw baseline: $bytes_in bytes over $AGENTS connections, fdatasync every $fsync_ms ms"
@@ -182,6 +190,7 @@ echo "accept-only listener VmRSS ${brss0} -> ${brss1} KiB: $bper KiB/connection"
 	echo "|---|---|---|---|"
 	echo "| durable ingest, $AGENTS agents, fsync always (occurrences/s acked) | $acked_s ($acked of $submitted acked, $stored stored) | raw TCP → file: $raw_occ_s ($raw_bps B/s ÷ $wire_per_occ B/occ); controller = $ratio % | ≥ 500k/s and ≥ 50 % of raw |"
 	echo "| controller CPU per million occurrences (s, all threads) | $ctl_cpu_per_m | – | – |"
+	echo "| event-loop thread CPU per million (s) → rate one dedicated core allows | $loop_cpu_per_m → $loop_max/s | – | – |"
 	echo "| fsyncs during the run (cadence) | $fsyncs (every $fsync_ms ms) | same cadence | – |"
 	echo "| latency creation → durable Ack, $LAT_RATE/s, batch time $BATCH_MS ms (p50 / p99 / max ms) | $(json "$work/lat.json" latency_p50_ms) / $(json "$work/lat.json" latency_p99_ms) / $(json "$work/lat.json" latency_max_ms) | – | p99 < 50 ms |"
 	echo "| same, client default batch time 200 ms (p50 / p99 / max ms) | $(json "$work/latdef.json" latency_p50_ms) / $(json "$work/latdef.json" latency_p99_ms) / $(json "$work/latdef.json" latency_max_ms) | – | – |"
