@@ -93,7 +93,33 @@ struct loadgen {
 	bool interrupted;
 	uint64_t lat_hist[HIST_BUCKETS]; /* microseconds, see hist_index */
 	uint64_t lat_n, lat_max_us;
+	char last_id[TAPIO_ULID_LEN + 1]; /* the last id handed out, and its ms */
+	uint64_t last_id_ms;
 };
+
+/*
+ * A fresh ULID for ms: ulid_generate() (lock + random) once per millisecond, then the ULID
+ * monotonic rule (random part + 1) for the rest of that millisecond, as cheap string math.
+ */
+static void next_id(struct loadgen *lg, uint64_t ms, char *out)
+{
+	static const char digits[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+	if (ms != lg->last_id_ms || !lg->last_id[0]) {
+		ulid_generate(ms, lg->last_id);
+		lg->last_id_ms = ms;
+	} else {
+		for (int i = TAPIO_ULID_LEN - 1; i >= 10; i--) {
+			const char *d = strchr(digits, lg->last_id[i]);
+			int v = d ? (int)(d - digits) + 1 : 0;
+
+			lg->last_id[i] = digits[v & 31];
+			if (v < 32)
+				break;
+		}
+	}
+	memcpy(out, lg->last_id, TAPIO_ULID_LEN + 1);
+}
 
 /* Log-linear bucket of v: exact below 2*HIST_SUB, then HIST_SUB buckets per power of 2. */
 static unsigned hist_index(uint64_t v)
@@ -413,7 +439,7 @@ static void submit_one(struct loadgen *lg, struct agent *a, uint64_t now_ns)
 		o->last_seen_ns = now_ns;
 		o->first_seen_ns = now_ns - 500000000ull;
 	}
-	ulid_generate(now_ns / 1000000, o->id);
+	next_id(lg, now_ns / 1000000, o->id);
 	if (a->nids == a->idcap) {
 		a->idcap = a->idcap ? a->idcap * 2 : 4096;
 		a->ts = realloc(a->ts, a->idcap * sizeof(*a->ts));
