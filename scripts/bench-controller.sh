@@ -94,6 +94,7 @@ acked=$(json "$work/ingest.json" acked)
 submitted=$(json "$work/ingest.json" submitted)
 elapsed=$(json "$work/ingest.json" elapsed_s)
 acked_s=$(json "$work/ingest.json" acked_per_s)
+submit_s=$(awk -v n="$submitted" -v d="$(json "$work/ingest.json" duration_s)" 'BEGIN {printf "%.0f", n / d}')
 bytes_in=$(stat_field "$work/ingest.log" bytes_in)
 fsyncs=$(stat_field "$work/ingest.log" fsyncs)
 occ=$(stat_field "$work/ingest.log" occurrences)
@@ -188,7 +189,7 @@ echo "accept-only listener VmRSS ${brss0} -> ${brss1} KiB: $bper KiB/connection"
 {
 	echo "| metric | tapio-controller | baseline | target |"
 	echo "|---|---|---|---|"
-	echo "| durable ingest, $AGENTS agents, fsync always (occurrences/s acked) | $acked_s ($acked of $submitted acked, $stored stored) | raw TCP → file: $raw_occ_s ($raw_bps B/s ÷ $wire_per_occ B/occ); controller = $ratio % | ≥ 500k/s and ≥ 50 % of raw |"
+	echo "| durable ingest, $AGENTS agents, fsync always (occurrences/s acked) | $acked_s ($acked of $submitted acked, $stored stored; loadgen submitted $submit_s/s for $DURATION s) | raw TCP → file: $raw_occ_s ($raw_bps B/s ÷ $wire_per_occ B/occ); controller = $ratio % | ≥ 500k/s and ≥ 50 % of raw |"
 	echo "| controller CPU per million occurrences (s, all threads) | $ctl_cpu_per_m | – | – |"
 	echo "| event-loop thread CPU per million (s) → rate one dedicated core allows | $loop_cpu_per_m → $loop_max/s | – | – |"
 	echo "| fsyncs during the run (cadence) | $fsyncs (every $fsync_ms ms) | same cadence | – |"
