@@ -1,7 +1,7 @@
 /*
  * httpbench: query latency for scripts/bench-query.sh.
  *
- *   httpbench --port P [--host H] [-n N] [--warmup W] [--deep K] PATH...
+ *   httpbench --port P [--host H] [-n N] [--warmup W] [--deep K] [--budget S] PATH...
  *     for each PATH: W untimed then N timed GETs on one keep-alive connection; prints
  *     "http <name> p50_ms=… p99_ms=… n=… bytes=…". With --deep K, first follows next_cursor
  *     K pages from PATH (untimed), then times fetching page K+1 with that cursor.
@@ -10,6 +10,8 @@
  *   httpbench --sqlite FILE [-n N] [--warmup W] [--deep K] --type T --node N
  *     the same three queries against SQLite (summary by type per hour over 24 h, the
  *     filtered first page, a keyset page K pages deep), printed the same way.
+ *   Sampling of one query stops early (with at least 3 samples, n= says how many) once it
+ *   took more than --budget seconds (default 30): a 10 s query does not run 200 times.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +31,22 @@
 #ifdef TAPIO_HAVE_SQLITE
 #include <sqlite3.h>
 #endif
+
+static uint64_t now_ns(void);
+
+/* Time budget per query (seconds): stop sampling early (at least 3 samples) past it. */
+static double budget_s = 30;
+
+static bool over_budget(uint64_t start, int done)
+{
+	return done >= 3 && (double)(now_ns() - start) / 1e9 > budget_s;
+}
+
+/* Warm-up stops after the first request once a quarter of the budget is spent. */
+static bool warm_enough(uint64_t start, int done)
+{
+	return done >= 1 && (double)(now_ns() - start) / 1e9 > budget_s / 4;
+}
 
 static uint64_t now_ns(void)
 {
@@ -280,18 +298,20 @@ static int bench_path(struct conn *c, const char *path, int n, int warmup, int d
 				 strchr(path, '?') ? "&" : "?", cur);
 		}
 	}
-	for (int i = 0; i < warmup; i++)
+	uint64_t start = now_ns();
+	for (int i = 0; i < warmup && !warm_enough(start, i); i++)
 		if (get_ok(c, target) < 0)
 			return -1;
-	for (int i = 0; i < n; i++) {
+	int done = 0;
+	for (start = now_ns(); done < n && !over_budget(start, done); done++) {
 		uint64_t t0 = now_ns();
 		if (get_ok(c, target) < 0)
 			return -1;
-		v[i] = now_ns() - t0;
+		v[done] = now_ns() - t0;
 	}
 	char name[600];
 	snprintf(name, sizeof(name), "%s%s", deep > 0 ? "deep:" : "", path);
-	report("http", name, v, (size_t)n, c->body_len);
+	report("http", name, v, (size_t)done, c->body_len);
 	free(v);
 	return 0;
 }
@@ -342,21 +362,26 @@ static int bench_stmt(sqlite3 *db, const char *name, sqlite3_stmt *s, int n, int
 
 	if (!v)
 		return -1;
-	for (int i = 0; i < warmup + n; i++) {
+	uint64_t start = now_ns();
+	int done = 0;
+	for (int i = 0; i < warmup && !warm_enough(start, i); i++)
+		if (run_stmt(s, &bytes, &ts, -1) < 0)
+			goto fail;
+	for (start = now_ns(); done < n && !over_budget(start, done); done++) {
 		uint64_t t0 = now_ns();
-		rows = run_stmt(s, &bytes, &ts, -1);
-		if (rows < 0) {
-			fprintf(stderr, "httpbench: sqlite %s: %s\n", name, sqlite3_errmsg(db));
-			return -1;
-		}
-		if (i >= warmup)
-			v[i - warmup] = now_ns() - t0;
+		if ((rows = run_stmt(s, &bytes, &ts, -1)) < 0)
+			goto fail;
+		v[done] = now_ns() - t0;
 	}
 	char full[256];
 	snprintf(full, sizeof(full), "%s(rows=%ld)", name, rows);
-	report("sqlite", full, v, (size_t)n, bytes);
+	report("sqlite", full, v, (size_t)done, bytes);
 	free(v);
 	return 0;
+fail:
+	fprintf(stderr, "httpbench: sqlite %s: %s\n", name, sqlite3_errmsg(db));
+	free(v);
+	return -1;
 }
 
 static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
@@ -432,11 +457,17 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"host", required_argument, NULL, 'H'},   {"port", required_argument, NULL, 'p'},
-	    {"n", required_argument, NULL, 'n'},      {"warmup", required_argument, NULL, 'w'},
-	    {"deep", required_argument, NULL, 'd'},   {"duration", required_argument, NULL, 'D'},
-	    {"sqlite", required_argument, NULL, 's'}, {"type", required_argument, NULL, 't'},
-	    {"node", required_argument, NULL, 'N'},   {NULL, 0, NULL, 0},
+	    {"host", required_argument, NULL, 'H'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"n", required_argument, NULL, 'n'},
+	    {"warmup", required_argument, NULL, 'w'},
+	    {"deep", required_argument, NULL, 'd'},
+	    {"duration", required_argument, NULL, 'D'},
+	    {"sqlite", required_argument, NULL, 's'},
+	    {"type", required_argument, NULL, 't'},
+	    {"node", required_argument, NULL, 'N'},
+	    {"budget", required_argument, NULL, 'B'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct conn c = {.host = "127.0.0.1"};
 	const char *sqlite = NULL, *type = NULL, *node = NULL;
@@ -471,6 +502,9 @@ int main(int argc, char **argv)
 			break;
 		case 'N':
 			node = optarg;
+			break;
+		case 'B':
+			budget_s = atof(optarg);
 			break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of httpbench.c\n");
