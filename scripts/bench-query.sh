@@ -4,7 +4,8 @@
 #     spread over the last 24 h into a fresh store, and the same rows into SQLite (indexes
 #     on (ts), (type, node, ts), (node, ts), (severity, ts)); both sizes on disk;
 #  2. the real tapio-controller starts on that store: time to "ready" (store open + the
-#     aggregate rebuild from every record header); COLD=1 drops the page cache first;
+#     aggregate rebuild from every record header); COLD=1 first evicts the store's files
+#     from the page cache (posix_fadvise DONTNEED, nothing else's);
 #  3. tests/bench/httpbench, N timed requests (default 200) on one keep-alive connection:
 #     (a) /v1/summary?by=type&bucket=1h&since=24h, (b) /v1/occurrences?type=T&node=N&limit=100,
 #     (c) the page after following DEEP (50) cursors of an unfiltered query; and the same
@@ -38,7 +39,7 @@ work=$(mktemp -d /tmp/tapio-benchq-XXXXXX)
 cpid=""
 cleanup() {
 	[ -n "$cpid" ] && kill -TERM "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
-	rm -rf "$work"
+	rm -rf "$work" "$DATA/run"
 }
 trap cleanup EXIT
 
@@ -72,15 +73,31 @@ sqlite_du=$(du -sb "$DATA/occ.db" | cut -f1)
 mib() { awk -v b="$1" 'BEGIN {printf "%.0f", b / 1048576}'; }
 
 # ---- 2. controller start -------------------------------------------------------------------
+# The controller runs on a copy, so the ingest phase never changes the generated data (REUSE):
+# hard links for files the store only ever replaces by rename, a real copy of the active
+# (appended) segment and of LOCK.
+run="$DATA/run"
+rm -rf "$run"
+cp -al "$DATA/store" "$run"
+for f in LOCK "$(cd "$DATA/store" && ls seg-*.tseg | sort | tail -1)"; do
+	rm -f "$run/$f"
+	cp "$DATA/store/$f" "$run/$f"
+done
 hport=$(free_port)
 lport=$(free_port)
-if [ "$COLD" = 1 ]; then
+if [ "$COLD" = 1 ]; then # evict only the store's files from the page cache (not the machine's)
 	sync
-	echo 3 >/proc/sys/vm/drop_caches
+	python3 - "$run" <<'PY'
+import os, sys
+for f in os.listdir(sys.argv[1]):
+    fd = os.open(os.path.join(sys.argv[1], f), os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+PY
 fi
 tls=$("$CTL" --help 2>&1 | grep -q -- --plaintext && echo --plaintext || true)
 t0=$(now_ms)
-"$CTL" --data-dir "$DATA/store" --http "127.0.0.1:$hport" --listen "127.0.0.1:$lport" \
+"$CTL" --data-dir "$run" --http "127.0.0.1:$hport" --listen "127.0.0.1:$lport" \
 	--fsync always $tls 2>"$work/controller.log" &
 cpid=$!
 for _ in $(seq 1 6000); do
