@@ -425,9 +425,10 @@ void codec_arena_fini(struct codec_arena *a)
  * re-encoded frame always decodes again (protobuf-c 1.4 keeps e.g. a field number 0 written
  * as a two-byte tag, which it then writes as a one-byte tag that its own parser refuses).
  */
-static void strip_unknown(ProtobufCMessage *m, bool owned)
+static size_t strip_unknown(ProtobufCMessage *m, bool owned)
 {
 	const ProtobufCMessageDescriptor *desc = m->descriptor;
+	size_t stripped = m->n_unknown_fields;
 
 	for (unsigned i = 0; owned && i < m->n_unknown_fields; i++)
 		free(m->unknown_fields[i].data);
@@ -448,7 +449,7 @@ static void strip_unknown(ProtobufCMessage *m, bool owned)
 
 			for (size_t j = 0; j < n; j++)
 				if (arr[j])
-					strip_unknown(arr[j], owned);
+					stripped += strip_unknown(arr[j], owned);
 			continue;
 		}
 		if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
@@ -456,8 +457,9 @@ static void strip_unknown(ProtobufCMessage *m, bool owned)
 			continue;
 		ProtobufCMessage *sub = *(ProtobufCMessage **)(base + fd->offset);
 		if (sub)
-			strip_unknown(sub, owned);
+			stripped += strip_unknown(sub, owned);
 	}
+	return stripped;
 }
 
 static int decoder_next(struct codec_decoder *d, struct codec_arena *arena, Tapio__V1__Frame **out)
@@ -483,7 +485,9 @@ static int decoder_next(struct codec_decoder *d, struct codec_arena *arena, Tapi
 	if (!f)
 		return fail(d,
 			    budget.exhausted ? CODEC_ERR_FRAME_TOO_COMPLEX : CODEC_ERR_MALFORMED);
-	strip_unknown(&f->base, arena == NULL);
+	d->last_unknown_fields = strip_unknown(&f->base, arena == NULL);
+	d->last_payload = d->buf + d->start + CODEC_HEADER_LEN;
+	d->last_payload_len = payload;
 	d->start += need;
 	if (d->start == d->len)
 		d->start = d->len = 0;
@@ -500,6 +504,97 @@ int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out)
 int codec_decoder_next_arena(struct codec_decoder *d, struct codec_arena *a, Tapio__V1__Frame **out)
 {
 	return decoder_next(d, a, out);
+}
+
+/* ---- slicing a batch ---------------------------------------------------------------------- */
+
+/* Reads a varint at *p (below end). Returns 0 and advances *p, or -1. */
+static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Reads one field header at *p: its number, wire type and, for length-delimited fields, the
+ * value's bytes; other values are skipped (varint, fixed64, fixed32). Returns 0 or -1.
+ */
+static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *num, unsigned *type,
+		      const uint8_t **val, size_t *vlen)
+{
+	uint64_t key, n;
+
+	if (wire_varint(p, end, &key) < 0 || (key >> 3) == 0 || (key >> 3) > UINT32_MAX)
+		return -1;
+	*num = (uint32_t)(key >> 3);
+	*type = (unsigned)(key & 7);
+	*val = *p;
+	switch (*type) {
+	case 0:
+		if (wire_varint(p, end, &n) < 0)
+			return -1;
+		break;
+	case 1:
+	case 5:
+		n = *type == 1 ? 8 : 4;
+		if ((size_t)(end - *p) < n)
+			return -1;
+		*p += n;
+		break;
+	case 2:
+		if (wire_varint(p, end, &n) < 0 || n > (uint64_t)(end - *p))
+			return -1;
+		*val = *p;
+		*p += n;
+		break;
+	default:
+		return -1;
+	}
+	*vlen = (size_t)(*p - *val);
+	return 0;
+}
+
+ssize_t codec_batch_occurrences(const uint8_t *payload, size_t len, const uint8_t **ptr,
+				size_t *lens, size_t max)
+{
+	const uint8_t *p = payload, *end = payload + len, *batch = NULL, *val;
+	size_t blen = 0, vlen, n = 0;
+	uint32_t num;
+	unsigned type;
+
+	while (p < end) {
+		if (wire_field(&p, end, &num, &type, &val, &vlen) < 0 ||
+		    num != TAPIO__V1__FRAME__MSG_EVENT_BATCH || type != 2 || batch)
+			return -1;
+		batch = val;
+		blen = vlen;
+	}
+	if (!batch)
+		return -1;
+	p = batch;
+	end = batch + blen;
+	while (p < end) {
+		if (wire_field(&p, end, &num, &type, &val, &vlen) < 0)
+			return -1;
+		if ((num == 1 || num == 2) && type == 0)
+			continue;
+		if (num != 3 || type != 2 || n == max)
+			return -1;
+		ptr[n] = val;
+		lens[n] = vlen;
+		n++;
+	}
+	return (ssize_t)n;
 }
 
 /* ---- handshake --------------------------------------------------------------------------- */

@@ -100,6 +100,13 @@ struct codec_decoder {
 	int error;		  /* sticky codec_error, 0 while healthy */
 	uint64_t frames;	  /* frames returned so far */
 	size_t last_unpack_bytes; /* memory the last unpacked frame took (budget accounting) */
+	/*
+	 * The packed payload of the frame _next returned last, and how many unknown fields were
+	 * dropped from it. The bytes are the decoder's own: valid until the next _feed or _fini.
+	 */
+	const uint8_t *last_payload;
+	size_t last_payload_len;
+	size_t last_unknown_fields;
 };
 
 /*
@@ -151,6 +158,18 @@ void codec_arena_fini(struct codec_arena *a);
  */
 int codec_decoder_next_arena(struct codec_decoder *d, struct codec_arena *a,
 			     Tapio__V1__Frame **out);
+
+/*
+ * Slices a packed Frame payload holding one EventBatch into the exact wire bytes of each
+ * EventBatch.occurrences element (every one a packed tapio.v1.Occurrence, in order):
+ * ptr[i]/len[i] point into payload. Only the plain shape is sliced: a Frame whose only field
+ * is event_batch (once) and a batch with nothing but session_id, sequence and occurrences;
+ * anything else (merged or repeated fields, unknown fields, more than max elements) returns
+ * -1 and the caller uses the unpacked messages instead. Returns the element count otherwise.
+ * Bounds-checked on every byte; allocates nothing.
+ */
+ssize_t codec_batch_occurrences(const uint8_t *payload, size_t len, const uint8_t **ptr,
+				size_t *lens, size_t max);
 
 /* Bytes held and not yet returned as frames. */
 size_t codec_decoder_pending(const struct codec_decoder *d);

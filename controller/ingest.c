@@ -485,25 +485,85 @@ static int scratch_reserve(struct ingest *in, size_t n)
 	if (!(p = realloc(in->sc_off, ncap * sizeof(*in->sc_off))))
 		return -ENOMEM;
 	in->sc_off = p;
+	if (!(p = realloc(in->sc_wire, ncap * sizeof(*in->sc_wire))))
+		return -ENOMEM;
+	in->sc_wire = p;
+	if (!(p = realloc(in->sc_wire_len, ncap * sizeof(*in->sc_wire_len))))
+		return -ENOMEM;
+	in->sc_wire_len = p;
 	in->sc_cap = ncap;
 	return 0;
+}
+
+/*
+ * Packs occ canonically at in->sc_bytes + off (growing it) and sets *sz. Returns 0 or -ENOMEM.
+ */
+static int repack(struct ingest *in, const struct tapio_occurrence *occ, size_t off, size_t *sz)
+{
+	Tapio__V1__Occurrence msg;
+	struct occ_proto_scratch scratch;
+
+	occ_to_proto(occ, &msg, &scratch);
+	/* twice the bound free: a wrong bound aborts below before it could overflow */
+	if (off + 2 * in->pack_bound > in->sc_bytes_cap) {
+		size_t ncap = in->sc_bytes_cap ? in->sc_bytes_cap * 2 : 65536;
+		uint8_t *p;
+
+		while (ncap < off + 2 * in->pack_bound)
+			ncap *= 2;
+		p = realloc(in->sc_bytes, ncap);
+		if (!p)
+			return -ENOMEM;
+		in->sc_bytes = p;
+		in->sc_bytes_cap = ncap;
+	}
+	*sz = tapio__v1__occurrence__pack(&msg, in->sc_bytes + off);
+	if (*sz > in->pack_bound) {
+		log_error(TAG, "packed occurrence of %zu bytes over the bound %zu", *sz,
+			  in->pack_bound);
+		abort();
+	}
+	return 0;
+}
+
+/*
+ * Finds the received bytes of every occurrence of b (the frame just decoded by c's decoder)
+ * in in->sc_wire/sc_wire_len. Returns true when every occurrence has its slice; false when
+ * the frame had unknown fields (they are never stored) or is not the plain shape
+ * codec_batch_occurrences slices, and then every occurrence is re-encoded instead.
+ */
+static bool wire_slices(struct conn *c, const Tapio__V1__EventBatch *b)
+{
+	struct ingest *in = c->in;
+	ssize_t n;
+
+	if (c->dec.last_unknown_fields || !c->dec.last_payload)
+		return false;
+	n = codec_batch_occurrences(c->dec.last_payload, c->dec.last_payload_len, in->sc_wire,
+				    in->sc_wire_len, b->n_occurrences);
+	return n >= 0 && (size_t)n == b->n_occurrences;
 }
 
 /*
  * Converts, validates and appends every occurrence of b as one store batch (one commit group,
  * so dedupe by batch stays exact). Invalid occurrences are dropped and counted: wrong
  * evidence is never stored, and refusing the whole batch would make the agent resend it
- * forever. Returns 0 and *stored, or -errno from the store or allocation. Allocates nothing
- * in the steady state: the arrays and the packed bytes live in the ingest's scratch.
+ * forever. The payload stored for a valid occurrence is the exact packed Occurrence the agent
+ * sent (its slice of the frame), so nothing is encoded again; it is re-encoded from the
+ * validated message only when the frame had unknown fields or an unusual shape, or when the
+ * slice is longer than any canonical encoding could be (repeated fields), so a stored payload
+ * never carries bytes we did not understand and never exceeds pack_bound. Returns 0 and
+ * *stored, or -errno from the store or allocation. Allocates nothing in the steady state:
+ * the arrays and any packed bytes live in the ingest's scratch.
  */
 static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t *stored)
 {
 	struct ingest *in = c->in;
-	size_t n = b->n_occurrences, k = 0, total = 0;
+	size_t n = b->n_occurrences, k = 0, total = 0, packed = 0;
 	struct tapio_occurrence occ;
 	uint32_t node_id = 0;
 	char last_node[TAPIO_NAME_LEN];
-	bool have_node = false;
+	bool have_node = false, sliced;
 	char err[160];
 	int r;
 
@@ -512,9 +572,8 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 		return 0;
 	if ((r = scratch_reserve(in, n)) < 0)
 		return r;
+	sliced = wire_slices(c, b);
 	for (size_t i = 0; i < n; i++) {
-		Tapio__V1__Occurrence msg;
-		struct occ_proto_scratch scratch;
 		struct store_record_meta *m = &in->sc_meta[k];
 		size_t sz;
 
@@ -542,27 +601,16 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 			memcpy(last_node, occ.node, sizeof(last_node));
 			have_node = true;
 		}
-		occ_to_proto(&occ, &msg, &scratch);
-		/* twice the bound free: a wrong bound aborts below before it could overflow */
-		if (total + 2 * in->pack_bound > in->sc_bytes_cap) {
-			size_t ncap = in->sc_bytes_cap ? in->sc_bytes_cap * 2 : 65536;
-			uint8_t *p;
-
-			while (ncap < total + 2 * in->pack_bound)
-				ncap *= 2;
-			p = realloc(in->sc_bytes, ncap);
-			if (!p)
-				return -ENOMEM;
-			in->sc_bytes = p;
-			in->sc_bytes_cap = ncap;
+		if (sliced && in->sc_wire_len[i] <= in->pack_bound) {
+			sz = in->sc_wire_len[i];
+			in->sc_rec[k] = in->sc_wire[i];
+		} else {
+			if ((r = repack(in, &occ, packed, &sz)) < 0)
+				return r;
+			in->sc_rec[k] = NULL; /* in sc_bytes, which may still move */
+			in->sc_off[k] = packed;
+			packed += sz;
 		}
-		sz = tapio__v1__occurrence__pack(&msg, in->sc_bytes + total);
-		if (sz > in->pack_bound) {
-			log_error(TAG, "packed occurrence of %zu bytes over the bound %zu", sz,
-				  in->pack_bound);
-			abort();
-		}
-		in->sc_off[k] = total;
 		in->sc_len[k] = sz;
 		m->timestamp_ns = occ.timestamp_ns;
 		m->type = (uint8_t)occ.type;
@@ -577,7 +625,8 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 	if (k == 0)
 		return 0;
 	for (size_t i = 0; i < k; i++)
-		in->sc_rec[i] = in->sc_bytes + in->sc_off[i];
+		if (!in->sc_rec[i])
+			in->sc_rec[i] = in->sc_bytes + in->sc_off[i];
 	r = store_append_batch(in->store, in->sc_meta, in->sc_rec, in->sc_len, k);
 	if (r < 0)
 		return r;
@@ -1204,10 +1253,13 @@ void ingest_fini(struct ingest *in)
 	free(in->sc_rec);
 	free(in->sc_len);
 	free(in->sc_off);
+	free(in->sc_wire);
+	free(in->sc_wire_len);
 	free(in->sc_bytes);
 	in->sc_meta = NULL;
 	in->sc_rec = NULL;
-	in->sc_len = in->sc_off = NULL;
+	in->sc_len = in->sc_off = in->sc_wire_len = NULL;
+	in->sc_wire = NULL;
 	in->sc_bytes = NULL;
 	in->sc_cap = in->sc_bytes_cap = 0;
 	in->controller_id = in->host = in->token = NULL;

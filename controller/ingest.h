@@ -115,6 +115,8 @@ struct ingest {
 	struct store_record_meta *sc_meta;
 	const void **sc_rec;
 	size_t *sc_len, *sc_off, sc_cap;
+	const uint8_t **sc_wire; /* each occurrence's received bytes (codec_batch_occurrences) */
+	size_t *sc_wire_len;
 	uint8_t *sc_bytes;
 	size_t sc_bytes_cap;
 	size_t pack_bound; /* largest packed occurrence (see occ_pack_bound) */
