@@ -146,6 +146,10 @@ struct client {
 	struct occ_proto_scratch *scratch;
 	uint8_t *enc; /* encode scratch buffer */
 	size_t enccap;
+	/* open batch of pre-packed occurrences (client_submit_packed): field-3 elements */
+	uint8_t *pk;
+	size_t pklen, pkcap;
+	uint32_t npk;
 
 	/* unacknowledged batches, ordered by seq (ring, cap a power of two) */
 	struct entry *ents;
@@ -387,18 +391,13 @@ static void schedule_kick(struct client *c)
 
 /* ---- batching ---------------------------------------------------------------------------- */
 
-static void seal(struct client *c)
+/* Encodes the open struct batch as a frame into c->enc. Returns its size or -errno. */
+static ssize_t encode_open(struct client *c)
 {
 	Tapio__V1__Frame f = TAPIO__V1__FRAME__INIT;
 	Tapio__V1__EventBatch b = TAPIO__V1__EVENT_BATCH__INIT;
-	struct entry e = {0};
-	struct bbuf *buf;
-	size_t size;
 	ssize_t n;
 
-	if (c->nopen == 0)
-		return;
-	uv_timer_stop(&c->batch_timer);
 	for (uint32_t i = 0; i < c->nopen; i++) {
 		occ_to_proto(&c->open[i], &c->msgs[i], &c->scratch[i]);
 		c->ptrs[i] = &c->msgs[i];
@@ -412,7 +411,7 @@ static void seal(struct client *c)
 	/* encode once into the scratch buffer (packed-size computation is the costly part) */
 	n = codec_encode_frame(&f, c->enc, c->enccap);
 	if (n == -ENOSPC) {
-		size = codec_frame_size(&f);
+		size_t size = codec_frame_size(&f);
 		uint8_t *p = realloc(c->enc, size);
 		if (p) {
 			c->enc = p;
@@ -420,20 +419,105 @@ static void seal(struct client *c)
 			n = codec_encode_frame(&f, c->enc, c->enccap);
 		}
 	}
+	return n;
+}
+
+static size_t varint_size(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/*
+ * Encodes the open pre-packed batch as a frame into c->enc: Frame{event_batch = EventBatch{
+ * session_id, sequence, then the occurrences exactly as submitted}}, in the field order and
+ * encoding protobuf-c itself produces. Returns its size or -errno.
+ */
+static ssize_t encode_packed(struct client *c)
+{
+	size_t inner = c->pklen, payload, size;
+	uint8_t *p;
+
+	if (c->session)
+		inner += 1 + varint_size(c->session);
+	if (c->next_seq)
+		inner += 1 + varint_size(c->next_seq);
+	payload = 1 + varint_size(inner) + inner;
+	if (payload > CODEC_MAX_FRAME_LIMIT)
+		return -EMSGSIZE;
+	size = CODEC_HEADER_LEN + payload;
+	if (size > c->enccap) {
+		if (!(p = realloc(c->enc, size)))
+			return -ENOMEM;
+		c->enc = p;
+		c->enccap = size;
+	}
+	p = c->enc;
+	*p++ = (uint8_t)(payload >> 24);
+	*p++ = (uint8_t)(payload >> 16);
+	*p++ = (uint8_t)(payload >> 8);
+	*p++ = (uint8_t)payload;
+	*p++ = (TAPIO__V1__FRAME__MSG_EVENT_BATCH << 3) | 2;
+	p = put_varint(p, inner);
+	if (c->session) {
+		*p++ = (1 << 3) | 0; /* EventBatch.session_id */
+		p = put_varint(p, c->session);
+	}
+	if (c->next_seq) {
+		*p++ = (2 << 3) | 0; /* EventBatch.sequence */
+		p = put_varint(p, c->next_seq);
+	}
+	memcpy(p, c->pk, c->pklen);
+	return (ssize_t)size;
+}
+
+static void seal(struct client *c)
+{
+	uint32_t count = c->nopen ? c->nopen : c->npk;
+	struct entry e = {0};
+	struct bbuf *buf;
+	size_t size;
+	ssize_t n;
+
+	if (count == 0)
+		return;
+	uv_timer_stop(&c->batch_timer);
+	n = c->nopen ? encode_open(c) : encode_packed(c);
+	c->nopen = 0;
+	c->npk = 0;
+	c->pklen = 0;
+	if (c->pkcap > CLIENT_PACKED_SEAL_BYTES * 2) {
+		free(c->pk); /* one odd batch does not pin its buffer */
+		c->pk = NULL;
+		c->pkcap = 0;
+	}
 	buf = n > 0 ? bbuf_new((size_t)n) : NULL;
 	if (!buf) {
-		count_lost(c, c->next_seq, c->nopen, &c->st.dropped_queue);
+		count_lost(c, c->next_seq, count, &c->st.dropped_queue);
 		c->next_seq++;
-		c->nopen = 0;
 		return;
 	}
 	size = (size_t)n;
 	memcpy(buf->data, c->enc, size);
 	e.seq = c->next_seq++;
-	e.count = c->nopen;
+	e.count = count;
 	e.len = (uint32_t)size;
 	e.buf = buf;
-	c->nopen = 0;
 	if (ent_push(c, &e) < 0) {
 		bbuf_put(buf);
 		count_lost(c, e.seq, e.count, &c->st.dropped_queue);
@@ -501,6 +585,8 @@ int client_submit(struct client *c, const struct tapio_occurrence *occ)
 		c->st.dropped_closing++;
 		return -ESHUTDOWN;
 	}
+	if (c->npk)
+		seal(c); /* keep submit order: the pre-packed batch goes first */
 	if (c->nopen == c->open_cap && grow_open(c) < 0) {
 		count_lost(c, 0, 1, &c->st.dropped_queue);
 		return -ENOMEM;
@@ -510,6 +596,45 @@ int client_submit(struct client *c, const struct tapio_occurrence *occ)
 	if (c->nopen == 1)
 		uv_timer_start(&c->batch_timer, on_batch_timer, c->o.batch_max_ms, 0);
 	if (c->nopen >= c->o.batch_max)
+		seal(c);
+	return 0;
+}
+
+int client_submit_packed(struct client *c, const uint8_t *bytes, size_t len)
+{
+	size_t need;
+
+	if (c->closing) {
+		c->st.dropped_closing++;
+		return -ESHUTDOWN;
+	}
+	if (len == 0 || len > CLIENT_MAX_PACKED_BYTES)
+		return -EINVAL;
+	if (c->nopen)
+		seal(c); /* keep submit order: the struct batch goes first */
+	need = c->pklen + 1 + varint_size(len) + len;
+	if (need > c->pkcap) {
+		size_t ncap = c->pkcap ? c->pkcap : 4096;
+		uint8_t *p;
+
+		while (ncap < need)
+			ncap *= 2;
+		if (!(p = realloc(c->pk, ncap))) {
+			count_lost(c, 0, 1, &c->st.dropped_queue);
+			return -ENOMEM;
+		}
+		c->pk = p;
+		c->pkcap = ncap;
+	}
+	c->pk[c->pklen++] = (3 << 3) | 2; /* EventBatch.occurrences */
+	c->pklen = (size_t)(put_varint(c->pk + c->pklen, len) - c->pk);
+	memcpy(c->pk + c->pklen, bytes, len);
+	c->pklen += len;
+	c->npk++;
+	c->st.submitted++;
+	if (c->npk == 1)
+		uv_timer_start(&c->batch_timer, on_batch_timer, c->o.batch_max_ms, 0);
+	if (c->npk >= c->o.batch_max || c->pklen >= CLIENT_PACKED_SEAL_BYTES)
 		seal(c);
 	return 0;
 }
@@ -1425,6 +1550,7 @@ static void client_free(struct client *c)
 	free(c->ptrs);
 	free(c->scratch);
 	free(c->enc);
+	free(c->pk);
 	for (size_t i = 0; i < c->nstrs; i++)
 		free(c->strs[i]);
 	tls_ctx_free(c->tls);

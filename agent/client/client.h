@@ -29,6 +29,8 @@
 #define CLIENT_MAX_LABELS	    16
 #define CLIENT_MAX_CAPABILITIES	    16
 #define CLIENT_MAX_DEGRADED	    8
+#define CLIENT_MAX_PACKED_BYTES	    (64u << 10) /* one pre-packed occurrence */
+#define CLIENT_PACKED_SEAL_BYTES    (1u << 20)	/* a pre-packed batch is sealed past this */
 
 struct client;
 
@@ -142,6 +144,18 @@ int client_start(struct client *c);
  * or -ESHUTDOWN when the client is closing (the occurrence is dropped and counted).
  */
 int client_submit(struct client *c, const struct tapio_occurrence *occ);
+
+/*
+ * Adds one occurrence that is already a packed tapio.v1.Occurrence (bytes[0..len), copied)
+ * to the open batch: the batch frame is then built by concatenating such bytes, with no
+ * conversion or packing per occurrence (loadgen; a sender that keeps occurrences packed).
+ * The bytes are not checked here: the controller validates every occurrence and drops (and
+ * counts) invalid ones. A struct and a pre-packed occurrence never share a batch (switching
+ * kinds seals the open batch first), so submit order is kept. Never blocks, never does I/O.
+ * Returns 0, -EINVAL (len 0 or over CLIENT_MAX_PACKED_BYTES), -ENOMEM (dropped and counted)
+ * or -ESHUTDOWN as client_submit.
+ */
+int client_submit_packed(struct client *c, const uint8_t *bytes, size_t len);
 
 /* Seals the open batch now (if any). */
 void client_flush(struct client *c);

@@ -7,6 +7,10 @@
  * its batch durable arrives, (ack time - timestamp) goes into a log-linear histogram, and the
  * summary prints its p50/p99/max (end-to-end latency, client batching delay included).
  * --rate 0 submits nothing: the agents connect and stay idle for --duration (memory tests).
+ * Occurrences are pre-packed once (a pool of POOL_SIZE realistic ones, without their Context)
+ * and submitted with client_submit_packed: per occurrence only the id and timestamps are
+ * patched in place and the agent's packed Context appended, so the simulated agents spend
+ * their CPU on the protocol, not on protobuf packing. Every id is still fresh and unique.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -35,6 +39,18 @@
 #define MAX_CATCHUP_MS 100   /* never submit more than this much of the rate in one tick */
 #define HIST_SUB       16u   /* log-linear latency histogram: 16 sub-buckets per power of 2 */
 #define HIST_BUCKETS   (64u * HIST_SUB)
+#define PACKED_MAX     4096 /* a pool entry packed without its Context (checked at start) */
+
+/* One pool entry as packed bytes, and where its per-submit fields sit in them (0 = absent). */
+struct packed_occ {
+	uint32_t off; /* in loadgen.pk_bytes */
+	uint16_t len;
+	uint16_t id_off, ts_off, first_off, last_off;
+};
+
+/* Context{cluster, node} as a packed Occurrence field 9: two short strings. */
+#define CTX_MAX (3 + 2 * (2 + TAPIO_NAME_LEN))
+_Static_assert(TAPIO_NAME_LEN < 128, "names fit one-byte varint lengths");
 
 struct lg_batch {
 	uint64_t seq;
@@ -49,6 +65,8 @@ struct agent {
 	char node[TAPIO_NAME_LEN];
 	char agent_id[TAPIO_NAME_LEN];
 	char spool[4096];
+	uint8_t ctx[CTX_MAX]; /* packed Occurrence.context of this agent */
+	size_t ctx_len;
 	bool closed;
 	/* bookkeeping: timestamps (and ids with --acked-log) in submit order, batches in seal
 	 * order */
@@ -82,7 +100,8 @@ struct loadgen {
 	bool json;
 	FILE *ackf;
 	struct agent *agents;
-	struct tapio_occurrence *pool;
+	struct packed_occ *packed; /* POOL_SIZE entries */
+	uint8_t *pk_bytes;
 	uint64_t rng;
 	uint64_t t0_ns, submit_end_ns, last_ack_ns, end_ns;
 	uint64_t submitted;
@@ -429,17 +448,135 @@ static int on_config(void *arg, const Tapio__V1__ConfigPush *p, char *reason, si
 	return 0;
 }
 
+/* ---- the pre-packed pool ------------------------------------------------------------------ */
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Reads the varint at b[*i] (below len) and advances *i. */
+static uint64_t read_varint(const uint8_t *b, size_t len, size_t *i)
+{
+	uint64_t v = 0;
+
+	for (unsigned shift = 0; *i < len && shift < 64; shift += 7) {
+		uint8_t c = b[(*i)++];
+
+		v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80))
+			break;
+	}
+	return v;
+}
+
+/*
+ * Records where the id and the fixed64 timestamps of one packed Occurrence are (top-level
+ * fields only; protobuf-c's own output). Returns 0, or -1 when a field is not where it must be.
+ */
+static int find_fields(const uint8_t *b, size_t len, struct packed_occ *po)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		uint64_t key = read_varint(b, len, &i), v;
+
+		switch (key & 7) {
+		case 0:
+			read_varint(b, len, &i);
+			break;
+		case 1:
+			if ((key >> 3) == 2)
+				po->ts_off = (uint16_t)i;
+			else if ((key >> 3) == 12)
+				po->first_off = (uint16_t)i;
+			else if ((key >> 3) == 13)
+				po->last_off = (uint16_t)i;
+			i += 8;
+			break;
+		case 2:
+			v = read_varint(b, len, &i);
+			if ((key >> 3) == 1 && v == TAPIO_ULID_LEN)
+				po->id_off = (uint16_t)i;
+			i += v;
+			break;
+		case 5:
+			i += 4;
+			break;
+		default:
+			return -1;
+		}
+	}
+	return i == len && po->id_off && po->ts_off && !po->first_off == !po->last_off ? 0 : -1;
+}
+
+/* Packs every pool occurrence once, without its Context (each agent appends its own). */
+static int build_packed_pool(struct loadgen *lg, const struct tapio_occurrence *pool)
+{
+	size_t total = 0;
+
+	lg->packed = calloc(POOL_SIZE, sizeof(*lg->packed));
+	lg->pk_bytes = malloc((size_t)POOL_SIZE * PACKED_MAX);
+	if (!lg->packed || !lg->pk_bytes)
+		return -1;
+	for (uint32_t i = 0; i < POOL_SIZE; i++) {
+		Tapio__V1__Occurrence msg;
+		struct occ_proto_scratch scratch;
+		struct packed_occ *po = &lg->packed[i];
+		size_t n;
+
+		occ_to_proto(&pool[i], &msg, &scratch);
+		msg.context = NULL;
+		n = tapio__v1__occurrence__get_packed_size(&msg);
+		if (n > PACKED_MAX)
+			return -1;
+		po->off = (uint32_t)total;
+		po->len = (uint16_t)tapio__v1__occurrence__pack(&msg, lg->pk_bytes + total);
+		if (find_fields(lg->pk_bytes + total, po->len, po) < 0)
+			return -1;
+		total += po->len;
+	}
+	return 0;
+}
+
+/* Occurrence field 9, Context{cluster = 1, node = 2}, packed once per agent. */
+static void build_context(struct agent *a, const char *cluster)
+{
+	size_t cl = strnlen(cluster, TAPIO_NAME_LEN - 1), nl = strlen(a->node);
+	size_t inner = 2 + cl + 2 + nl; /* < 2^14: a two-byte varint at most */
+	uint8_t *p = a->ctx;
+
+	*p++ = (9 << 3) | 2;
+	if (inner >= 0x80)
+		*p++ = (uint8_t)(inner | 0x80);
+	*p++ = (uint8_t)(inner >> (inner >= 0x80 ? 7 : 0));
+	*p++ = (1 << 3) | 2;
+	*p++ = (uint8_t)cl;
+	memcpy(p, cluster, cl);
+	p += cl;
+	*p++ = (2 << 3) | 2;
+	*p++ = (uint8_t)nl;
+	memcpy(p, a->node, nl);
+	p += nl;
+	a->ctx_len = (size_t)(p - a->ctx);
+}
+
 static void submit_one(struct loadgen *lg, struct agent *a, uint64_t now_ns)
 {
-	struct tapio_occurrence *o = &lg->pool[rnd(lg) & (POOL_SIZE - 1)];
+	const struct packed_occ *po = &lg->packed[rnd(lg) & (POOL_SIZE - 1)];
+	uint8_t buf[PACKED_MAX + CTX_MAX];
+	char id[TAPIO_ULID_LEN + 1];
 
-	memcpy(o->node, a->node, sizeof(o->node));
-	o->timestamp_ns = now_ns;
-	if (o->count) {
-		o->last_seen_ns = now_ns;
-		o->first_seen_ns = now_ns - 500000000ull;
+	memcpy(buf, lg->pk_bytes + po->off, po->len);
+	next_id(lg, now_ns / 1000000, id);
+	memcpy(buf + po->id_off, id, TAPIO_ULID_LEN);
+	put_le64(buf + po->ts_off, now_ns);
+	if (po->first_off) {
+		put_le64(buf + po->first_off, now_ns - 500000000ull);
+		put_le64(buf + po->last_off, now_ns);
 	}
-	next_id(lg, now_ns / 1000000, o->id);
+	memcpy(buf + po->len, a->ctx, a->ctx_len);
 	if (a->nids == a->idcap) {
 		a->idcap = a->idcap ? a->idcap * 2 : 4096;
 		a->ts = realloc(a->ts, a->idcap * sizeof(*a->ts));
@@ -453,10 +590,10 @@ static void submit_one(struct loadgen *lg, struct agent *a, uint64_t now_ns)
 	}
 	a->ts[a->nids] = now_ns;
 	if (lg->ackf)
-		memcpy(a->ids[a->nids], o->id, TAPIO_ULID_LEN + 1);
+		memcpy(a->ids[a->nids], id, TAPIO_ULID_LEN + 1);
 	a->nids++;
 	a->submitted++;
-	client_submit(a->client, o);
+	client_submit_packed(a->client, buf, po->len + a->ctx_len);
 	lg->submitted++;
 }
 
@@ -789,6 +926,7 @@ int main(int argc, char **argv)
 	static struct loadgen lgs;
 	struct loadgen *lg = &lgs;
 	uv_loop_t loop;
+	struct tapio_occurrence *pool;
 	char err[256];
 	int ret = 1;
 
@@ -800,14 +938,19 @@ int main(int argc, char **argv)
 	if (uv_loop_init(&loop) < 0)
 		return 1;
 	lg->loop = &loop;
-	lg->pool = calloc(POOL_SIZE, sizeof(*lg->pool));
+	pool = calloc(POOL_SIZE, sizeof(*pool));
 	lg->agents = calloc(lg->nagents, sizeof(*lg->agents));
-	if (!lg->pool || !lg->agents) {
+	if (!pool || !lg->agents) {
 		fprintf(stderr, "tapio-loadgen: out of memory\n");
 		return 1;
 	}
 	for (uint32_t i = 0; i < POOL_SIZE; i++)
-		fill_pool_entry(lg, &lg->pool[i], i);
+		fill_pool_entry(lg, &pool[i], i);
+	if (build_packed_pool(lg, pool) < 0) {
+		fprintf(stderr, "tapio-loadgen: packing the occurrence pool failed\n");
+		return 1;
+	}
+	free(pool);
 	if (lg->acked_log) {
 		lg->ackf = fopen(lg->acked_log, "w");
 		if (!lg->ackf) {
@@ -828,6 +971,7 @@ int main(int argc, char **argv)
 		a->lg = lg;
 		snprintf(a->node, sizeof(a->node), "%s-%04u", lg->node_prefix, i);
 		snprintf(a->agent_id, sizeof(a->agent_id), "loadgen-%s-%04u", lg->node_prefix, i);
+		build_context(a, "loadgen");
 		o.host = lg->host;
 		o.port = lg->port;
 		o.agent_id = a->agent_id;
@@ -886,6 +1030,7 @@ int main(int argc, char **argv)
 		free(lg->agents[i].batches);
 	}
 	free(lg->agents);
-	free(lg->pool);
+	free(lg->packed);
+	free(lg->pk_bytes);
 	return ret;
 }
