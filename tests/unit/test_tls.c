@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -481,4 +482,34 @@ Test(tls, libuv_socketpair_round_trip)
 	free(s);
 	free(up);
 	free(down);
+}
+
+/* ---- tokens ------------------------------------------------------------------------------ */
+
+Test(tls, token_compare_and_token_file)
+{
+	char path[] = "/tmp/tapio-tls-token-XXXXXX", buf[TLS_TOKEN_MAX + 1], err[256];
+	int fd;
+
+	cr_assert(tls_token_equal("abc", "abc"));
+	cr_assert(!tls_token_equal("abd", "abc"));
+	cr_assert(!tls_token_equal("ab", "abc"));
+	cr_assert(!tls_token_equal("abcd", "abc"));
+	cr_assert(!tls_token_equal(NULL, "abc"));
+	cr_assert(tls_token_equal(NULL, ""));
+	fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, "  s3cret token \n\nsecond line\n", 29), 29);
+	close(fd);
+	cr_assert_eq(tls_read_token_file(path, buf, sizeof(buf), err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(buf, "s3cret token");
+	fd = open(path, O_WRONLY | O_TRUNC);
+	cr_assert_eq(write(fd, " \n", 2), 2);
+	close(fd);
+	cr_assert_eq(tls_read_token_file(path, buf, sizeof(buf), err, sizeof(err)), -1);
+	cr_assert(strstr(err, "is empty"), "%s", err);
+	cr_assert_eq(tls_read_token_file(path, buf, 4, err, sizeof(err)), -1);
+	unlink(path);
+	cr_assert_eq(tls_read_token_file(path, buf, sizeof(buf), err, sizeof(err)), -1);
+	cr_assert(strstr(err, path), "%s", err);
 }
