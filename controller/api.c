@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/codec.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/occ_json.h"
 #include "common/occ_proto.h"
 #include "controller/controller.h"
@@ -245,6 +246,19 @@ static void get_status(struct controller *c, const struct api_request *rq, struc
 	    /* agents */
 	    "agents", "connected", (json_int_t)registry_connected(&c->registry), "known",
 	    (json_int_t)registry_known(&c->registry));
+	if (j) { /* transport security (docs/security.md) */
+		json_t *by = json_object(), *tls;
+
+		for (int i = 1; by && i < TLS_FAIL__COUNT; i++)
+			json_object_set_new(by, tls_fail_name((enum tls_fail)i),
+					    json_integer((json_int_t)s->tls_failures[i]));
+		tls = json_pack("{s:b,s:b,s:I,s:I,s:o*,s:I}", "enabled", c->tls != NULL, "mutual",
+				tls_ctx_mutual(c->tls), "handshakes", (json_int_t)s->tls_handshakes,
+				"handshake_failures", (json_int_t)s->tls_handshake_failures,
+				"failures", by, "errors", (json_int_t)s->tls_errors);
+		if (tls)
+			json_object_set_new(json_object_get(j, "ingest"), "tls", tls);
+	}
 	reply_json(rs, j);
 }
 
@@ -627,6 +641,14 @@ static void get_metrics(struct controller *c, struct api_response *rs)
 			    codec_error_code_name((Tapio__V1__ErrorCode)i), s->errors_sent[i]);
 	prom_one(&b, "tapio_ingest_connections", "gauge", "Agent connections open now.",
 		 s->current);
+	prom_one(&b, "tapio_ingest_tls_handshakes_total", "counter",
+		 "TLS handshakes completed with agents.", s->tls_handshakes);
+	prom_head(&b, "tapio_ingest_tls_handshake_failures_total", "counter",
+		  "TLS handshakes refused or broken, by reason (docs/security.md).");
+	for (int i = 1; i < TLS_FAIL__COUNT; i++)
+		sbuf_printf(
+		    &b, "tapio_ingest_tls_handshake_failures_total{reason=\"%s\"} %" PRIu64 "\n",
+		    tls_fail_name((enum tls_fail)i), s->tls_failures[i]);
 	prom_one(&b, "tapio_ingest_backpressure", "gauge",
 		 "1 while batch readers are paused for the store.", s->backpressure ? 1 : 0);
 	{

@@ -196,10 +196,11 @@ static void maybe_finish(struct http_server *srv)
 		h2o_context_dispose(&srv->ctx);
 		h2o_config_dispose(&srv->config);
 	}
-	log_info(TAG,
-		 "http API stopped (%llu connections refused over the cap, %llu requests "
-		 "unauthorized)",
-		 (unsigned long long)srv->refused, (unsigned long long)srv->unauthorized);
+	log_info(TAG, "http API stopped (%llu connections refused over the cap)",
+		 (unsigned long long)srv->refused);
+	if (srv->token)
+		log_info(TAG, "http API: %llu requests unauthorized (401)",
+			 (unsigned long long)srv->unauthorized);
 	tls_ctx_free(srv->tls);
 	srv->tls = NULL;
 	free(srv->token);
