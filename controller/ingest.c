@@ -340,9 +340,19 @@ static void resume_conn(struct conn *c)
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+/*
+ * Pauses batch readers while more than high_water_bytes wait for the next commit (appended
+ * after the in-flight commit took its group), and resumes them below low_water_bytes, which
+ * happens as soon as the next commit takes the group. Counting only the waiting bytes lets
+ * the loop fill one group while the thread pool writes and fsyncs the previous one; counting
+ * every undurable byte made the two take turns (readers paused for the whole commit after
+ * each one). Undurable memory stays bounded: one group in flight plus one waiting, each at
+ * most high_water_bytes plus the frames already read.
+ */
 static void backpressure_update(struct ingest *in)
 {
-	uint64_t pending = in->stats.appended_bytes - in->stats.durable_bytes;
+	uint64_t pending = in->stats.appended_bytes -
+			   (in->commit_inflight ? in->commit_mark_bytes : in->stats.durable_bytes);
 
 	if (!in->stats.backpressure && pending > in->opt.high_water_bytes) {
 		in->stats.backpressure = true;
@@ -404,9 +414,9 @@ static void on_commit(struct store *s, int status, uint64_t durable, void *ctx)
 			send_ack(c, c->ack_seq);
 		}
 	}
-	backpressure_update(in);
 	if (store_appended_ticket(s) > durable)
 		request_commit(in);
+	backpressure_update(in); /* after the next commit took its group */
 	maybe_stopped(in);
 }
 
