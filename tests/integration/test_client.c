@@ -580,6 +580,60 @@ Test(client, batches_in_order_with_intact_occurrences)
 	peer_fini(&p);
 }
 
+/* Pre-packed and struct submissions, interleaved: every occurrence arrives intact, in order. */
+Test(client, submit_packed_keeps_order_and_bytes)
+{
+	enum { N = 301 };
+	static struct tapio_occurrence sent[N];
+	static uint8_t buf[4096];
+	struct peer p;
+	struct client_options o;
+	struct client *c;
+	struct client_stats st;
+	char err[256];
+
+	peer_init(&p);
+	o = opts(&p);
+	c = client_new(&loop, &o, err, sizeof(err));
+	cr_assert_not_null(c, "%s", err);
+	cr_assert_eq(client_start(c), 0);
+	for (uint32_t i = 0; i < N; i++) {
+		make_occ(&sent[i], i);
+		if ((i / 7) % 2) {
+			cr_assert_eq(client_submit(c, &sent[i]), 0);
+			continue;
+		}
+		Tapio__V1__Occurrence msg;
+		struct occ_proto_scratch scratch;
+		size_t len;
+
+		occ_to_proto(&sent[i], &msg, &scratch);
+		len = tapio__v1__occurrence__get_packed_size(&msg);
+		cr_assert_leq(len, sizeof(buf));
+		tapio__v1__occurrence__pack(&msg, buf);
+		cr_assert_eq(client_submit_packed(c, buf, len), 0);
+	}
+	cr_assert_eq(client_submit_packed(c, buf, 0), -EINVAL);
+	cr_assert_eq(client_submit_packed(c, buf, CLIENT_MAX_PACKED_BYTES + 1), -EINVAL);
+	struct wait_idle wi = {c};
+	struct wait_rx w = {&p, N};
+	cr_assert(run_until(got_occs, &w, 10000), "peer got %zu of %d", p.nocc, N);
+	cr_assert(run_until(client_drained, &wi, 5000));
+	cr_assert_eq(p.nocc, N);
+	for (size_t i = 0; i < N; i++)
+		assert_same_occ(&p.occs[i], &sent[i]);
+	for (size_t i = 0; i < p.nrx; i++) {
+		cr_assert_eq(p.rx[i].seq, i + 1);
+		cr_assert_eq(p.rx[i].session, client_session_id(c));
+	}
+	client_counters(c, &st);
+	cr_assert_eq(st.submitted, N);
+	cr_assert_eq(st.occurrences_acked, N);
+	cr_assert_eq(st.dropped_queue + st.dropped_spool, 0);
+	close_client(c);
+	peer_fini(&p);
+}
+
 Test(client, reconnects_and_resends_with_same_session_and_sequence)
 {
 	enum { N = 2000 };

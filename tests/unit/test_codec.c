@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -839,4 +840,78 @@ Test(codec, decode_amplification_refused, .timeout = 30)
 	cr_assert_str_eq(codec_error_name(CODEC_ERR_FRAME_TOO_COMPLEX), "FRAME_TOO_COMPLEX");
 	codec_decoder_fini(&d);
 	free(buf);
+}
+
+/* Packs an EventBatch of n occurrences (ids "0".."n-1", distinct sizes) into a frame payload. */
+static size_t pack_batch(uint8_t *out, size_t n, Tapio__V1__Occurrence *occ, char (*ids)[8])
+{
+	Tapio__V1__Frame f = TAPIO__V1__FRAME__INIT;
+	Tapio__V1__EventBatch b = TAPIO__V1__EVENT_BATCH__INIT;
+	Tapio__V1__Occurrence *ptrs[8];
+
+	for (size_t i = 0; i < n; i++) {
+		tapio__v1__occurrence__init(&occ[i]);
+		snprintf(ids[i], 8, "%zu%.*s", i, (int)i, "xxxxxx");
+		occ[i].id = ids[i];
+		occ[i].timestamp_ns = 1000 + i;
+		ptrs[i] = &occ[i];
+	}
+	b.session_id = 7;
+	b.sequence = 3;
+	b.n_occurrences = n;
+	b.occurrences = ptrs;
+	f.msg_case = TAPIO__V1__FRAME__MSG_EVENT_BATCH;
+	f.event_batch = &b;
+	return tapio__v1__frame__pack(&f, out);
+}
+
+Test(codec, batch_occurrences_slices_the_received_bytes, .timeout = 10)
+{
+	Tapio__V1__Occurrence occ[4];
+	char ids[4][8];
+	uint8_t payload[512], one[128], frame[600];
+	const uint8_t *ptr[4];
+	size_t lens[4], len = pack_batch(payload, 4, occ, ids);
+	struct codec_decoder d;
+	Tapio__V1__Frame *f;
+
+	cr_assert_eq(codec_batch_occurrences(payload, len, ptr, lens, 4), 4);
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = tapio__v1__occurrence__pack(&occ[i], one);
+
+		cr_assert_eq(lens[i], n);
+		cr_assert_eq(memcmp(ptr[i], one, n), 0);
+		cr_assert(ptr[i] > payload && ptr[i] + lens[i] <= payload + len);
+	}
+	/* more elements than room, a truncated payload, an empty one: refused, never overread */
+	cr_assert_eq(codec_batch_occurrences(payload, len, ptr, lens, 3), -1);
+	for (size_t cut = 0; cut < len; cut++)
+		cr_assert_eq(codec_batch_occurrences(payload, cut, ptr, lens, 4), -1);
+	cr_assert_eq(codec_batch_occurrences(payload, 0, ptr, lens, 4), -1);
+	/* another Frame field, a second event_batch, an unknown batch field: not the plain shape */
+	uint8_t two[1100];
+	memcpy(two, payload, len);
+	memcpy(two + len, payload, len);
+	cr_assert_eq(codec_batch_occurrences(two, 2 * len, ptr, lens, 4), -1);
+	uint8_t hello[] = {0x0a, 0x00};
+	memcpy(two, hello, sizeof(hello));
+	memcpy(two + sizeof(hello), payload, len);
+	cr_assert_eq(codec_batch_occurrences(two, len + sizeof(hello), ptr, lens, 4), -1);
+	uint8_t batch_unknown[] = {0x22, 0x03, 0xc8, 0x01, 0x00 /* field 25 = 0 */};
+	cr_assert_eq(codec_batch_occurrences(batch_unknown, sizeof(batch_unknown), ptr, lens, 4),
+		     -1);
+
+	/* the decoder exposes the payload it just unpacked and its unknown-field count */
+	codec_decoder_init(&d, 0);
+	frame[0] = frame[1] = 0;
+	frame[2] = (uint8_t)(len >> 8);
+	frame[3] = (uint8_t)len;
+	memcpy(frame + 4, payload, len);
+	cr_assert_eq(codec_decoder_feed(&d, frame, 4 + len), (ssize_t)(4 + len));
+	cr_assert_eq(codec_decoder_next(&d, &f), 1);
+	cr_assert_eq(d.last_payload_len, len);
+	cr_assert_eq(memcmp(d.last_payload, payload, len), 0);
+	cr_assert_eq(d.last_unknown_fields, 0);
+	tapio__v1__frame__free_unpacked(f, NULL);
+	codec_decoder_fini(&d);
 }
