@@ -21,6 +21,13 @@
 
 #define TAG "api"
 
+/*
+ * Records one occurrences page may examine (record headers read, or posting-list entries
+ * checked): ~4-5 ms of loop time at the measured decode rate. A page that hits it ends early
+ * with a next_cursor where the scan stopped (docs/api.md).
+ */
+#define OCC_MAX_EXAMINED 100000u
+
 #define CT_JSON	  "application/json; charset=utf-8"
 #define CT_NDJSON "application/x-ndjson"
 #define CT_PROM	  "text/plain; version=0.0.4; charset=utf-8"
@@ -377,6 +384,7 @@ static void get_occurrences(struct controller *c, const struct api_request *rq,
 	struct params_error perr;
 	struct store_query q;
 	struct page *p;
+	struct store_scan_info info;
 	uint32_t node_id = 0;
 	bool empty = false;
 	long r;
@@ -420,14 +428,23 @@ static void get_occurrences(struct controller *c, const struct api_request *rq,
 			q.severity_mask =
 			    ((1u << TAPIO_SEV__COUNT) - 1) & ~((1u << prm.min_severity) - 1);
 		q.node_id = prm.has_node ? (int64_t)node_id : -1;
+		/* start at the bound: later records belong to later queries */
+		q.has_cursor = true;
+		q.cursor.segment_id = p->upper.segment_id;
+		q.cursor.offset = p->upper.offset + 1;
 		if (prm.has_cursor) {
-			q.has_cursor = true;
 			q.cursor.segment_id = prm.cursor.last_segment;
 			q.cursor.offset = prm.cursor.last_offset;
 		}
-		r = store_scan(c->store, &q, on_page_record, p);
+		q.max_examined = OCC_MAX_EXAMINED;
+		r = store_scan_bounded(c->store, &q, on_page_record, p, &info);
 		if (r < 0)
 			goto scan_failed;
+		if (info.truncated && !p->more) {
+			/* the work bound, not the end of the data: continue where the scan stopped */
+			p->more = true;
+			p->last = info.resume;
+		}
 	}
 	if (p->undecodable)
 		LOG_RATELIMITED(LOG_WARN, TAG,

@@ -17,6 +17,7 @@ static const char idx_magic[8] = {'T', 'A', 'P', 'I', 'O', 'I', 'D', 'X'};
 #define IDX_NODE_SIZE	  16u
 #define IDX_SESSION_SIZE  24u
 #define IDX_SPARSE_SIZE	  24u
+#define IDX_POSTING_SIZE  5u /* u32 offset + u8 (type << 4 | severity) */
 #define IDX_MAX_FILE_SIZE (256u << 20)
 
 void seg_put_u32(uint8_t *p, uint32_t v)
@@ -162,12 +163,26 @@ void seg_index_init(struct seg_index *idx, uint64_t segment_id, uint64_t created
 	idx->file_size = SEG_HEADER_SIZE;
 	idx->min_ts = UINT64_MAX;
 	idx->sparse_every = sparse_every ? sparse_every : SEG_SPARSE_EVERY;
+	idx->has_postings = true;
+}
+
+static void postings_free(struct seg_index *idx)
+{
+	for (size_t i = 0; i < idx->n_nodes; i++) {
+		free(idx->nodes[i].post_off);
+		free(idx->nodes[i].post_ts);
+		idx->nodes[i].post_off = NULL;
+		idx->nodes[i].post_ts = NULL;
+		idx->nodes[i].cap_post = 0;
+	}
 }
 
 void seg_index_fini(struct seg_index *idx)
 {
 	if (!idx)
 		return;
+	if (idx->nodes)
+		postings_free(idx);
 	free(idx->nodes);
 	free(idx->sessions);
 	free(idx->sparse);
@@ -232,6 +247,26 @@ static size_t session_pos(const struct seg_index *idx, uint64_t agent, uint64_t 
 	return lo;
 }
 
+/* Room for `need` postings in n's two arrays. Returns 0 or -ENOMEM (n unchanged). */
+static int post_reserve(struct seg_node_count *n, size_t need)
+{
+	if (need <= n->cap_post)
+		return 0;
+	size_t ncap = n->cap_post ? n->cap_post * 2 : 16;
+	while (ncap < need)
+		ncap *= 2;
+	uint32_t *o = realloc(n->post_off, ncap * sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	n->post_off = o;
+	uint8_t *t = realloc(n->post_ts, ncap);
+	if (!t)
+		return -ENOMEM; /* post_off is merely larger than cap_post says */
+	n->post_ts = t;
+	n->cap_post = ncap;
+	return 0;
+}
+
 int seg_index_add(struct seg_index *idx, const struct store_record_meta *m, uint64_t offset,
 		  uint64_t size)
 {
@@ -246,6 +281,13 @@ int seg_index_add(struct seg_index *idx, const struct store_record_meta *m, uint
 		idx->nodes[pos] = (struct seg_node_count){.node_id = m->node_id, .count = 0};
 		idx->n_nodes++;
 	}
+	if (idx->has_postings && offset > UINT32_MAX) {
+		/* u32 offsets: a segment grown past 4 GiB is scanned by blocks instead */
+		postings_free(idx);
+		idx->has_postings = false;
+	}
+	if (idx->has_postings && post_reserve(&idx->nodes[pos], idx->nodes[pos].count + 1))
+		return -ENOMEM;
 	size_t spos = session_pos(idx, m->agent_key, m->session_id, &found);
 	if (!found) {
 		if (grow((void **)&idx->sessions, &idx->cap_sessions, idx->n_sessions + 1,
@@ -265,6 +307,11 @@ int seg_index_add(struct seg_index *idx, const struct store_record_meta *m, uint
 		    (struct seg_sparse){.offset = offset, .min_ts = UINT64_MAX, .max_ts = 0};
 	}
 	/* all allocations done: now account, so a failure above leaves the index unchanged */
+	if (idx->has_postings) {
+		struct seg_node_count *nd = &idx->nodes[pos];
+		nd->post_off[nd->count] = (uint32_t)offset;
+		nd->post_ts[nd->count] = seg_post_pack(m->type, m->severity);
+	}
 	idx->nodes[pos].count++;
 	if (m->sequence > idx->sessions[spos].max_sequence)
 		idx->sessions[spos].max_sequence = m->sequence;
@@ -291,6 +338,52 @@ uint64_t seg_index_node_count(const struct seg_index *idx, uint32_t node_id)
 	bool found;
 	size_t pos = node_pos(idx, node_id, &found);
 	return found ? idx->nodes[pos].count : 0;
+}
+
+const struct seg_node_count *seg_index_node(const struct seg_index *idx, uint32_t node_id)
+{
+	bool found;
+	size_t pos = node_pos(idx, node_id, &found);
+	return found && idx->nodes[pos].count ? &idx->nodes[pos] : NULL;
+}
+
+int seg_index_copy(const struct seg_index *src, struct seg_index *dst)
+{
+	*dst = *src;
+	dst->nodes = NULL;
+	dst->sessions = NULL;
+	dst->sparse = NULL;
+	dst->n_nodes = dst->n_sessions = dst->n_sparse = 0;
+	dst->cap_nodes = dst->cap_sessions = dst->cap_sparse = 0;
+	if ((src->n_nodes && !(dst->nodes = calloc(src->n_nodes, sizeof(*dst->nodes)))) ||
+	    (src->n_sessions &&
+	     !(dst->sessions = malloc(src->n_sessions * sizeof(*dst->sessions)))) ||
+	    (src->n_sparse && !(dst->sparse = malloc(src->n_sparse * sizeof(*dst->sparse)))))
+		goto nomem;
+	dst->cap_nodes = src->n_nodes;
+	for (size_t i = 0; i < src->n_nodes; i++) {
+		const struct seg_node_count *a = &src->nodes[i];
+		struct seg_node_count *b = &dst->nodes[i];
+		dst->n_nodes = i + 1;
+		b->node_id = a->node_id;
+		b->count = a->count;
+		if (!src->has_postings || !a->count)
+			continue;
+		if (post_reserve(b, a->count))
+			goto nomem;
+		memcpy(b->post_off, a->post_off, a->count * sizeof(*b->post_off));
+		memcpy(b->post_ts, a->post_ts, a->count);
+	}
+	dst->n_sessions = dst->cap_sessions = src->n_sessions;
+	dst->n_sparse = dst->cap_sparse = src->n_sparse;
+	if (src->n_sessions)
+		memcpy(dst->sessions, src->sessions, src->n_sessions * sizeof(*dst->sessions));
+	if (src->n_sparse)
+		memcpy(dst->sparse, src->sparse, src->n_sparse * sizeof(*dst->sparse));
+	return 0;
+nomem:
+	seg_index_fini(dst);
+	return -ENOMEM;
 }
 
 bool seg_index_may_match(const struct seg_index *idx, uint64_t since, uint64_t until,
@@ -322,12 +415,14 @@ bool seg_index_may_match(const struct seg_index *idx, uint64_t since, uint64_t u
 int seg_index_encode(const struct seg_index *idx, uint8_t **out, size_t *len)
 {
 	size_t n = IDX_FIXED_SIZE + idx->n_nodes * IDX_NODE_SIZE +
-		   idx->n_sessions * IDX_SESSION_SIZE + idx->n_sparse * IDX_SPARSE_SIZE + 4;
+		   idx->n_sessions * IDX_SESSION_SIZE + idx->n_sparse * IDX_SPARSE_SIZE +
+		   (idx->has_postings ? IDX_POSTING_SIZE * idx->records : 0) + 4;
 	uint8_t *b = calloc(1, n);
 	if (!b)
 		return -ENOMEM;
 	memcpy(b, idx_magic, 8);
-	seg_put_u32(b + 8, SEG_VERSION);
+	seg_put_u32(b + 8, SEG_IDX_VERSION);
+	seg_put_u32(b + 12, idx->has_postings ? SEG_IDX_POSTINGS : 0);
 	seg_put_u64(b + 16, idx->segment_id);
 	seg_put_u64(b + 24, idx->created_ns);
 	seg_put_u64(b + 32, idx->file_size);
@@ -357,6 +452,14 @@ int seg_index_encode(const struct seg_index *idx, uint8_t **out, size_t *len)
 		seg_put_u64(p + 8, idx->sparse[i].min_ts);
 		seg_put_u64(p + 16, idx->sparse[i].max_ts);
 	}
+	for (size_t i = 0; idx->has_postings && i < idx->n_nodes; i++) {
+		const struct seg_node_count *nd = &idx->nodes[i];
+		for (uint64_t k = 0; k < nd->count; k++, p += 4)
+			seg_put_u32(p, nd->post_off[k]);
+		if (nd->count)
+			memcpy(p, nd->post_ts, nd->count);
+		p += nd->count;
+	}
 	seg_put_u32(p, seg_crc32(b, n - 4));
 	*out = b;
 	*len = n;
@@ -366,21 +469,24 @@ int seg_index_encode(const struct seg_index *idx, uint8_t **out, size_t *len)
 int seg_index_decode(const uint8_t *b, size_t len, struct seg_index *idx)
 {
 	if (len < IDX_FIXED_SIZE + 4 || memcmp(b, idx_magic, 8) != 0 ||
-	    seg_get_u32(b + 8) != SEG_VERSION)
+	    seg_get_u32(b + 8) != SEG_IDX_VERSION || (seg_get_u32(b + 12) & ~SEG_IDX_POSTINGS))
 		return -EBADMSG;
 	if (seg_get_u32(b + len - 4) != seg_crc32(b, len - 4))
 		return -EBADMSG;
+	bool postings = seg_get_u32(b + 12) & SEG_IDX_POSTINGS;
 	uint64_t n_nodes = seg_get_u32(b + 192), n_sessions = seg_get_u32(b + 196),
-		 n_sparse = seg_get_u32(b + 200);
+		 n_sparse = seg_get_u32(b + 200), records = seg_get_u64(b + 40);
 	uint32_t every = seg_get_u32(b + 204);
-	if (IDX_FIXED_SIZE + n_nodes * IDX_NODE_SIZE + n_sessions * IDX_SESSION_SIZE +
-		    n_sparse * IDX_SPARSE_SIZE + 4 !=
-		len ||
-	    every == 0)
+	uint64_t fixed = IDX_FIXED_SIZE + n_nodes * IDX_NODE_SIZE + n_sessions * IDX_SESSION_SIZE +
+			 n_sparse * IDX_SPARSE_SIZE + 4;
+	/* records bounded by the file length first, so the size sum cannot overflow */
+	if (fixed > len || every == 0 || (postings && records > len / IDX_POSTING_SIZE) ||
+	    fixed + (postings ? records * IDX_POSTING_SIZE : 0) != len)
 		return -EBADMSG;
 	seg_index_init(idx, seg_get_u64(b + 16), seg_get_u64(b + 24), every);
+	idx->has_postings = postings;
 	idx->file_size = seg_get_u64(b + 32);
-	idx->records = seg_get_u64(b + 40);
+	idx->records = records;
 	idx->min_ts = seg_get_u64(b + 48);
 	idx->max_ts = seg_get_u64(b + 56);
 	for (unsigned t = 0; t < TAPIO_OCC__COUNT; t++)
@@ -397,10 +503,17 @@ int seg_index_decode(const uint8_t *b, size_t len, struct seg_index *idx)
 	idx->n_sessions = idx->cap_sessions = n_sessions;
 	idx->n_sparse = idx->cap_sparse = n_sparse;
 	const uint8_t *p = b + IDX_FIXED_SIZE;
+	uint64_t sum = 0;
 	for (size_t i = 0; i < n_nodes; i++, p += IDX_NODE_SIZE) {
 		idx->nodes[i].node_id = seg_get_u32(p);
 		idx->nodes[i].count = seg_get_u64(p + 8);
+		if (idx->nodes[i].count > records - sum ||
+		    (i && idx->nodes[i].node_id <= idx->nodes[i - 1].node_id))
+			goto bad;
+		sum += idx->nodes[i].count;
 	}
+	if (sum != records)
+		goto bad;
 	for (size_t i = 0; i < n_sessions; i++, p += IDX_SESSION_SIZE) {
 		idx->sessions[i].agent_key = seg_get_u64(p);
 		idx->sessions[i].session_id = seg_get_u64(p + 8);
@@ -415,12 +528,35 @@ int seg_index_decode(const uint8_t *b, size_t len, struct seg_index *idx)
 	for (size_t i = 0; i < n_sparse; i++) {
 		if (idx->sparse[i].offset < SEG_HEADER_SIZE ||
 		    idx->sparse[i].offset >= idx->file_size ||
-		    (i && idx->sparse[i].offset <= idx->sparse[i - 1].offset)) {
+		    (i && idx->sparse[i].offset <= idx->sparse[i - 1].offset))
+			goto bad;
+	}
+	/* postings: ascending offsets inside the data, valid type and severity */
+	for (size_t i = 0; postings && i < n_nodes; i++) {
+		struct seg_node_count *nd = &idx->nodes[i];
+		if (!nd->count)
+			continue;
+		if (post_reserve(nd, nd->count)) {
 			seg_index_fini(idx);
-			return -EBADMSG;
+			return -ENOMEM;
+		}
+		for (uint64_t k = 0; k < nd->count; k++, p += 4) {
+			nd->post_off[k] = seg_get_u32(p);
+			if (nd->post_off[k] < SEG_HEADER_SIZE ||
+			    nd->post_off[k] >= idx->file_size ||
+			    (k && nd->post_off[k] <= nd->post_off[k - 1]))
+				goto bad;
+		}
+		for (uint64_t k = 0; k < nd->count; k++, p++) {
+			nd->post_ts[k] = *p;
+			if ((*p >> 4) >= TAPIO_OCC__COUNT || (*p & 0x0f) >= TAPIO_SEV__COUNT)
+				goto bad;
 		}
 	}
 	return 0;
+bad:
+	seg_index_fini(idx);
+	return -EBADMSG;
 }
 
 static int write_all(int fd, const void *buf, size_t len)

@@ -1,7 +1,7 @@
 /*
  * One segment file of the controller store: its header, its records ([u32 length][u32 crc]
  * [40-byte meta][payload]), and the per-segment index (time range, counts, sessions, sparse
- * blocks). Byte-by-byte layout: docs/storage-format.md. Knows nothing about directories of
+ * blocks, per-node posting lists). Byte-by-byte layout: docs/storage-format.md. Knows nothing about directories of
  * segments, commits or threads; controller/store.c does.
  */
 #ifndef TAPIO_CONTROLLER_SEGMENT_H
@@ -21,6 +21,8 @@
 #define SEG_REC_MAX_LEN	   (16u << 20) /* max meta + payload of one record */
 #define SEG_FLAG_BATCH_END 0x01u       /* last record of one store_append_batch() call */
 #define SEG_SPARSE_EVERY   4096u       /* default records per sparse index block */
+#define SEG_IDX_VERSION	   2u	       /* .idx format: 2 added the per-node posting lists */
+#define SEG_IDX_POSTINGS   0x01u       /* .idx flags: posting lists present */
 
 /* What the store indexes about a record; the payload itself is opaque bytes. */
 struct store_record_meta {
@@ -79,10 +81,23 @@ enum seg_check {
 };
 const char *seg_check_name(enum seg_check c);
 
+/*
+ * One node's records in a segment. Posting lists: post_off[i] is the file offset of the
+ * node's i-th record (ascending), post_ts[i] its (type << 4) | severity, so a node filter
+ * finds its records, with type and severity, without reading the segment.
+ */
 struct seg_node_count {
 	uint32_t node_id;
 	uint64_t count;
+	uint32_t *post_off; /* count entries while the index has postings, else NULL */
+	uint8_t *post_ts;
+	size_t cap_post;
 };
+
+static inline uint8_t seg_post_pack(uint8_t type, uint8_t severity)
+{
+	return (uint8_t)((type << 4) | (severity & 0x0f));
+}
 
 struct seg_session {
 	uint64_t agent_key;
@@ -111,6 +126,11 @@ struct seg_index {
 	uint64_t by_type[TAPIO_OCC__COUNT];
 	uint64_t by_severity[TAPIO_SEV__COUNT];
 	uint32_t sparse_every;
+	/*
+	 * Posting lists kept (offsets fit in u32). Cleared for good, and the lists freed, when
+	 * a record starts past 4 GiB; scans then fall back to the sparse blocks.
+	 */
+	bool has_postings;
 	struct seg_node_count *nodes; /* sorted by node_id */
 	size_t n_nodes, cap_nodes;
 	struct seg_session *sessions; /* sorted by (agent_key, session_id) */
@@ -127,6 +147,10 @@ int seg_index_add(struct seg_index *idx, const struct store_record_meta *m, uint
 		  uint64_t size);
 /* Count of records for node_id in this segment (0 when none). */
 uint64_t seg_index_node_count(const struct seg_index *idx, uint32_t node_id);
+/* The entry of node_id (with its posting list), or NULL when the node has no records here. */
+const struct seg_node_count *seg_index_node(const struct seg_index *idx, uint32_t node_id);
+/* Deep copy of src into *dst (posting lists included). Returns 0 or -ENOMEM. */
+int seg_index_copy(const struct seg_index *src, struct seg_index *dst);
 /*
  * Whether a record with ts in [since, until), type in type_mask (bit per type; 0 = all),
  * severity in sev_mask (0 = all) and node_id (< 0 = any) may be in this segment.

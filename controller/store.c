@@ -1264,6 +1264,9 @@ int store_close(struct store *s)
 
 /* ---- scan ---- */
 
+/* Reader window for posting-list walks: a node's records are usually far apart. */
+#define POSTING_READ_WINDOW 8192u
+
 struct scan_state {
 	const struct store_query *q;
 	uint64_t until;
@@ -1273,7 +1276,21 @@ struct scan_state {
 	bool stop;
 	uint64_t *offs; /* newest-first: matching offsets of one segment */
 	size_t n_offs, cap_offs;
+	uint64_t examined;     /* toward q->max_examined */
+	bool truncated;	       /* stopped by q->max_examined */
+	struct store_pos last; /* everything up to here (in scan order) has been examined */
 };
+
+/* True (and the scan stops) once q->max_examined records have been examined. */
+static bool budget_spent(struct store *s, struct scan_state *ss)
+{
+	if (!ss->q->max_examined || ss->examined < ss->q->max_examined)
+		return false;
+	ss->truncated = true;
+	ss->stop = true;
+	s->st.scan_truncated++;
+	return true;
+}
 
 static bool meta_matches(const struct store_query *q, uint64_t until,
 			 const struct store_record_meta *m)
@@ -1324,6 +1341,91 @@ static int deliver(struct store *s, struct scan_state *ss, struct seg_reader *r,
 	return 0;
 }
 
+/* Index of the sparse block holding the record at off (blocks ascend by offset). */
+static size_t block_of(const struct seg_index *idx, uint64_t off)
+{
+	size_t lo = 0, hi = idx->n_sparse;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (idx->sparse[mid].offset <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* First posting index whose offset is >= off. */
+static size_t posting_lower_bound(const struct seg_node_count *nd, uint64_t off)
+{
+	size_t lo = 0, hi = nd->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (nd->post_off[mid] < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * Node-filtered scan of one segment through its posting list for q->node_id: type and
+ * severity come from the list, time from the sparse block a record lies in, and only
+ * records passing both are read (their header is then checked exactly). Records in (lo, hi).
+ */
+static int scan_postings(struct store *s, struct scan_state *ss, struct store_segment *seg,
+			 struct seg_reader *r, uint64_t lo, uint64_t hi)
+{
+	const struct store_query *q = ss->q;
+	const struct seg_index *idx = &seg->idx;
+	const struct seg_node_count *nd = seg_index_node(idx, (uint32_t)q->node_id);
+	bool fwd = q->order == STORE_OLDEST_FIRST;
+	int err = 0;
+
+	if (!nd || !idx->n_sparse)
+		return 0;
+	size_t first = posting_lower_bound(nd, lo), end = posting_lower_bound(nd, hi);
+	for (size_t k = 0; first < end && k < end - first && !ss->stop; k++) {
+		size_t i = fwd ? first + k : end - 1 - k;
+		uint64_t off = nd->post_off[i];
+		uint8_t ts = nd->post_ts[i];
+		if (budget_spent(s, ss))
+			break;
+		ss->examined++;
+		s->st.scan_postings_checked++;
+		ss->last = (struct store_pos){seg->id, off};
+		if ((q->type_mask && !(q->type_mask & (1u << (ts >> 4)))) ||
+		    (q->severity_mask && !(q->severity_mask & (1u << (ts & 0x0f)))))
+			continue;
+		const struct seg_sparse *blk = &idx->sparse[block_of(idx, off)];
+		if (blk->max_ts < q->since_ns || blk->min_ts >= ss->until)
+			continue;
+		const uint8_t *p;
+		err = seg_reader_get(r, off, SEG_REC_OVERHEAD, !fwd, &p);
+		if (err)
+			return err;
+		s->st.scan_records_read++;
+		uint32_t len = seg_get_u32(p);
+		struct store_record_meta m;
+		seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
+		if (len < SEG_META_SIZE || len > SEG_REC_MAX_LEN) {
+			s->st.corrupt_reads++;
+			LOG_RATELIMITED(LOG_ERROR, TAG,
+					"segment %" PRIu64 " offset %" PRIu64
+					": bad record length, skipped",
+					seg->id, off);
+			continue;
+		}
+		if (!meta_matches(q, ss->until, &m))
+			continue; /* outside the time range (or an index that disagrees) */
+		err = deliver(s, ss, r, seg->id, off, !fwd);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static int scan_segment(struct store *s, struct scan_state *ss, struct store_segment *seg)
 {
 	const struct store_query *q = ss->q;
@@ -1352,13 +1454,20 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 		if (fd < 0)
 			return -errno;
 	}
-	err = seg_reader_init(&r, seg->sealed ? fd : s->active_fd, seg->size, 0);
+	bool postings = q->node_id >= 0 && idx->has_postings;
+	err = seg_reader_init(&r, seg->sealed ? fd : s->active_fd, seg->size,
+			      postings ? POSTING_READ_WINDOW : 0);
 	if (err)
 		goto out;
+	if (postings) {
+		err = scan_postings(s, ss, seg, &r, lo, hi);
+		goto out;
+	}
 	/*
 	 * Blocks in scan order; newest-first walks blocks backwards, collecting one block's
 	 * matches forward and delivering them reversed, so a limited "latest N" query only
-	 * reads the tail of a segment.
+	 * reads the tail of a segment. The work bound is checked per record oldest-first and
+	 * per block newest-first (a block is only resumable once it is done).
 	 */
 	for (size_t k = 0; k < idx->n_sparse && !ss->stop; k++) {
 		size_t b = fwd ? k : idx->n_sparse - 1 - k;
@@ -1371,8 +1480,12 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 			s->st.scan_blocks_skipped++;
 			continue;
 		}
+		if (!fwd && budget_spent(s, ss))
+			break;
 		for (uint64_t off = blk->offset; off < end && !ss->stop;) {
 			const uint8_t *p;
+			if (fwd && off >= lo && budget_spent(s, ss))
+				break;
 			err = seg_reader_get(&r, off, SEG_REC_OVERHEAD, false, &p);
 			if (err)
 				goto out;
@@ -1387,6 +1500,9 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 			}
 			struct store_record_meta m;
 			seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
+			s->st.scan_records_read++;
+			/* only records past the cursor count, so every call makes progress */
+			ss->examined += off >= lo && off < hi;
 			if (off >= lo && off < hi && meta_matches(q, ss->until, &m)) {
 				if (fwd) {
 					err = deliver(s, ss, &r, seg->id, off, false);
@@ -1406,6 +1522,8 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 					ss->offs[ss->n_offs++] = off;
 				}
 			}
+			if (fwd && off >= lo)
+				ss->last = (struct store_pos){seg->id, off};
 			off += SEG_REC_PREFIX + len;
 		}
 		for (size_t i = ss->n_offs; i > 0 && !ss->stop; i--) {
@@ -1413,6 +1531,8 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 			if (err)
 				goto out;
 		}
+		if (!fwd)
+			ss->last = (struct store_pos){seg->id, blk->offset};
 	}
 out:
 	seg_reader_fini(&r);
@@ -1421,13 +1541,16 @@ out:
 	return err;
 }
 
-long store_scan(struct store *s, const struct store_query *q, store_scan_cb cb, void *ctx)
+long store_scan_bounded(struct store *s, const struct store_query *q, store_scan_cb cb, void *ctx,
+			struct store_scan_info *info)
 {
 	struct scan_state ss = {.q = q, .cb = cb, .ctx = ctx};
 	bool fwd = q->order == STORE_OLDEST_FIRST;
 	int err = 0;
 
 	ss.until = q->until_ns ? q->until_ns : UINT64_MAX;
+	if (q->has_cursor)
+		ss.last = q->cursor;
 	pthread_mutex_lock(&s->lock);
 	for (size_t k = 0; k < s->n_segs && !ss.stop; k++) {
 		struct store_segment *seg = s->segs[fwd ? k : s->n_segs - 1 - k];
@@ -1442,7 +1565,17 @@ long store_scan(struct store *s, const struct store_query *q, store_scan_cb cb, 
 	}
 	pthread_mutex_unlock(&s->lock);
 	free(ss.offs);
+	if (info) {
+		info->examined = ss.examined;
+		info->truncated = ss.truncated;
+		info->resume = ss.last;
+	}
 	return err ? err : ss.delivered;
+}
+
+long store_scan(struct store *s, const struct store_query *q, store_scan_cb cb, void *ctx)
+{
+	return store_scan_bounded(s, q, cb, ctx, NULL);
 }
 
 /* ---- inspection ---- */
@@ -1469,38 +1602,13 @@ void store_stats(struct store *s, struct store_stats *st)
 	st->pending_bytes = s->pending.len;
 }
 
-static int index_copy(const struct seg_index *src, struct seg_index *dst)
-{
-	*dst = *src;
-	dst->nodes = NULL;
-	dst->sessions = NULL;
-	dst->sparse = NULL;
-	dst->cap_nodes = dst->n_nodes;
-	dst->cap_sessions = dst->n_sessions;
-	dst->cap_sparse = dst->n_sparse;
-	if ((src->n_nodes && !(dst->nodes = malloc(src->n_nodes * sizeof(*dst->nodes)))) ||
-	    (src->n_sessions &&
-	     !(dst->sessions = malloc(src->n_sessions * sizeof(*dst->sessions)))) ||
-	    (src->n_sparse && !(dst->sparse = malloc(src->n_sparse * sizeof(*dst->sparse))))) {
-		seg_index_fini(dst);
-		return -ENOMEM;
-	}
-	if (src->n_nodes)
-		memcpy(dst->nodes, src->nodes, src->n_nodes * sizeof(*dst->nodes));
-	if (src->n_sessions)
-		memcpy(dst->sessions, src->sessions, src->n_sessions * sizeof(*dst->sessions));
-	if (src->n_sparse)
-		memcpy(dst->sparse, src->sparse, src->n_sparse * sizeof(*dst->sparse));
-	return 0;
-}
-
 int store_segment_index(struct store *s, uint64_t segment_id, struct seg_index *out)
 {
 	int err = -ENOENT;
 	pthread_mutex_lock(&s->lock);
 	for (size_t i = 0; i < s->n_segs; i++) {
 		if (s->segs[i]->id == segment_id) {
-			err = index_copy(&s->segs[i]->idx, out);
+			err = seg_index_copy(&s->segs[i]->idx, out);
 			break;
 		}
 	}

@@ -161,6 +161,12 @@ struct store_query {
 	bool has_cursor;	/* continue strictly after (oldest-first) / before (newest-first) */
 	struct store_pos cursor;
 	bool meta_only; /* cb gets data = NULL, len = 0 (payloads not read or checked) */
+	/*
+	 * Bound on the work of one call: records examined (a record header read from a
+	 * segment, or a posting-list entry checked in memory). 0 → no bound. When reached the
+	 * scan stops and store_scan_bounded() says where to resume.
+	 */
+	uint64_t max_examined;
 };
 
 /* Fills *q with: everything, oldest first, no limit, no cursor, node_id = -1. */
@@ -178,6 +184,24 @@ typedef int (*store_scan_cb)(void *ctx, const struct store_record_meta *m, const
  */
 long store_scan(struct store *s, const struct store_query *q, store_scan_cb cb, void *ctx);
 
+struct store_scan_info {
+	uint64_t examined; /* record headers read + posting entries checked by this call */
+	bool truncated;	   /* stopped by q->max_examined before the end of the data */
+	/*
+	 * truncated: the position to pass as q->cursor to continue (everything before it in
+	 * scan order has been examined; it is not necessarily a delivered record).
+	 */
+	struct store_pos resume;
+};
+
+/*
+ * store_scan that also fills *info (which may be NULL). With a node filter, a segment's
+ * posting list for that node is walked instead of its records, so only records whose node,
+ * type, severity and sparse block time range match are read.
+ */
+long store_scan_bounded(struct store *s, const struct store_query *q, store_scan_cb cb, void *ctx,
+			struct store_scan_info *info);
+
 struct store_stats {
 	uint64_t segments;		     /* including the active one */
 	uint64_t bytes;			     /* durable bytes of all segment files */
@@ -194,6 +218,9 @@ struct store_stats {
 	uint64_t corrupt_reads;		/* records that failed their CRC during a scan */
 	uint64_t scan_segments_skipped; /* segments a scan ruled out by their index */
 	uint64_t scan_blocks_skipped;	/* sparse blocks a scan ruled out by time range */
+	uint64_t scan_records_read;	/* record headers scans read from segment files */
+	uint64_t scan_postings_checked; /* posting-list entries node-filtered scans checked */
+	uint64_t scan_truncated;	/* scans stopped by store_query.max_examined */
 	uint64_t active_segment_id;
 };
 

@@ -132,10 +132,25 @@ Test(segment, index_counts_and_image_round_trip)
 	cr_assert(memcmp(back.by_type, idx.by_type, sizeof(idx.by_type)) == 0);
 	cr_assert(memcmp(back.by_severity, idx.by_severity, sizeof(idx.by_severity)) == 0);
 	cr_assert_eq(back.n_nodes, idx.n_nodes);
+	cr_assert(back.has_postings);
 	for (size_t i = 0; i < idx.n_nodes; i++) {
-		cr_assert_eq(back.nodes[i].node_id, idx.nodes[i].node_id);
-		cr_assert_eq(back.nodes[i].count, idx.nodes[i].count);
+		const struct seg_node_count *a = &back.nodes[i], *b = &idx.nodes[i];
+		cr_assert_eq(a->node_id, b->node_id);
+		cr_assert_eq(a->count, b->count);
+		cr_assert(memcmp(a->post_off, b->post_off, b->count * sizeof(*b->post_off)) == 0);
+		cr_assert(memcmp(a->post_ts, b->post_ts, b->count) == 0);
 	}
+	/* node 3·k holds records i ≡ k (mod 13) at 64 + 100·i, with i's type and severity */
+	const struct seg_node_count *n6 = seg_index_node(&back, 6);
+	cr_assert_not_null(n6);
+	cr_assert_eq(n6->count, 8); /* i = 2, 15, …, 93 */
+	for (uint64_t k = 0; k < n6->count; k++) {
+		size_t i = 2 + 13 * k;
+		cr_assert_eq(n6->post_off[k], SEG_HEADER_SIZE + 100 * i);
+		cr_assert_eq(n6->post_ts[k],
+			     seg_post_pack(i % TAPIO_OCC__COUNT, i % TAPIO_SEV__COUNT));
+	}
+	cr_assert_null(seg_index_node(&back, 1));
 	cr_assert(memcmp(back.sessions, idx.sessions, idx.n_sessions * sizeof(*idx.sessions)) == 0);
 	cr_assert(memcmp(back.sparse, idx.sparse, idx.n_sparse * sizeof(*idx.sparse)) == 0);
 	seg_index_fini(&back);
@@ -147,6 +162,70 @@ Test(segment, index_counts_and_image_round_trip)
 		img[i] ^= 0x10;
 	}
 	cr_assert_eq(seg_index_decode(img, len - 1, &back), -EBADMSG);
+	free(img);
+	seg_index_fini(&idx);
+}
+
+/* Re-seals an index image after an edit, so only the structural checks can refuse it. */
+static void reseal(uint8_t *img, size_t len)
+{
+	seg_put_u32(img + len - 4, seg_crc32(img, len - 4));
+}
+
+Test(segment, index_postings_checked_structurally)
+{
+	struct seg_index idx, back;
+	seg_index_init(&idx, 7, 99, 10);
+	fill_index(&idx, 40);
+	uint8_t *img;
+	size_t len;
+	cr_assert_eq(seg_index_encode(&idx, &img, &len), 0);
+	cr_assert_eq(seg_get_u32(img + 8), SEG_IDX_VERSION);
+	cr_assert_eq(seg_get_u32(img + 12), SEG_IDX_POSTINGS);
+	/* postings: 5 bytes a record, after the sparse blocks, before the CRC */
+	size_t post = len - 4 - 5 * 40;
+	uint8_t *first_ts = img + post + 4 * idx.nodes[0].count; /* node 0's first (type|sev) */
+
+	uint8_t save = *first_ts;
+	*first_ts = (uint8_t)(TAPIO_OCC__COUNT << 4);
+	reseal(img, len);
+	cr_assert_eq(seg_index_decode(img, len, &back), -EBADMSG, "type out of range");
+	*first_ts = save;
+
+	uint32_t o0 = seg_get_u32(img + post), o1 = seg_get_u32(img + post + 4);
+	seg_put_u32(img + post, o1);
+	seg_put_u32(img + post + 4, o0);
+	reseal(img, len);
+	cr_assert_eq(seg_index_decode(img, len, &back), -EBADMSG, "offsets not ascending");
+	seg_put_u32(img + post, o0);
+	seg_put_u32(img + post + 4, o1);
+
+	seg_put_u32(img + post, (uint32_t)idx.file_size);
+	reseal(img, len);
+	cr_assert_eq(seg_index_decode(img, len, &back), -EBADMSG, "offset past the data");
+	seg_put_u32(img + post, o0);
+
+	seg_put_u32(img + 8, 1);
+	reseal(img, len);
+	cr_assert_eq(seg_index_decode(img, len, &back), -EBADMSG, "version 1 is rebuilt");
+	seg_put_u32(img + 8, SEG_IDX_VERSION);
+	reseal(img, len);
+	cr_assert_eq(seg_index_decode(img, len, &back), 0);
+	seg_index_fini(&back);
+	free(img);
+
+	/* a record past 4 GiB drops the postings; the image says so and still round-trips */
+	struct store_record_meta m = {.timestamp_ns = 5, .type = 1, .severity = 1, .node_id = 3};
+	cr_assert_eq(seg_index_add(&idx, &m, 5ull << 30, 100), 0);
+	cr_assert_not(idx.has_postings);
+	cr_assert_eq(seg_index_node_count(&idx, 3), 4); /* i = 1, 14, 27 + this one */
+	cr_assert_eq(seg_index_encode(&idx, &img, &len), 0);
+	cr_assert_eq(seg_get_u32(img + 12), 0);
+	cr_assert_eq(seg_index_decode(img, len, &back), 0);
+	cr_assert_not(back.has_postings);
+	cr_assert_eq(back.records, 41);
+	cr_assert_null(back.nodes[0].post_off);
+	seg_index_fini(&back);
 	free(img);
 	seg_index_fini(&idx);
 }

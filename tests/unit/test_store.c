@@ -322,6 +322,23 @@ static void check_indexes(struct store *s)
 			cr_assert_eq(seg_index_node_count(&idx, nd), nodes[nd]);
 		uint64_t expect_blocks = (records + idx.sparse_every - 1) / idx.sparse_every;
 		cr_assert_eq(idx.n_sparse, expect_blocks);
+		/* posting lists: each node's records, ascending, with their type and severity */
+		cr_assert(idx.has_postings);
+		for (size_t j = 0; j < idx.n_nodes; j++) {
+			const struct seg_node_count *nd = &idx.nodes[j];
+			uint64_t k = 0;
+			for (size_t a = 0; a < all.n; a++) {
+				const struct t_rec *rc = &all.v[a];
+				if (rc->pos.segment_id != ids[i] || rc->m.node_id != nd->node_id)
+					continue;
+				cr_assert_lt(k, nd->count);
+				cr_assert_eq(nd->post_off[k], rc->pos.offset);
+				cr_assert_eq(nd->post_ts[k],
+					     seg_post_pack(rc->m.type, rc->m.severity));
+				k++;
+			}
+			cr_assert_eq(k, nd->count);
+		}
 
 		/* the sealed index on disk says the same as the one in memory */
 		if (i + 1 < n) {
@@ -338,6 +355,14 @@ static void check_indexes(struct store *s)
 			cr_assert_eq(disk.file_size, idx.file_size);
 			cr_assert(memcmp(disk.by_type, idx.by_type, sizeof(idx.by_type)) == 0);
 			cr_assert_eq(disk.n_nodes, idx.n_nodes);
+			cr_assert(disk.has_postings);
+			for (size_t j = 0; j < idx.n_nodes; j++) {
+				const struct seg_node_count *a = &disk.nodes[j], *b = &idx.nodes[j];
+				cr_assert_eq(a->count, b->count);
+				cr_assert(memcmp(a->post_off, b->post_off,
+						 b->count * sizeof(*b->post_off)) == 0);
+				cr_assert(memcmp(a->post_ts, b->post_ts, b->count) == 0);
+			}
 			cr_assert_eq(disk.n_sparse, idx.n_sparse);
 			for (size_t b = 0; b < idx.n_sparse; b++) {
 				cr_assert_eq(disk.sparse[b].offset, idx.sparse[b].offset);
@@ -525,6 +550,253 @@ Test(store, scan_filters_equal_brute_force, .timeout = 120)
 		cr_assert_eq(metas.v[i].m.timestamp_ns, model.v[i].m.timestamp_ns);
 	}
 	t_list_free(&metas);
+	store_close(s);
+	t_list_free(&model);
+}
+
+/* ---- node posting lists and the work bound ---- */
+
+static void build_nodes_store(struct store *s, struct t_list *model, const uint32_t *nodes,
+			      size_t n_nodes, uint64_t batches, uint64_t t0)
+{
+	for (uint64_t seq = 1; seq <= batches; seq++) {
+		cr_assert_eq(t_append(s, model, 5, 5, seq, 1 + t_rand() % 6, nodes, n_nodes,
+				      t0 + seq * 30 * T_SEC),
+			     0);
+		if (seq % 4 == 0)
+			cr_assert_eq(store_commit(s), 0);
+	}
+	cr_assert_eq(store_commit(s), 0);
+}
+
+static void check_node_cases(struct store *s, const struct t_list *model, uint64_t t0)
+{
+	struct {
+		uint64_t since, until;
+		uint32_t types, sevs;
+		size_t limit;
+	} cases[] = {
+	    {0, 0, 0, 0, 0},
+	    {0, 0, 1u << TAPIO_OCC_OOM_KILL, 0, 0},
+	    {0, 0, (1u << 1) | (1u << 4) | (1u << 9), 0, 0},
+	    {0, 0, 0, 1u << TAPIO_SEV_CRITICAL, 0},
+	    {t0 + 900 * T_SEC, t0 + 3000 * T_SEC, 0, 0, 0},
+	    {t0 + 1200 * T_SEC, 0, 0x7f, 0x1c, 0},
+	    {0, t0 + 2000 * T_SEC, 0x3f0, 0x3, 0},
+	    {0, 0, 0, 0, 5},
+	    {t0 + 1500 * T_SEC, 0, 1u << 2, 0, 3},
+	};
+	for (int64_t node = 0; node < 7; node++) /* nodes 0..4 exist, 5 and 6 do not */
+		for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+			for (int d = 0; d < 2; d++) {
+				struct store_query q;
+				store_query_init(&q);
+				q.since_ns = cases[c].since;
+				q.until_ns = cases[c].until;
+				q.type_mask = cases[c].types;
+				q.severity_mask = cases[c].sevs;
+				q.limit = cases[c].limit;
+				q.node_id = node;
+				q.order = d ? STORE_NEWEST_FIRST : STORE_OLDEST_FIRST;
+				check_query(s, model, &q);
+			}
+}
+
+Test(store, node_postings_scan_equals_brute_force, .timeout = 120)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[5];
+	uint64_t t0 = T_BASE_NS - 7200 * T_SEC;
+	t_options(&o, dir);
+	o.segment_max_bytes = 20000;
+	o.sparse_every = 16;
+	struct store *s = open_store(&o);
+	for (int i = 0; i < 5; i++) {
+		char nm[8];
+		snprintf(nm, sizeof(nm), "n%d", i);
+		store_node_intern(s, nm, &nodes[i]);
+	}
+	build_nodes_store(s, &model, nodes, 5, 200, t0);
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_gt(st.segments, 3, "sealed segments and an active one");
+	check_indexes(s);
+	check_node_cases(s, &model, t0);
+	store_stats(s, &st);
+	cr_assert_gt(st.scan_postings_checked, 0, "node filters walk the posting lists");
+
+	/* after reopen: sealed postings come from the .idx files, the active one's by scan */
+	store_close(s);
+	s = open_store(&o);
+	store_stats(s, &st);
+	cr_assert_eq(st.index_rebuilds, 0);
+	check_indexes(s);
+	check_node_cases(s, &model, t0);
+	/* the active segment keeps its postings up to date as records are appended */
+	build_nodes_store(s, &model, nodes, 5, 12, t0 + 7000 * T_SEC);
+	check_indexes(s);
+	check_node_cases(s, &model, t0);
+	store_close(s);
+	t_list_free(&model);
+}
+
+Test(store, node_filter_reads_only_matching_records, .timeout = 120)
+{
+	struct store_options o;
+	uint32_t nodes[20];
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	for (int i = 0; i < 20; i++) {
+		char nm[8];
+		snprintf(nm, sizeof(nm), "n%d", i);
+		store_node_intern(s, nm, &nodes[i]);
+	}
+	struct t_list model = {0};
+	for (uint64_t seq = 1; seq <= 1000; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 32, nodes, 20, T_BASE_NS + seq), 0);
+		if (seq % 50 == 0)
+			cr_assert_eq(store_commit(s), 0);
+	}
+	uint64_t total = model.n, node3_type2 = 0;
+	for (size_t i = 0; i < model.n; i++)
+		node3_type2 += model.v[i].m.node_id == 3 && model.v[i].m.type == 2;
+
+	struct store_stats a, b;
+	struct store_query q;
+	struct t_list got = {0};
+	store_query_init(&q);
+	q.order = STORE_NEWEST_FIRST;
+	q.limit = 10;
+	q.type_mask = 1u << 2;
+	store_stats(s, &a);
+	cr_assert_eq(store_scan(s, &q, t_collect, &got), 10);
+	store_stats(s, &b);
+	uint64_t without = b.scan_records_read - a.scan_records_read;
+	t_list_free(&got);
+
+	q.node_id = 3;
+	store_stats(s, &a);
+	cr_assert_eq(store_scan(s, &q, t_collect, &got), 10);
+	store_stats(s, &b);
+	uint64_t with = b.scan_records_read - a.scan_records_read;
+	t_list_free(&got);
+	cr_assert_eq(with, 10, "a first page reads `limit` records, read %llu",
+		     (unsigned long long)with);
+	cr_assert_geq(without, 10 * with, "node filter: %llu vs %llu records read",
+		      (unsigned long long)with, (unsigned long long)without);
+
+	/* a whole node-filtered scan reads exactly the node's matching records */
+	q.limit = 0;
+	store_stats(s, &a);
+	cr_assert_eq(store_scan(s, &q, t_collect, &got), (long)node3_type2);
+	store_stats(s, &b);
+	cr_assert_eq(b.scan_records_read - a.scan_records_read, node3_type2);
+	cr_assert_lt(b.scan_postings_checked - a.scan_postings_checked, total / 10);
+	t_list_free(&got);
+	store_close(s);
+	t_list_free(&model);
+}
+
+/* Pages of `limit` under a work bound, resuming like the API: union == brute force. */
+static void check_bounded(struct store *s, const struct t_list *model, struct store_query q,
+			  uint64_t bound, uint32_t sparse_every)
+{
+	struct t_list exp = brute(model, &q), all = {0};
+	bool truncated_once = false;
+	q.max_examined = bound;
+	q.limit = 7;
+	for (int guard = 0; guard < 100000; guard++) {
+		struct t_list page = {0};
+		struct store_scan_info info;
+		long n = store_scan_bounded(s, &q, t_collect, &page, &info);
+		cr_assert_geq(n, 0);
+		cr_assert_leq(info.examined,
+			      bound + (q.order == STORE_NEWEST_FIRST ? sparse_every : 0),
+			      "examined %llu", (unsigned long long)info.examined);
+		for (size_t i = 0; i < page.n; i++)
+			t_list_push(&all, &page.v[i].m, page.v[i].data, page.v[i].len,
+				    page.v[i].pos);
+		truncated_once |= info.truncated;
+		q.has_cursor = true;
+		if (page.n == 7)
+			q.cursor = page.v[6].pos;
+		else if (info.truncated)
+			q.cursor = info.resume;
+		else
+			guard = 100000;
+		t_list_free(&page);
+	}
+	t_assert_same(&exp, &all);
+	cr_assert(truncated_once, "the bound was reached at least once");
+	t_list_free(&exp);
+	t_list_free(&all);
+}
+
+Test(store, scan_work_bound_resumes_without_gaps, .timeout = 120)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[5];
+	uint64_t t0 = T_BASE_NS - 7200 * T_SEC;
+	t_options(&o, dir);
+	o.segment_max_bytes = 20000;
+	o.sparse_every = 16;
+	struct store *s = open_store(&o);
+	for (int i = 0; i < 5; i++) {
+		char nm[8];
+		snprintf(nm, sizeof(nm), "n%d", i);
+		store_node_intern(s, nm, &nodes[i]);
+	}
+	build_nodes_store(s, &model, nodes, 5, 200, t0);
+	for (int d = 0; d < 2; d++) {
+		struct store_query q;
+		store_query_init(&q);
+		q.order = d ? STORE_NEWEST_FIRST : STORE_OLDEST_FIRST;
+		q.type_mask = 1u << TAPIO_OCC_OOM_KILL;
+		check_bounded(s, &model, q, 25, o.sparse_every);
+		q.node_id = 2;
+		check_bounded(s, &model, q, 3, o.sparse_every);
+		q.type_mask = 0;
+		q.since_ns = t0 + 1000 * T_SEC;
+		check_bounded(s, &model, q, 5, o.sparse_every);
+	}
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_gt(st.scan_truncated, 0);
+	store_close(s);
+	t_list_free(&model);
+}
+
+Test(store, old_index_version_is_rebuilt)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[3] = {0, 1, 2};
+	t_options(&o, dir);
+	o.segment_max_bytes = 8192;
+	struct store *s = open_store(&o);
+	build_nodes_store(s, &model, nodes, 3, 40, T_BASE_NS);
+	store_close(s);
+	/* turn segment 1's index into a well-formed version-1 image (no postings flag) */
+	char p[4200];
+	seg_path(p, sizeof(p), 1, "idx");
+	int fd = open(p, O_RDWR);
+	off_t len = file_size(p);
+	uint8_t *img = malloc((size_t)len);
+	cr_assert_eq(pread(fd, img, (size_t)len, 0), len);
+	seg_put_u32(img + 8, 1);
+	seg_put_u32(img + 12, 0);
+	seg_put_u32(img + len - 4, seg_crc32(img, (size_t)len - 4));
+	cr_assert_eq(pwrite(fd, img, (size_t)len, 0), len);
+	close(fd);
+	free(img);
+	s = open_store(&o);
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_eq(st.index_rebuilds, 1, "an old index version is rebuilt by scanning");
+	check_indexes(s);
+	check_node_cases(s, &model, T_BASE_NS);
 	store_close(s);
 	t_list_free(&model);
 }
