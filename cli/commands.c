@@ -520,6 +520,40 @@ int cmd_watch(const struct cli_ctx *ctx, const struct cli_opts *o)
 
 /* ---- agents ---- */
 
+/*
+ * After `tapio agents` against a controller: which config each connected agent runs and who
+ * lags behind (GET /v1/config). Controllers without a profile (or older ones) print nothing.
+ */
+static void print_convergence(const char *controller)
+{
+	char err[1024];
+	json_t *doc = controller_get_json(controller, "/v1/config", err, sizeof(err));
+	json_t *conv, *it;
+	size_t i;
+
+	if (!doc || !json_is_true(json_object_get(doc, "active"))) {
+		json_decref(doc);
+		return;
+	}
+	conv = json_object_get(doc, "convergence");
+	printf("\nconfig generation %lld (profile %s): %lld of %lld connected agents converged\n",
+	       (long long)json_integer_value(json_object_get(doc, "generation")),
+	       json_string_value(json_object_get(json_object_get(doc, "profile"), "name")) ?: "-",
+	       (long long)json_integer_value(json_object_get(conv, "converged")),
+	       (long long)json_integer_value(json_object_get(conv, "connected")));
+	json_array_foreach(json_object_get(conv, "by_hash"), i, it)
+	    printf("  %-72s %lld agents\n", json_string_value(json_object_get(it, "hash")) ?: "-",
+		   (long long)json_integer_value(json_object_get(it, "agents")));
+	json_array_foreach(json_object_get(conv, "lagging_agents"), i, it)
+	{
+		char *line = json_dumps(it, JSON_COMPACT);
+
+		printf("  lagging: %s\n", line ? line : "?");
+		free(line);
+	}
+	json_decref(doc);
+}
+
 int cmd_agents(const struct cli_ctx *ctx, const struct cli_opts *o)
 {
 	struct occ_list l = {0};
@@ -530,10 +564,10 @@ int cmd_agents(const struct cli_ctx *ctx, const struct cli_opts *o)
 
 	if (ctx->controller) {
 		json_t *doc = controller_get_json(ctx->controller, "/v1/agents", err, sizeof(err));
-		json_t *arr, *first, *it, *v;
-		const char *k;
-		const char *hdr[TABLE_MAX_COLS];
-		size_t nc = 0, j;
+		json_t *arr, *it;
+		static const char *const hdr[] = {"node",      "agent_id",	  "version",
+						  "connected", "heartbeat_age_s", "config",
+						  "converged"};
 		struct table t;
 
 		if (!doc) {
@@ -546,41 +580,55 @@ int cmd_agents(const struct cli_ctx *ctx, const struct cli_opts *o)
 			return rc;
 		}
 		arr = json_object_get(doc, "agents");
-		first = json_array_get(arr, 0);
 		if (!json_is_array(arr)) {
 			cli_error("controller: response to /v1/agents has no \"agents\" array");
 			json_decref(doc);
 			return CLI_EXIT_FAIL;
 		}
-		if (!first) {
+		if (json_array_size(arr) == 0) {
 			printf("no agents\n");
 			json_decref(doc);
 			return CLI_EXIT_OK;
 		}
-		json_object_foreach(first, k, v)
-		{
-			if (nc < TABLE_MAX_COLS && !json_is_object(v) && !json_is_array(v))
-				hdr[nc++] = k;
-		}
-		table_init(&t, nc, hdr);
+		table_init(&t, 7, hdr);
 		json_array_foreach(arr, i, it)
 		{
-			char *cells[TABLE_MAX_COLS] = {0};
+			json_t *cfg = json_object_get(it, "config");
+			json_t *age = json_object_get(it, "last_heartbeat_age_s");
+			json_t *conv = json_object_get(cfg, "converged");
+			const char *hash = json_string_value(json_object_get(cfg, "hash"));
+			char agebuf[32], cfgbuf[64];
+			const char *cells[7];
 
-			for (j = 0; j < nc; j++) {
-				json_t *x = json_object_get(it, hdr[j]);
-
-				cells[j] = !x		       ? strdup("-")
-					   : json_is_string(x) ? strdup(json_string_value(x))
-							       : json_dumps(x, JSON_ENCODE_ANY);
-			}
-			table_add(&t, (const char *const *)cells);
-			for (j = 0; j < nc; j++)
-				free(cells[j]);
+			if (json_is_number(age))
+				snprintf(agebuf, sizeof(agebuf), "%.1f", json_number_value(age));
+			else
+				snprintf(agebuf, sizeof(agebuf), "-");
+			/* "g<generation> <first 12 hex digits of the applied hash>" */
+			if (hash && strncmp(hash, "sha256:", 7) == 0 && strlen(hash) >= 19)
+				snprintf(cfgbuf, sizeof(cfgbuf), "g%lld %.12s",
+					 (long long)json_integer_value(
+					     json_object_get(cfg, "generation")),
+					 hash + 7);
+			else
+				snprintf(cfgbuf, sizeof(cfgbuf), "-");
+			cells[0] = json_string_value(json_object_get(it, "node"));
+			cells[1] = json_string_value(json_object_get(it, "agent_id"));
+			cells[2] = json_string_value(json_object_get(it, "version"));
+			cells[3] = json_is_true(json_object_get(it, "connected")) ? "yes" : "no";
+			cells[4] = agebuf;
+			cells[5] = cfgbuf;
+			cells[6] =
+			    json_is_boolean(conv) ? (json_is_true(conv) ? "yes" : "no") : "-";
+			for (int c = 0; c < 7; c++)
+				if (!cells[c])
+					cells[c] = "-";
+			table_add(&t, cells);
 		}
 		table_print(&t, stdout);
 		table_fini(&t);
 		json_decref(doc);
+		print_convergence(ctx->controller);
 		return CLI_EXIT_OK;
 	}
 	occ_filter_init(&all);

@@ -136,7 +136,7 @@ Test(cli_controller, status_and_agents)
 	const char *a3[] = {"--controller", url, "agents", NULL};
 	const char *a4[] = {"--controller", url, "agents", "--json", NULL};
 	const char *agents_hdr =
-	    "node       agent_id                    connected  last_heartbeat_age_s\n";
+	    "node       agent_id                    version  connected  heartbeat_age_s  config  converged\n";
 	struct buf out, err;
 	json_t *got, *want;
 
@@ -151,8 +151,11 @@ Test(cli_controller, status_and_agents)
 	cr_expect_not_null(strstr(out.p, "store             {\"segments\":3}\n"), "%s", out.p);
 	cr_assert_eq(run_tapio(a3, NULL, &out, &err), 0, "stderr: %s", err.p);
 	cr_expect_eq(strncmp(out.p, agents_hdr, strlen(agents_hdr)), 0, "%s", out.p);
-	cr_expect_not_null(strstr(out.p, "worker-22  01HBBBBBBBBBBBBBBBBBBBBBBB  false      120\n"),
-			   "%s", out.p);
+	cr_expect_not_null(
+	    strstr(
+		out.p,
+		"worker-22  01HBBBBBBBBBBBBBBBBBBBBBBB  -        no         120.0            -       -\n"),
+	    "%s", out.p);
 	cr_assert_eq(run_tapio(a4, NULL, &out, &err), 0, "stderr: %s", err.p);
 	got = parse(out.p);
 	want = parse(AGENTS_BODY);
