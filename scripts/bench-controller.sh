@@ -13,8 +13,14 @@
 #  3. controller RSS with IDLE_AGENTS connected idle agents (loadgen --rate 0), per agent,
 #     beside a trivial accept-only listener holding as many bare TCP connections.
 # Root not required; SKIP_BUILD=1 skips scripts/build.sh. Prints a markdown table and writes it to build/bench/controller.md.
+# `--tls`: the TLS figure instead (the same loadgen load against a plaintext and a TLS 1.3 +
+# mTLS + token controller, interleaved rounds): runs scripts/bench-tls.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--tls" ]; then
+	shift
+	exec scripts/bench-tls.sh "$@"
+fi
 BUILD=${BUILD_DIR:-build}
 AGENTS=${AGENTS:-100}
 RATE=${RATE:-2000000}
