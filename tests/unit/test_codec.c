@@ -843,7 +843,7 @@ Test(codec, decode_amplification_refused, .timeout = 30)
 }
 
 /* Packs an EventBatch of n occurrences (ids "0".."n-1", distinct sizes) into a frame payload. */
-static size_t pack_batch(uint8_t *out, size_t n, Tapio__V1__Occurrence *occ, char (*ids)[8])
+static size_t pack_batch(uint8_t *out, size_t n, Tapio__V1__Occurrence *occ, char (*ids)[32])
 {
 	Tapio__V1__Frame f = TAPIO__V1__FRAME__INIT;
 	Tapio__V1__EventBatch b = TAPIO__V1__EVENT_BATCH__INIT;
@@ -851,7 +851,7 @@ static size_t pack_batch(uint8_t *out, size_t n, Tapio__V1__Occurrence *occ, cha
 
 	for (size_t i = 0; i < n; i++) {
 		tapio__v1__occurrence__init(&occ[i]);
-		snprintf(ids[i], 8, "%zu%.*s", i, (int)i, "xxxxxx");
+		snprintf(ids[i], 32, "%zu%.*s", i, (int)i, "xxxxxx");
 		occ[i].id = ids[i];
 		occ[i].timestamp_ns = 1000 + i;
 		ptrs[i] = &occ[i];
@@ -868,7 +868,7 @@ static size_t pack_batch(uint8_t *out, size_t n, Tapio__V1__Occurrence *occ, cha
 Test(codec, batch_occurrences_slices_the_received_bytes, .timeout = 10)
 {
 	Tapio__V1__Occurrence occ[4];
-	char ids[4][8];
+	char ids[4][32];
 	uint8_t payload[512], one[128], frame[600];
 	const uint8_t *ptr[4];
 	size_t lens[4], len = pack_batch(payload, 4, occ, ids);
