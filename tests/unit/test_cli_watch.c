@@ -43,7 +43,7 @@ static void wait_ready(struct proc *p)
 	cr_assert(read_line(p->err, &carry, line, sizeof(line), 10000), "watch did not start");
 	cr_assert_not_null(strstr(line, "tapio: watching "), "%s", line);
 	cr_assert_eq(carry.len, 0, "more on stderr: %s", carry.p);
-	free(carry.p);
+	buf_free(&carry);
 }
 
 static int seq_of(const char *line)
