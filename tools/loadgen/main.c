@@ -262,13 +262,13 @@ static void fill_pool_entry(struct loadgen *lg, struct tapio_occurrence *o, uint
 			 (unsigned)rnd(lg));
 		if (t == TAPIO_OCC_OOM_KILL) {
 			c->signal = 9;
-			c->exit_code = -1;
+			c->exit_code = 0; /* killed: no exit status (docs/occurrences.md) */
 			c->memory_limit_bytes = (64ull + rnd_below(lg, 4032)) << 20;
 			c->memory_usage_bytes = c->memory_limit_bytes;
 			c->rss_bytes = c->memory_limit_bytes - (rnd_below(lg, 16) << 20);
 		} else if (rnd_below(lg, 2)) {
 			c->signal = (int32_t[]){6, 9, 11, 15}[rnd_below(lg, 4)];
-			c->exit_code = -1;
+			c->exit_code = 0; /* killed: no exit status (docs/occurrences.md) */
 			c->core_dumped = c->signal == 6 || c->signal == 11;
 			o->severity = TAPIO_SEV_ERROR;
 		} else {

@@ -112,13 +112,13 @@ static void fill_pool_entry(struct gen *g, struct tapio_occurrence *o, uint32_t 
 			 (unsigned)rnd(g));
 		if (t == TAPIO_OCC_OOM_KILL) {
 			c->signal = 9;
-			c->exit_code = -1;
+			c->exit_code = 0; /* killed: no exit status (docs/occurrences.md) */
 			c->memory_limit_bytes = (64ull + rnd_below(g, 4032)) << 20;
 			c->memory_usage_bytes = c->memory_limit_bytes;
 			c->rss_bytes = c->memory_limit_bytes - (rnd_below(g, 16) << 20);
 		} else if (rnd_below(g, 2)) {
 			c->signal = (int32_t[]){6, 9, 11, 15}[rnd_below(g, 4)];
-			c->exit_code = -1;
+			c->exit_code = 0; /* killed: no exit status (docs/occurrences.md) */
 			c->core_dumped = c->signal == 6 || c->signal == 11;
 			o->severity = TAPIO_SEV_ERROR;
 		} else {
