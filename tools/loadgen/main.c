@@ -31,6 +31,7 @@
 #include "common/occ_proto.h"
 #include "common/tls.h"
 #include "common/ulid.h"
+#include "tools/occgen.h"
 
 #define TAG	       "loadgen"
 #define POOL_SIZE      4096
@@ -103,7 +104,7 @@ struct loadgen {
 	struct agent *agents;
 	struct packed_occ *packed; /* POOL_SIZE entries */
 	uint8_t *pk_bytes;
-	uint64_t rng;
+	struct occgen gen;
 	uint64_t t0_ns, submit_end_ns, last_ack_ns, end_ns;
 	uint64_t submitted;
 	uint32_t next_agent;
@@ -175,146 +176,6 @@ static uint64_t hist_percentile(const struct loadgen *lg, double p)
 			return hist_upper(i) < lg->lat_max_us ? hist_upper(i) : lg->lat_max_us;
 	}
 	return lg->lat_max_us;
-}
-
-static uint64_t rnd(struct loadgen *lg)
-{
-	lg->rng ^= lg->rng >> 12;
-	lg->rng ^= lg->rng << 25;
-	lg->rng ^= lg->rng >> 27;
-	return lg->rng * 0x2545F4914F6CDD1Dull;
-}
-
-static uint32_t rnd_below(struct loadgen *lg, uint32_t n)
-{
-	return (uint32_t)(rnd(lg) % n);
-}
-
-/* ---- realistic occurrences --------------------------------------------------------------- */
-
-static const char *net_comms[] = {"curl",    "envoy",	    "java",	 "nginx",
-				  "python3", "grpc-server", "redis-cli", "node"};
-static const char *ct_comms[] = {"java", "postgres", "python3", "ruby", "node", "worker"};
-static const char *st_comms[] = {"postgres", "mysqld", "etcd", "kafka", "jbd2/sda1-8"};
-static const char *opcodes[] = {"read", "write", "flush", "discard"};
-
-static void make_ip(struct loadgen *lg, char *buf, size_t len, bool v6)
-{
-	if (v6)
-		snprintf(buf, len, "fd00::%x:%x", rnd_below(lg, 0xffff), rnd_below(lg, 0xffff));
-	else
-		snprintf(buf, len, "10.%u.%u.%u", rnd_below(lg, 256), rnd_below(lg, 256),
-			 1 + rnd_below(lg, 254));
-}
-
-static void fill_pool_entry(struct loadgen *lg, struct tapio_occurrence *o, uint32_t i)
-{
-	enum tapio_occ_type t = (enum tapio_occ_type)(i % TAPIO_OCC__COUNT);
-	uint64_t now = clock_wall_ns();
-
-	occurrence_init(o, t, now, "node", "loadgen");
-	o->config_generation = 1;
-	switch (tapio_catalogue[t].observer) {
-	case TAPIO_OBS_NETWORK: {
-		struct tapio_occ_network *n = &o->data.network;
-		bool v6 = rnd_below(lg, 5) == 0;
-
-		n->pid = 1000 + rnd_below(lg, 60000);
-		snprintf(n->comm, sizeof(n->comm), "%s", net_comms[rnd_below(lg, 8)]);
-		n->family = v6 ? 6 : 4;
-		make_ip(lg, n->src_ip, sizeof(n->src_ip), v6);
-		make_ip(lg, n->dst_ip, sizeof(n->dst_ip), v6);
-		n->src_port = (uint16_t)(32768 + rnd_below(lg, 28000));
-		n->dst_port = (uint16_t[]){80, 443, 5432, 6379, 8080, 9092}[rnd_below(lg, 6)];
-		if (t == TAPIO_OCC_CONNECTION_REFUSED || t == TAPIO_OCC_CONNECTION_TIMEOUT) {
-			snprintf(n->old_state, sizeof(n->old_state), "SYN_SENT");
-			snprintf(n->new_state, sizeof(n->new_state), "CLOSE");
-		}
-		if (t == TAPIO_OCC_CONNECTION_REFUSED && rnd_below(lg, 3) == 0) {
-			o->count = 2 + rnd_below(lg, 20);
-			o->first_seen_ns = now - 900000000ull;
-			o->last_seen_ns = now;
-		}
-		if (t == TAPIO_OCC_RETRANSMIT_SPIKE) {
-			n->total_retrans = 5 + rnd_below(lg, 50);
-			n->snd_cwnd = 1 + rnd_below(lg, 10);
-			o->count = n->total_retrans;
-			o->first_seen_ns = now - 500000000ull;
-			o->last_seen_ns = now;
-		}
-		if (t == TAPIO_OCC_RTT_DEGRADATION) {
-			n->baseline_ms = 1.0 + rnd_below(lg, 40);
-			n->current_ms = n->baseline_ms * (2.0 + rnd_below(lg, 8));
-		}
-		snprintf(o->error_message, sizeof(o->error_message), "%s:%u", n->dst_ip,
-			 n->dst_port);
-		break;
-	}
-	case TAPIO_OBS_CONTAINER: {
-		struct tapio_occ_container *c = &o->data.container;
-
-		c->pid = 1000 + rnd_below(lg, 60000);
-		c->tid = c->pid;
-		snprintf(c->comm, sizeof(c->comm), "%s", ct_comms[rnd_below(lg, 6)]);
-		c->cgroup_id = 10000 + rnd_below(lg, 100000);
-		snprintf(c->cgroup_path, sizeof(c->cgroup_path),
-			 "/kubepods.slice/kubepods-burstable.slice/kubepods-pod%08x.slice",
-			 (unsigned)rnd(lg));
-		if (t == TAPIO_OCC_OOM_KILL) {
-			c->signal = 9;
-			c->exit_code = 0; /* killed: no exit status (docs/occurrences.md) */
-			c->memory_limit_bytes = (64ull + rnd_below(lg, 4032)) << 20;
-			c->memory_usage_bytes = c->memory_limit_bytes;
-			c->rss_bytes = c->memory_limit_bytes - (rnd_below(lg, 16) << 20);
-		} else if (rnd_below(lg, 2)) {
-			c->signal = (int32_t[]){6, 9, 11, 15}[rnd_below(lg, 4)];
-			c->exit_code = 0; /* killed: no exit status (docs/occurrences.md) */
-			c->core_dumped = c->signal == 6 || c->signal == 11;
-			o->severity = TAPIO_SEV_ERROR;
-		} else {
-			c->exit_code = 1 + (int32_t)rnd_below(lg, 255);
-			o->severity = TAPIO_SEV_WARNING;
-		}
-		break;
-	}
-	case TAPIO_OBS_STORAGE: {
-		struct tapio_occ_storage *s = &o->data.storage;
-
-		s->pid = 100 + rnd_below(lg, 60000);
-		snprintf(s->comm, sizeof(s->comm), "%s", st_comms[rnd_below(lg, 5)]);
-		s->dev_major = (uint32_t[]){8, 259, 253}[rnd_below(lg, 3)];
-		s->dev_minor = rnd_below(lg, 16);
-		s->sector = rnd(lg) % (1ull << 31);
-		s->bytes = 512u << rnd_below(lg, 9);
-		snprintf(s->opcode, sizeof(s->opcode), "%s", opcodes[rnd_below(lg, 4)]);
-		if (t == TAPIO_OCC_IO_ERROR) {
-			s->error_code = -(int32_t)(uint32_t[]){5, 61, 110}[rnd_below(lg, 3)];
-			s->latency_ms = rnd_below(lg, 30000) / 10.0;
-		} else {
-			s->latency_ms = 50.0 + rnd_below(lg, 4000) / 10.0;
-			o->severity =
-			    s->latency_ms >= 200.0 ? TAPIO_SEV_CRITICAL : TAPIO_SEV_WARNING;
-		}
-		break;
-	}
-	default: {
-		struct tapio_occ_node *n = &o->data.node;
-
-		if (t == TAPIO_OCC_MEMORY_PRESSURE) {
-			n->cpu = -1;
-			n->memory_some_avg10 = 10.0 + rnd_below(lg, 900) / 10.0;
-			n->memory_full_avg10 = n->memory_some_avg10 / 2;
-		} else {
-			n->cpu = (int32_t)rnd_below(lg, 64);
-			n->cycles = 1000000000ull + rnd_below(lg, 1000000000);
-			n->instructions = n->cycles / (1 + rnd_below(lg, 4));
-			n->stall_cycles = n->cycles / (2 + rnd_below(lg, 3));
-			n->ipc = (double)n->instructions / (double)n->cycles;
-			n->stall_pct = 100.0 * (double)n->stall_cycles / (double)n->cycles;
-		}
-		break;
-	}
-	}
 }
 
 /* ---- acked log --------------------------------------------------------------------------- */
@@ -572,7 +433,7 @@ static void build_context(struct agent *a, const char *cluster)
 
 static void submit_one(struct loadgen *lg, struct agent *a, uint64_t now_ns)
 {
-	const struct packed_occ *po = &lg->packed[rnd(lg) & (POOL_SIZE - 1)];
+	const struct packed_occ *po = &lg->packed[occgen_rnd(&lg->gen) & (POOL_SIZE - 1)];
 	uint8_t buf[PACKED_MAX + CTX_MAX];
 	char id[TAPIO_ULID_LEN + 1];
 
@@ -946,7 +807,7 @@ int main(int argc, char **argv)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile(lg->nagents);
-	lg->rng = lg->seed * 0x9E3779B97F4A7C15ull + 1;
+	occgen_seed(&lg->gen, lg->seed);
 	if (uv_loop_init(&loop) < 0)
 		return 1;
 	lg->loop = &loop;
@@ -957,7 +818,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (uint32_t i = 0; i < POOL_SIZE; i++)
-		fill_pool_entry(lg, &pool[i], i);
+		occgen_fill(&lg->gen, &pool[i], i, "loadgen");
 	if (build_packed_pool(lg, pool) < 0) {
 		fprintf(stderr, "tapio-loadgen: packing the occurrence pool failed\n");
 		return 1;

@@ -24,148 +24,11 @@
 #include "common/ulid.h"
 #include "controller/registry.h"
 #include "controller/store.h"
+#include "tools/occgen.h"
 
 #define POOL_SIZE    4096
 #define COMMIT_EVERY 32768 /* records per store_commit (~7 MB, segments close to 64 MiB) */
 #define PAYLOAD_ROOM 4096  /* bytes of packed payload room per record (way over real sizes) */
-
-struct gen {
-	uint64_t rng;
-};
-
-static uint64_t rnd(struct gen *g)
-{
-	g->rng ^= g->rng >> 12;
-	g->rng ^= g->rng << 25;
-	g->rng ^= g->rng >> 27;
-	return g->rng * 0x2545F4914F6CDD1Dull;
-}
-
-static uint32_t rnd_below(struct gen *g, uint32_t n)
-{
-	return (uint32_t)(rnd(g) % n);
-}
-
-/* ---- realistic occurrences (same shapes as tools/loadgen) -------------------------------- */
-
-static const char *net_comms[] = {"curl",    "envoy",	    "java",	 "nginx",
-				  "python3", "grpc-server", "redis-cli", "node"};
-static const char *ct_comms[] = {"java", "postgres", "python3", "ruby", "node", "worker"};
-static const char *st_comms[] = {"postgres", "mysqld", "etcd", "kafka", "jbd2/sda1-8"};
-static const char *opcodes[] = {"read", "write", "flush", "discard"};
-
-static void make_ip(struct gen *g, char *buf, size_t len, bool v6)
-{
-	if (v6)
-		snprintf(buf, len, "fd00::%x:%x", rnd_below(g, 0xffff), rnd_below(g, 0xffff));
-	else
-		snprintf(buf, len, "10.%u.%u.%u", rnd_below(g, 256), rnd_below(g, 256),
-			 1 + rnd_below(g, 254));
-}
-
-static void fill_pool_entry(struct gen *g, struct tapio_occurrence *o, uint32_t i)
-{
-	enum tapio_occ_type t = (enum tapio_occ_type)(i % TAPIO_OCC__COUNT);
-
-	occurrence_init(o, t, clock_wall_ns(), "node", "storegen");
-	o->config_generation = 1;
-	switch (tapio_catalogue[t].observer) {
-	case TAPIO_OBS_NETWORK: {
-		struct tapio_occ_network *n = &o->data.network;
-		bool v6 = rnd_below(g, 5) == 0;
-
-		n->pid = 1000 + rnd_below(g, 60000);
-		snprintf(n->comm, sizeof(n->comm), "%s", net_comms[rnd_below(g, 8)]);
-		n->family = v6 ? 6 : 4;
-		make_ip(g, n->src_ip, sizeof(n->src_ip), v6);
-		make_ip(g, n->dst_ip, sizeof(n->dst_ip), v6);
-		n->src_port = (uint16_t)(32768 + rnd_below(g, 28000));
-		n->dst_port = (uint16_t[]){80, 443, 5432, 6379, 8080, 9092}[rnd_below(g, 6)];
-		if (t == TAPIO_OCC_CONNECTION_REFUSED || t == TAPIO_OCC_CONNECTION_TIMEOUT) {
-			snprintf(n->old_state, sizeof(n->old_state), "SYN_SENT");
-			snprintf(n->new_state, sizeof(n->new_state), "CLOSE");
-		}
-		if (t == TAPIO_OCC_CONNECTION_REFUSED && rnd_below(g, 3) == 0)
-			o->count = 2 + rnd_below(g, 20);
-		if (t == TAPIO_OCC_RETRANSMIT_SPIKE) {
-			n->total_retrans = 5 + rnd_below(g, 50);
-			n->snd_cwnd = 1 + rnd_below(g, 10);
-			o->count = n->total_retrans;
-		}
-		if (t == TAPIO_OCC_RTT_DEGRADATION) {
-			n->baseline_ms = 1.0 + rnd_below(g, 40);
-			n->current_ms = n->baseline_ms * (2.0 + rnd_below(g, 8));
-		}
-		snprintf(o->error_message, sizeof(o->error_message), "%s:%u", n->dst_ip,
-			 n->dst_port);
-		break;
-	}
-	case TAPIO_OBS_CONTAINER: {
-		struct tapio_occ_container *c = &o->data.container;
-
-		c->pid = 1000 + rnd_below(g, 60000);
-		c->tid = c->pid;
-		snprintf(c->comm, sizeof(c->comm), "%s", ct_comms[rnd_below(g, 6)]);
-		c->cgroup_id = 10000 + rnd_below(g, 100000);
-		snprintf(c->cgroup_path, sizeof(c->cgroup_path),
-			 "/kubepods.slice/kubepods-burstable.slice/kubepods-pod%08x.slice",
-			 (unsigned)rnd(g));
-		if (t == TAPIO_OCC_OOM_KILL) {
-			c->signal = 9;
-			c->exit_code = 0; /* killed: no exit status (docs/occurrences.md) */
-			c->memory_limit_bytes = (64ull + rnd_below(g, 4032)) << 20;
-			c->memory_usage_bytes = c->memory_limit_bytes;
-			c->rss_bytes = c->memory_limit_bytes - (rnd_below(g, 16) << 20);
-		} else if (rnd_below(g, 2)) {
-			c->signal = (int32_t[]){6, 9, 11, 15}[rnd_below(g, 4)];
-			c->exit_code = 0; /* killed: no exit status (docs/occurrences.md) */
-			c->core_dumped = c->signal == 6 || c->signal == 11;
-			o->severity = TAPIO_SEV_ERROR;
-		} else {
-			c->exit_code = 1 + (int32_t)rnd_below(g, 255);
-			o->severity = TAPIO_SEV_WARNING;
-		}
-		break;
-	}
-	case TAPIO_OBS_STORAGE: {
-		struct tapio_occ_storage *s = &o->data.storage;
-
-		s->pid = 100 + rnd_below(g, 60000);
-		snprintf(s->comm, sizeof(s->comm), "%s", st_comms[rnd_below(g, 5)]);
-		s->dev_major = (uint32_t[]){8, 259, 253}[rnd_below(g, 3)];
-		s->dev_minor = rnd_below(g, 16);
-		s->sector = rnd(g) % (1ull << 31);
-		s->bytes = 512u << rnd_below(g, 9);
-		snprintf(s->opcode, sizeof(s->opcode), "%s", opcodes[rnd_below(g, 4)]);
-		if (t == TAPIO_OCC_IO_ERROR) {
-			s->error_code = -(int32_t)(uint32_t[]){5, 61, 110}[rnd_below(g, 3)];
-			s->latency_ms = rnd_below(g, 30000) / 10.0;
-		} else {
-			s->latency_ms = 50.0 + rnd_below(g, 4000) / 10.0;
-			o->severity =
-			    s->latency_ms >= 200.0 ? TAPIO_SEV_CRITICAL : TAPIO_SEV_WARNING;
-		}
-		break;
-	}
-	default: {
-		struct tapio_occ_node *n = &o->data.node;
-
-		if (t == TAPIO_OCC_MEMORY_PRESSURE) {
-			n->cpu = -1;
-			n->memory_some_avg10 = 10.0 + rnd_below(g, 900) / 10.0;
-			n->memory_full_avg10 = n->memory_some_avg10 / 2;
-		} else {
-			n->cpu = (int32_t)rnd_below(g, 64);
-			n->cycles = 1000000000ull + rnd_below(g, 1000000000);
-			n->instructions = n->cycles / (1 + rnd_below(g, 4));
-			n->stall_cycles = n->cycles / (2 + rnd_below(g, 3));
-			n->ipc = (double)n->instructions / (double)n->cycles;
-			n->stall_pct = 100.0 * (double)n->stall_cycles / (double)n->cycles;
-		}
-		break;
-	}
-	}
-}
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -391,7 +254,7 @@ struct node_state {
 int main(int argc, char **argv)
 {
 	struct opts o = {0};
-	struct gen g;
+	struct occgen g;
 	struct store_options so;
 	struct store *st = NULL;
 	struct tapio_occurrence *pool;
@@ -413,7 +276,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 #endif
-	g.rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
+	occgen_seed(&g, o.seed);
 	pool = calloc(POOL_SIZE, sizeof(*pool));
 	nodes = calloc(o.nodes, sizeof(*nodes));
 	buf = malloc(PAYLOAD_ROOM);
@@ -422,7 +285,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (uint32_t i = 0; i < POOL_SIZE; i++)
-		fill_pool_entry(&g, &pool[i], i);
+		occgen_fill(&g, &pool[i], i, "storegen");
 
 	store_options_defaults(&so);
 	so.dir = o.dir;
@@ -439,7 +302,7 @@ int main(int argc, char **argv)
 		snprintf(n->name, sizeof(n->name), "node-%04u", i);
 		snprintf(agent_id, sizeof(agent_id), "storegen-%s", n->name);
 		n->agent_key = registry_agent_key(agent_id);
-		n->session_id = rnd(&g) | 1;
+		n->session_id = occgen_rnd(&g) | 1;
 		if ((r = store_node_intern(st, n->name, &n->id)) < 0) {
 			fprintf(stderr, "tapio-storegen: store_node_intern: %s\n", strerror(-r));
 			return 1;
@@ -455,8 +318,8 @@ int main(int argc, char **argv)
 	step = o.span_s * 1000000000ull / o.records; /* ns between consecutive records */
 	t_start = clock_mono_ns();
 	for (uint64_t i = 0; i < o.records; i++) {
-		struct tapio_occurrence occ = pool[rnd(&g) & (POOL_SIZE - 1)];
-		struct node_state *n = &nodes[rnd_below(&g, o.nodes)];
+		struct tapio_occurrence occ = pool[occgen_rnd(&g) & (POOL_SIZE - 1)];
+		struct node_state *n = &nodes[occgen_below(&g, o.nodes)];
 		struct store_record_meta m;
 		Tapio__V1__Occurrence msg;
 		struct occ_proto_scratch scratch;
@@ -464,7 +327,7 @@ int main(int argc, char **argv)
 		size_t sz;
 
 		/* increasing timestamps: a slot of `step` ns per record, jittered inside it */
-		occ.timestamp_ns = t0 + i * step + (step > 1 ? rnd(&g) % step : 0);
+		occ.timestamp_ns = t0 + i * step + (step > 1 ? occgen_rnd(&g) % step : 0);
 		if (occ.count) {
 			occ.first_seen_ns = occ.timestamp_ns - 500000000ull;
 			occ.last_seen_ns = occ.timestamp_ns;
