@@ -40,7 +40,7 @@ void seg_put_u32(uint8_t *p, uint32_t v);
 void seg_put_u64(uint8_t *p, uint64_t v);
 uint32_t seg_get_u32(const uint8_t *p);
 uint64_t seg_get_u64(const uint8_t *p);
-/* CRC-32 (IEEE, zlib's crc32) of len bytes. */
+/* CRC-32 (IEEE, the same value as zlib's crc32; computed by libdeflate) of len bytes. */
 uint32_t seg_crc32(const void *buf, size_t len);
 
 /* Segment file name for an id: "seg-%020llu.tseg" / ".idx". buf needs 40 bytes. */

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
 	# build
 	build-essential cmake pkg-config git
-	clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
+	clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libdeflate-dev
 	libuv1-dev libprotobuf-c-dev protobuf-c-compiler
 	libjansson-dev libyaml-dev libssl-dev libh2o-dev libcurl4-openssl-dev
 	# tests and checks
