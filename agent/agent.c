@@ -31,7 +31,8 @@
 #include "common/settings.h"
 
 #define TAG		     "agent"
-#define CONFIG_GENERATION    1
+#define CONFIG_GENERATION    1	   /* a standalone agent's local config; reloads count on */
+#define LOCAL_GENERATION     0	   /* controller mode: the local file, before any push */
 #define DRAIN_ROUNDS	     64	   /* at shutdown: up to 64 × budget records per observer */
 #define SHUTDOWN_DEADLINE_MS 10000 /* a sink stuck in a write (stalled reader) ends here */
 
@@ -761,7 +762,8 @@ static void on_heartbeat(void *arg, struct client_heartbeat *hb)
 /*
  * SIGHUP: re-reads the config file with the original flags on top. Observer settings take
  * effect at once under the next config generation (carriers rewritten, no reload or
- * re-attach); log level and stats interval too. Identity, sinks and file bounds need a
+ * re-attach); in controller mode they apply only before the first push (as generation 0),
+ * afterwards the controller's generation stays. Log level and stats interval always. Identity, sinks and file bounds need a
  * restart. A bad file is refused and the running config stays.
  */
 static void reload(struct agent *a)
@@ -806,12 +808,25 @@ static void reload(struct agent *a)
 			uv_timer_start(&a->stats_timer, on_stats, nc->stats_interval_s * 1000ull,
 				       nc->stats_interval_s * 1000ull);
 	}
+	if (a->ctl && a->generation != LOCAL_GENERATION) {
+		/* generations are the controller's: a local change under its number would make
+		 * one generation name two configs, and under a new number could collide with
+		 * the controller's next one */
+		log_info(TAG,
+			 "reload: observer settings follow the controller (config generation "
+			 "%llu); the file's observer settings are not applied while it manages "
+			 "this agent",
+			 (unsigned long long)a->generation);
+		goto out;
+	}
 	if (memcmp(&nc->settings, &a->cfg.settings, sizeof(nc->settings)) == 0) {
 		log_info(TAG, "reload: observer settings unchanged (config generation %llu)",
 			 (unsigned long long)a->generation);
 		goto out;
 	}
-	if (agent_apply_settings(a, &nc->settings, a->generation + 1, NULL, err, sizeof(err)) < 0)
+	/* controller mode before any push: still the local config, still generation 0 */
+	if (agent_apply_settings(a, &nc->settings, a->ctl ? LOCAL_GENERATION : a->generation + 1,
+				 NULL, err, sizeof(err)) < 0)
 		log_error(TAG, "reload: %s; keeping generation %llu", err,
 			  (unsigned long long)a->generation);
 	else
@@ -886,7 +901,10 @@ struct agent *agent_new(const struct agent_config *cfg, char *err, size_t errlen
 		goto fail;
 	}
 	a->last_clock_sync_ns = clock_mono_ns();
-	a->generation = CONFIG_GENERATION;
+	/* in controller mode every generation number is the controller's (ConfigPush); the
+	 * local file runs as generation 0 until the first push or a restored applied-config */
+	a->generation =
+	    (a->cfg.sinks & AGENT_SINK_CONTROLLER) ? LOCAL_GENERATION : CONFIG_GENERATION;
 	a->ctl_index = -1;
 	rc = config_hash_settings(&a->cfg.settings, a->config_hash);
 	if (rc < 0) {

@@ -7,7 +7,8 @@
  * tiny bounds, many facts, controller down: stored + dropped == submitted, exactly. Config
  * push: a scripted controller on a raw socket pushes settings; the agent applies them (the
  * next occurrences carry the pushed generation, an ignored exit code stops being reported),
- * reports them in heartbeats and rejects invalid ones with a reason.
+ * reports them in heartbeats and rejects invalid ones with a reason; a local SIGHUP reload
+ * does not override the controller's config (generations are the controller's).
  * Needs root; every skip prints its reason.
  */
 #include <criterion/criterion.h>
@@ -222,7 +223,7 @@ static void dump_free(struct dump *d)
 
 /* ---- the agent ---- */
 
-static void agent_start(const struct ctl *c, const char *const *more)
+static void agent_start_yaml(const struct ctl *c, const char *yaml, const char *const *more)
 {
 	char addr[64];
 	const char *args[32] = {
@@ -234,7 +235,12 @@ static void agent_start(const struct ctl *c, const char *const *more)
 	for (int i = 0; more && more[i] && n < 31; i++)
 		args[n++] = more[i];
 	args[n] = NULL;
-	cr_assert_eq(harness_start(&agent, NULL, args), 0, "tapio-agent did not become ready");
+	cr_assert_eq(harness_start(&agent, yaml, args), 0, "tapio-agent did not become ready");
+}
+
+static void agent_start(const struct ctl *c, const char *const *more)
+{
+	agent_start_yaml(c, NULL, more);
 }
 
 /* Number of lines of the agent's log containing `needle`; the last one goes to buf. */
@@ -744,7 +750,7 @@ Test(agent_controller, config_push_applied_reported_and_rejected, .timeout = 120
 	cr_assert_eq(listen(lfd, 4), 0);
 	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
 	c.port = ntohs(sa.sin_port);
-	agent_start(&c, NULL);
+	agent_start_yaml(&c, "container:\n  ignored_exit_codes: [143]\n", NULL);
 
 	pfd = (struct pollfd){.fd = lfd, .events = POLLIN};
 	cr_assert_eq(poll(&pfd, 1, 10000), 1, "the agent did not connect");
@@ -752,13 +758,16 @@ Test(agent_controller, config_push_applied_reported_and_rejected, .timeout = 120
 	cr_assert_geq(fd, 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 
-	/* Hello: identity, config.push capability, the local config (generation 1) */
+	/* Hello: identity, config.push capability, the local config (generation 0: every
+	 * generation number is the controller's) */
 	settings_defaults(&st);
+	st.ignored_exit_codes[0] = 143;
+	st.n_ignored_exit_codes = 1;
 	cr_assert_eq(config_hash_settings(&st, hash), 0);
 	f = recv_frame(fd);
 	cr_assert_eq(f->msg_case, TAPIO__V1__FRAME__MSG_HELLO, "got %s", codec_frame_kind(f));
 	cr_assert_str_eq(f->hello->node, "e2e-node");
-	cr_assert_eq(f->hello->config_generation, 1);
+	cr_assert_eq(f->hello->config_generation, 0);
 	cr_assert_str_eq(f->hello->config_hash, hash);
 	{
 		bool push = false;
@@ -777,7 +786,8 @@ Test(agent_controller, config_push_applied_reported_and_rejected, .timeout = 120
 	tapio__v1__frame__free_unpacked(f, NULL);
 	cr_assert_eq(send_frame(fd, &w), 0);
 
-	/* a valid push: exit code 5 ignored from now on, generation 42 */
+	/* a valid push: exit code 5 ignored from now on (143 no more), generation 42 */
+	settings_defaults(&st);
 	st.ignored_exit_codes[st.n_ignored_exit_codes++] = 5;
 	cr_assert_eq(config_hash_settings(&st, hash), 0);
 	push_config(fd, 42, &st, NULL);
@@ -830,6 +840,27 @@ Test(agent_controller, config_push_applied_reported_and_rejected, .timeout = 120
 	cr_assert(strstr(f->config_rejected->reason, "does not match") != NULL, "reason: %s",
 		  f->config_rejected->reason);
 	tapio__v1__frame__free_unpacked(f, NULL);
+
+	/* a local reload while the controller manages the agent keeps the controller's config:
+	 * the file now ignores exit code 6, yet exit(6) is still reported under generation 42 */
+	{
+		char cfg[256], line[512];
+		FILE *cf;
+
+		snprintf(cfg, sizeof(cfg), "%s/agent.yaml", agent.dir);
+		cf = fopen(cfg, "w");
+		cr_assert_not_null(cf);
+		fputs("container:\n  ignored_exit_codes: [6]\n", cf);
+		cr_assert_eq(fclose(cf), 0);
+		cr_assert_eq(kill(agent.pid, SIGHUP), 0);
+		for (long long end = now_ms() + 10000;
+		     now_ms() < end &&
+		     !agent_log_last("follow the controller", line, sizeof(line));)
+			harness_pump(&agent, 100);
+		cr_assert(agent_log_last("follow the controller (config generation 42)", line,
+					 sizeof(line)),
+			  "the reload did not say the controller's config stays");
+	}
 	child_exit("h13-gen6", 6);
 	for (long long end = now_ms() + 10000;
 	     now_ms() < end && harness_count(&agent, match_comm, &gen6) < 2;)
