@@ -462,15 +462,11 @@ static size_t strip_unknown(ProtobufCMessage *m, bool owned)
 	return stripped;
 }
 
-static int decoder_next(struct codec_decoder *d, struct codec_arena *arena, Tapio__V1__Frame **out)
+int codec_decoder_peek(struct codec_decoder *d, const uint8_t **payload, size_t *len)
 {
-	struct unpack_budget budget = {.arena = arena};
-	ProtobufCAllocator alloc = {budget_alloc, budget_free, &budget};
-	Tapio__V1__Frame *f;
-	size_t need, payload;
+	size_t need;
 	int err;
 
-	*out = NULL;
 	if (d->error)
 		return d->error;
 	err = frame_need(d, &need);
@@ -478,20 +474,46 @@ static int decoder_next(struct codec_decoder *d, struct codec_arena *arena, Tapi
 		return err;
 	if (d->len - d->start < need)
 		return 0;
-	payload = need - CODEC_HEADER_LEN;
-	budget.left = payload * CODEC_UNPACK_FACTOR + CODEC_UNPACK_SLACK;
-	f = tapio__v1__frame__unpack(&alloc, payload, d->buf + d->start + CODEC_HEADER_LEN);
+	*payload = d->buf + d->start + CODEC_HEADER_LEN;
+	*len = need - CODEC_HEADER_LEN;
+	return 1;
+}
+
+void codec_decoder_consume(struct codec_decoder *d, size_t unpack_bytes)
+{
+	size_t payload = (size_t)get_be32(d->buf + d->start);
+
+	d->last_unpack_bytes = unpack_bytes;
+	d->last_unknown_fields = 0;
+	d->last_payload = d->buf + d->start + CODEC_HEADER_LEN;
+	d->last_payload_len = payload;
+	d->start += CODEC_HEADER_LEN + payload;
+	if (d->start == d->len)
+		d->start = d->len = 0;
+	d->frames++;
+}
+
+static int decoder_next(struct codec_decoder *d, struct codec_arena *arena, Tapio__V1__Frame **out)
+{
+	struct unpack_budget budget = {.arena = arena};
+	ProtobufCAllocator alloc = {budget_alloc, budget_free, &budget};
+	const uint8_t *payload = NULL;
+	Tapio__V1__Frame *f;
+	size_t len = 0;
+	int r;
+
+	*out = NULL;
+	r = codec_decoder_peek(d, &payload, &len);
+	if (r <= 0)
+		return r;
+	budget.left = codec_unpack_budget(len);
+	f = tapio__v1__frame__unpack(&alloc, len, payload);
 	d->last_unpack_bytes = budget.used;
 	if (!f)
 		return fail(d,
 			    budget.exhausted ? CODEC_ERR_FRAME_TOO_COMPLEX : CODEC_ERR_MALFORMED);
+	codec_decoder_consume(d, budget.used);
 	d->last_unknown_fields = strip_unknown(&f->base, arena == NULL);
-	d->last_payload = d->buf + d->start + CODEC_HEADER_LEN;
-	d->last_payload_len = payload;
-	d->start += need;
-	if (d->start == d->len)
-		d->start = d->len = 0;
-	d->frames++;
 	*out = f;
 	return 1;
 }
@@ -508,23 +530,6 @@ int codec_decoder_next_arena(struct codec_decoder *d, struct codec_arena *a, Tap
 
 /* ---- slicing a batch ---------------------------------------------------------------------- */
 
-/* Reads a varint at *p (below end). Returns 0 and advances *p, or -1. */
-static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t x = 0;
-
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-
-		x |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = x;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /*
  * Reads one field header at *p: its number, wire type and, for length-delimited fields, the
  * value's bytes; other values are skipped (varint, fixed64, fixed32). Returns 0 or -1.
@@ -534,14 +539,14 @@ static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *num, unsi
 {
 	uint64_t key, n;
 
-	if (wire_varint(p, end, &key) < 0 || (key >> 3) == 0 || (key >> 3) > UINT32_MAX)
+	if (codec_wire_varint(p, end, &key) < 0 || (key >> 3) == 0 || (key >> 3) > UINT32_MAX)
 		return -1;
 	*num = (uint32_t)(key >> 3);
 	*type = (unsigned)(key & 7);
 	*val = *p;
 	switch (*type) {
 	case 0:
-		if (wire_varint(p, end, &n) < 0)
+		if (codec_wire_varint(p, end, &n) < 0)
 			return -1;
 		break;
 	case 1:
@@ -552,7 +557,7 @@ static int wire_field(const uint8_t **p, const uint8_t *end, uint32_t *num, unsi
 		*p += n;
 		break;
 	case 2:
-		if (wire_varint(p, end, &n) < 0 || n > (uint64_t)(end - *p))
+		if (codec_wire_varint(p, end, &n) < 0 || n > (uint64_t)(end - *p))
 			return -1;
 		*val = *p;
 		*p += n;

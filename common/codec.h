@@ -24,6 +24,12 @@
 #define CODEC_UNPACK_FACTOR 16u
 #define CODEC_UNPACK_SLACK  (64u << 10)
 
+/* The memory budget of one frame of `payload` bytes (see above). */
+static inline size_t codec_unpack_budget(size_t payload)
+{
+	return payload * CODEC_UNPACK_FACTOR + CODEC_UNPACK_SLACK;
+}
+
 /*
  * Machine-readable decoder/handshake errors. All negative and outside the errno range, so
  * they never collide with a -errno returned by the same functions. Each maps to one
@@ -135,6 +141,22 @@ ssize_t codec_decoder_feed(struct codec_decoder *d, const uint8_t *data, size_t 
 int codec_decoder_next(struct codec_decoder *d, Tapio__V1__Frame **out);
 
 /*
+ * The payload of the next complete frame, not decoded: returns 1 with *payload and *len (the
+ * decoder's own bytes, valid until the next _feed, _next, _consume or _fini), 0 when more
+ * bytes are needed, or a negative codec_error (sticky, as _next). A caller that decodes the
+ * payload itself (occ_wire.h) then calls codec_decoder_consume; otherwise _next decodes it.
+ */
+int codec_decoder_peek(struct codec_decoder *d, const uint8_t **payload, size_t *len);
+
+/*
+ * Consumes the frame _peek returned, as _next does once it has unpacked a frame: counts it,
+ * sets last_payload/last_payload_len (valid until the next _feed or _fini), last_unpack_bytes
+ * to unpack_bytes (what protobuf-c would have allocated) and last_unknown_fields to 0. Call it
+ * only after a _peek that returned 1.
+ */
+void codec_decoder_consume(struct codec_decoder *d, size_t unpack_bytes);
+
+/*
  * A bump allocator to decode frames into: one malloc per chunk instead of one per field and
  * string, and no free at all per frame. Frames decoded with codec_decoder_next_arena live in
  * the arena until codec_arena_reset(), which keeps one chunk big enough for the last frame
@@ -170,6 +192,27 @@ int codec_decoder_next_arena(struct codec_decoder *d, struct codec_arena *a,
  */
 ssize_t codec_batch_occurrences(const uint8_t *payload, size_t len, const uint8_t **ptr,
 				size_t *lens, size_t max);
+
+/*
+ * Reads one protobuf varint at *p (below end): at most 10 bytes, as protobuf-c reads them.
+ * Returns 0 and advances *p, or -1 (truncated or longer than 10 bytes). Inline: the batch
+ * fast path (occ_wire.c) reads a few dozen per occurrence.
+ */
+static inline int codec_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -1;
+}
 
 /* Bytes held and not yet returned as frames. */
 size_t codec_decoder_pending(const struct codec_decoder *d);

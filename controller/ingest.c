@@ -11,6 +11,7 @@
 #include "common/codec.h"
 #include "common/log.h"
 #include "common/occ_proto.h"
+#include "common/occ_wire.h"
 #include "controller/session.h"
 
 #define TAG		 "ingest"
@@ -555,6 +556,24 @@ static bool wire_slices(struct conn *c, const Tapio__V1__EventBatch *b)
 }
 
 /*
+ * Occurrence i of b, converted (into *tmp) and validated: fast[i] when the frame came through
+ * the fast path (already converted by occ_wire_batch_decode, exactly as occ_from_proto would
+ * have), else b->occurrences[i]. Returns it, or NULL with the reason in err.
+ */
+static const struct tapio_occurrence *batch_occurrence(const Tapio__V1__EventBatch *b,
+						       const struct tapio_occurrence *fast,
+						       size_t i, struct tapio_occurrence *tmp,
+						       char *err, size_t errlen)
+{
+	const struct tapio_occurrence *o = fast ? &fast[i] : tmp;
+
+	if (!fast &&
+	    (!b->occurrences[i] || occ_from_proto(b->occurrences[i], tmp, err, errlen) < 0))
+		return NULL;
+	return occurrence_validate(o, err, errlen) < 0 ? NULL : o;
+}
+
+/*
  * Converts, validates and appends every occurrence of b as one store batch (one commit group,
  * so dedupe by batch stays exact). Invalid occurrences are dropped and counted: wrong
  * evidence is never stored, and refusing the whole batch would make the agent resend it
@@ -562,15 +581,18 @@ static bool wire_slices(struct conn *c, const Tapio__V1__EventBatch *b)
  * sent (its slice of the frame), so nothing is encoded again; it is re-encoded from the
  * validated message only when the frame had unknown fields or an unusual shape, or when the
  * slice is longer than any canonical encoding could be (repeated fields), so a stored payload
- * never carries bytes we did not understand and never exceeds pack_bound. Returns 0 and
- * *stored, or -errno from the store or allocation. Allocates nothing in the steady state:
- * the arrays and any packed bytes live in the ingest's scratch.
+ * never carries bytes we did not understand and never exceeds pack_bound. With `fast` (the
+ * frame's occurrences as the fast path decoded them, in->sc_wire holding their slices) b
+ * carries only the batch's numbers. Returns 0 and *stored, or -errno from the store or
+ * allocation. Allocates nothing in the steady state: the arrays and any packed bytes live in
+ * the ingest's scratch.
  */
-static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t *stored)
+static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b,
+			const struct tapio_occurrence *fast, uint64_t *stored)
 {
 	struct ingest *in = c->in;
 	size_t n = b->n_occurrences, k = 0, total = 0, packed = 0;
-	struct tapio_occurrence occ;
+	struct tapio_occurrence tmp;
 	uint32_t node_id = 0;
 	char last_node[TAPIO_NAME_LEN];
 	bool have_node = false, sliced;
@@ -582,14 +604,14 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 		return 0;
 	if ((r = scratch_reserve(in, n)) < 0)
 		return r;
-	sliced = wire_slices(c, b);
+	sliced = fast || wire_slices(c, b);
 	for (size_t i = 0; i < n; i++) {
 		struct store_record_meta *m = &in->sc_meta[k];
+		const struct tapio_occurrence *occ;
 		size_t sz;
 
-		if (!b->occurrences[i] ||
-		    occ_from_proto(b->occurrences[i], &occ, err, sizeof(err)) < 0 ||
-		    occurrence_validate(&occ, err, sizeof(err)) < 0) {
+		occ = batch_occurrence(b, fast, i, &tmp, err, sizeof(err));
+		if (!occ) {
 			in->stats.invalid_occurrences++;
 			c->agent->invalid_occurrences++;
 			LOG_RATELIMITED(LOG_WARN, TAG,
@@ -598,8 +620,8 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 			continue;
 		}
 		/* an agent's batch almost always names one node: intern it once per batch */
-		if (!have_node || strcmp(last_node, occ.node) != 0) {
-			if (store_node_intern(in->store, occ.node, &node_id) < 0) {
+		if (!have_node || strcmp(last_node, occ->node) != 0) {
+			if (store_node_intern(in->store, occ->node, &node_id) < 0) {
 				in->stats.invalid_occurrences++;
 				c->agent->invalid_occurrences++;
 				LOG_RATELIMITED(LOG_WARN, TAG,
@@ -608,23 +630,23 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 				have_node = false;
 				continue;
 			}
-			memcpy(last_node, occ.node, sizeof(last_node));
+			memcpy(last_node, occ->node, sizeof(last_node));
 			have_node = true;
 		}
 		if (sliced && in->sc_wire_len[i] <= in->pack_bound) {
 			sz = in->sc_wire_len[i];
 			in->sc_rec[k] = in->sc_wire[i];
 		} else {
-			if ((r = repack(in, &occ, packed, &sz)) < 0)
+			if ((r = repack(in, occ, packed, &sz)) < 0)
 				return r;
 			in->sc_rec[k] = NULL; /* in sc_bytes, which may still move */
 			in->sc_off[k] = packed;
 			packed += sz;
 		}
 		in->sc_len[k] = sz;
-		m->timestamp_ns = occ.timestamp_ns;
-		m->type = (uint8_t)occ.type;
-		m->severity = (uint8_t)occ.severity;
+		m->timestamp_ns = occ->timestamp_ns;
+		m->type = (uint8_t)occ->type;
+		m->severity = (uint8_t)occ->severity;
 		m->node_id = node_id;
 		m->agent_key = c->agent_key;
 		m->session_id = c->sess.session_id;
@@ -654,7 +676,8 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b, uint64_t
 	return 0;
 }
 
-static void on_batch(struct conn *c, const Tapio__V1__EventBatch *b)
+static void on_batch(struct conn *c, const Tapio__V1__EventBatch *b,
+		     const struct tapio_occurrence *fast)
 {
 	struct ingest *in = c->in;
 	uint64_t now = clock_wall_ns(), durable = 0, seq = b->sequence, stored = 0;
@@ -686,7 +709,7 @@ static void on_batch(struct conn *c, const Tapio__V1__EventBatch *b)
 	} else if (k == SESSION_SEQ_REGRESSION) {
 		in->stats.regressions++;
 	}
-	r = append_batch(c, b, &stored);
+	r = append_batch(c, b, fast, &stored);
 	if (r < 0) {
 		LOG_RATELIMITED(LOG_ERROR, TAG, "store_append_batch: %s", strerror(-r));
 		conn_fail(c, TAPIO__V1__ERROR_CODE__ERROR_CODE_INTERNAL, "store failure");
@@ -775,7 +798,9 @@ int ingest_send_agent(struct ingest *in, struct registry_agent *a, const Tapio__
 	return conn_send(c, f) == 0 ? 0 : -EPIPE;
 }
 
-static void handle_frame(struct conn *c, const Tapio__V1__Frame *f)
+/* Handles one frame; `fast`: the batch's occurrences when the fast path decoded it. */
+static void handle_frame(struct conn *c, const Tapio__V1__Frame *f,
+			 const struct tapio_occurrence *fast)
 {
 	struct ingest *in = c->in;
 	Tapio__V1__ErrorCode code = TAPIO__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED;
@@ -795,7 +820,7 @@ static void handle_frame(struct conn *c, const Tapio__V1__Frame *f)
 			conn_fail(c, TAPIO__V1__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
 		break;
 	case SESSION_ACT_BATCH:
-		on_batch(c, f->event_batch);
+		on_batch(c, f->event_batch, fast);
 		break;
 	case SESSION_ACT_CONFIG_APPLIED:
 		in->stats.config_applied++;
@@ -859,13 +884,60 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = INGEST_READ_BUF;
 }
 
+/*
+ * The EventBatch fast path (common/occ_wire.h): when the next complete frame is a batch in
+ * the canonical shape, decodes it straight into occurrences in the loop's arena (no
+ * protobuf-c, nothing allocated in the steady state) and handles it. Returns 1 when it did,
+ * 0 when there is no complete frame or the frame is for the generic decoder, which then
+ * handles it exactly as before (errors, counters, Error frames). The occurrences never take
+ * more memory than the generic decode of the same frame may (codec_unpack_budget).
+ */
+static int drain_fast(struct conn *c)
+{
+	struct ingest *in = c->in;
+	Tapio__V1__Frame f = TAPIO__V1__FRAME__INIT;
+	Tapio__V1__EventBatch eb = TAPIO__V1__EVENT_BATCH__INIT;
+	struct tapio_occurrence *occ = NULL;
+	struct occ_wire_batch b;
+	const uint8_t *payload = NULL;
+	size_t len = 0;
+
+	if (codec_decoder_peek(&c->dec, &payload, &len) != 1 ||
+	    occ_wire_batch_scan(payload, len, &b) < 0 ||
+	    b.n > codec_unpack_budget(len) / sizeof(*occ))
+		return 0;
+	if (b.n && (scratch_reserve(in, b.n) < 0 ||
+		    !(occ = codec_arena_alloc(&in->arena, b.n * sizeof(*occ)))))
+		return 0;
+	if (occ_wire_batch_decode(&b, codec_unpack_budget(len), occ, in->sc_wire, in->sc_wire_len) <
+	    0) {
+		codec_arena_reset(&in->arena);
+		return 0;
+	}
+	codec_decoder_consume(&c->dec, b.unpack_bytes);
+	eb.session_id = b.session_id;
+	eb.sequence = b.sequence;
+	eb.n_occurrences = b.n;
+	f.msg_case = TAPIO__V1__FRAME__MSG_EVENT_BATCH;
+	f.event_batch = &eb;
+	handle_frame(c, &f, occ);
+	codec_arena_reset(&in->arena);
+	return 1;
+}
+
 /* Handles every complete frame the decoder holds. Returns 0, or -1 once c is closing. */
 static int drain(struct conn *c)
 {
 	for (;;) {
 		Tapio__V1__Frame *f;
-		int r = codec_decoder_next_arena(&c->dec, &c->in->arena, &f);
+		int r;
 
+		if (drain_fast(c)) {
+			if (c->handle_closing || c->sess.state == SESSION_CLOSING)
+				return -1;
+			continue;
+		}
+		r = codec_decoder_next_arena(&c->dec, &c->in->arena, &f);
 		if (r <= 0)
 			codec_arena_reset(&c->in->arena);
 		if (r < 0) {
@@ -874,7 +946,7 @@ static int drain(struct conn *c)
 		}
 		if (r == 0)
 			return 0;
-		handle_frame(c, f);
+		handle_frame(c, f, NULL);
 		codec_arena_reset(&c->in->arena);
 		if (c->handle_closing || c->sess.state == SESSION_CLOSING)
 			return -1;

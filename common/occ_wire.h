@@ -1,0 +1,54 @@
+/*
+ * The controller's fast path for EventBatch frames: parses a packed tapio.v1.Frame holding one
+ * EventBatch straight from the wire into struct tapio_occurrence, without protobuf-c, without
+ * allocating, and with exactly the result the generic path (codec_decoder_next_arena, which
+ * unpacks with protobuf-c and strips unknown fields, then occ_from_proto) would have.
+ *
+ * It only takes the canonical shape: a Frame whose one field is event_batch; a batch of
+ * session_id, sequence (each at most once) and occurrences; occurrences and their
+ * sub-messages with known fields only, each at most once, with the expected wire type, one
+ * `data` member, varints that fit their field, strings without NUL bytes that fit their C
+ * field, and every value occ_from_proto accepts; and a frame whose protobuf-c unpack would
+ * stay within the codec's memory budget. Anything else is declined, never rejected: the
+ * caller hands the frame to the generic path, whose errors, counters and Error frames then
+ * apply unchanged. See docs/controller.md (Ingest fast path) and tests/unit/test_occ_wire.c.
+ */
+#ifndef TAPIO_OCC_WIRE_H
+#define TAPIO_OCC_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/occurrence.h"
+
+struct occ_wire_batch {
+	uint64_t session_id;
+	uint64_t sequence;
+	size_t n;	     /* occurrences in the batch */
+	size_t unpack_bytes; /* what protobuf-c would allocate for the frame (set by _decode) */
+	const uint8_t *body; /* the EventBatch message's bytes, inside the payload */
+	size_t body_len;
+};
+
+/*
+ * Step 1: checks that payload[0..len) is a Frame whose only field is one event_batch, and a
+ * batch whose fields are session_id and sequence (each at most once, varints) and
+ * occurrences (length-delimited); fills *b (not unpack_bytes). Returns 0, or -1 when the
+ * frame is anything else (the caller decodes it generically). Reads only the batch's top
+ * level: the caller sizes its arrays for b->n before step 2.
+ */
+int occ_wire_batch_scan(const uint8_t *payload, size_t len, struct occ_wire_batch *b);
+
+/*
+ * Step 2: decodes every occurrence of b (scanned above) into occ[0..b->n), each zeroed first
+ * and filled exactly as occ_from_proto fills it, and sets wire[i]/wire_len[i] to the bytes of
+ * occurrence i as received (inside the payload, as codec_batch_occurrences slices them) and
+ * b->unpack_bytes. Returns 0, or -1 when any occurrence is not canonical, occ_from_proto would
+ * refuse it, or the frame's protobuf-c unpack would need more than budget bytes
+ * (codec_unpack_budget); then the arrays hold garbage and the caller decodes the frame
+ * generically. occurrence_validate() is still the caller's job, as on the generic path.
+ */
+int occ_wire_batch_decode(struct occ_wire_batch *b, size_t budget, struct tapio_occurrence *occ,
+			  const uint8_t **wire, size_t *wire_len);
+
+#endif

@@ -1,0 +1,724 @@
+/*
+ * Contract of common/occ_wire (the controller's EventBatch fast path): on realistic batches it
+ * takes every frame and gives exactly what the generic path gives (codec decoder + protobuf-c +
+ * occ_from_proto: the same structs byte for byte, validity, slices and memory accounting); on
+ * anything non-canonical it declines or still agrees (tests/fuzz/occ_wire_diff.c is the oracle,
+ * shared with the differential fuzzer).
+ */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/codec.h"
+#include "common/occ_proto.h"
+#include "common/occ_wire.h"
+#include "tests/fuzz/occ_wire_diff.h"
+#include "tools/occgen.h"
+
+#define ULID "01JDQ4Z8X9K3M5N7P9R1T3V5W7"
+
+/* A byte buffer to write protobuf fields into by hand. */
+struct wbuf {
+	uint8_t *b;
+	size_t n, cap;
+};
+
+static void w_raw(struct wbuf *w, const void *p, size_t len)
+{
+	if (w->n + len > w->cap) {
+		w->cap = (w->n + len) * 2 + 256;
+		w->b = realloc(w->b, w->cap);
+		cr_assert_not_null(w->b);
+	}
+	memcpy(w->b + w->n, p, len);
+	w->n += len;
+}
+
+static void w_varint(struct wbuf *w, uint64_t v)
+{
+	uint8_t b[10];
+	size_t n = 0;
+
+	do {
+		b[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+	w_raw(w, b, n);
+}
+
+static void w_key(struct wbuf *w, uint32_t num, unsigned wt)
+{
+	w_varint(w, (uint64_t)num << 3 | wt);
+}
+
+static void w_field_varint(struct wbuf *w, uint32_t num, uint64_t v)
+{
+	w_key(w, num, 0);
+	w_varint(w, v);
+}
+
+static void w_field_bytes(struct wbuf *w, uint32_t num, const void *p, size_t len)
+{
+	w_key(w, num, 2);
+	w_varint(w, len);
+	w_raw(w, p, len);
+}
+
+static void w_field_fixed64(struct wbuf *w, uint32_t num, uint64_t v)
+{
+	w_key(w, num, 1);
+	w_raw(w, &v, 8);
+}
+
+static void w_free(struct wbuf *w)
+{
+	free(w->b);
+	memset(w, 0, sizeof(*w));
+}
+
+/* Appends occ packed as a tapio.v1.Occurrence (protobuf-c's own encoding). */
+static void w_occurrence(struct wbuf *w, const struct tapio_occurrence *occ)
+{
+	Tapio__V1__Occurrence msg;
+	struct occ_proto_scratch scratch;
+	uint8_t buf[4096];
+
+	occ_to_proto(occ, &msg, &scratch);
+	cr_assert_leq(tapio__v1__occurrence__get_packed_size(&msg), sizeof(buf));
+	w_raw(w, buf, tapio__v1__occurrence__pack(&msg, buf));
+}
+
+/* Wraps occurrence bytes (each element of occs, lens) into a Frame{EventBatch} payload. */
+static void w_frame(struct wbuf *out, const struct wbuf *body)
+{
+	w_field_bytes(out, 4, body->b, body->n);
+}
+
+/* Runs the oracle on a payload and returns whether the fast path took it. */
+static bool agree(const uint8_t *p, size_t len, const char *what)
+{
+	bool took = false;
+	const char *why = occ_wire_diff(p, len, &took);
+
+	cr_assert_null(why, "%s: %s", what, why);
+	return took;
+}
+
+/* A frame of occurrences from occgen, packed by protobuf-c as an agent packs it. */
+static void realistic_frame(struct wbuf *out, struct occgen *g, size_t n, uint64_t seq)
+{
+	struct wbuf body = {0}, one = {0};
+	struct tapio_occurrence occ;
+
+	w_field_varint(&body, 1, 0x1234567890abcdefull);
+	w_field_varint(&body, 2, seq);
+	for (size_t i = 0; i < n; i++) {
+		occgen_fill(g, &occ, (uint32_t)(seq * 131 + i), "prod-eu");
+		snprintf(occ.node, sizeof(occ.node), "node-%03zu", i % 7);
+		one.n = 0;
+		w_occurrence(&one, &occ);
+		w_field_bytes(&body, 3, one.b, one.n);
+	}
+	w_frame(out, &body);
+	w_free(&body);
+	w_free(&one);
+}
+
+Test(occ_wire, realistic_batches_decode_exactly_as_the_generic_path, .timeout = 60)
+{
+	/* sizes around protobuf-c's scan slabs (16, 48, 112, …) and the agent's default 512 */
+	static const size_t sizes[] = {0,  1,  2,  11,	14,  15,  16,  17,
+				       47, 48, 49, 111, 112, 113, 512, 2000};
+	struct occgen g;
+	size_t total = 0;
+
+	occgen_seed(&g, 42);
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		for (uint64_t round = 1; round <= 3; round++) {
+			struct wbuf f = {0};
+			char what[64];
+
+			realistic_frame(&f, &g, sizes[s], round);
+			snprintf(what, sizeof(what), "%zu occurrences, round %llu", sizes[s],
+				 (unsigned long long)round);
+			cr_assert(agree(f.b, f.n, what), "%s: fast path declined", what);
+			total += sizes[s];
+			w_free(&f);
+		}
+	}
+	cr_log_info("%zu realistic occurrences: fast == generic", total);
+}
+
+/* tools/loadgen's packing: the Context sub-message appended after the data member. */
+Test(occ_wire, loadgen_field_order_is_taken, .timeout = 30)
+{
+	struct wbuf body = {0}, one = {0}, ctx = {0}, f = {0};
+	struct occ_proto_scratch scratch;
+	struct tapio_occurrence occ;
+	Tapio__V1__Occurrence msg;
+	uint8_t buf[4096];
+	struct occgen g;
+
+	occgen_seed(&g, 7);
+	w_field_varint(&body, 1, 9);
+	w_field_varint(&body, 2, 1);
+	w_field_bytes(&ctx, 1, "prod", 4);
+	w_field_bytes(&ctx, 2, "node-7", 6);
+	for (uint32_t i = 0; i < 3 * TAPIO_OCC__COUNT; i++) {
+		occgen_fill(&g, &occ, i, "");
+		occ_to_proto(&occ, &msg, &scratch);
+		msg.context = NULL;
+		one.n = 0;
+		w_raw(&one, buf, tapio__v1__occurrence__pack(&msg, buf));
+		w_field_bytes(&one, 9, ctx.b, ctx.n);
+		w_field_bytes(&body, 3, one.b, one.n);
+	}
+	w_frame(&f, &body);
+	cr_assert(agree(f.b, f.n, "loadgen order"));
+	w_free(&body);
+	w_free(&one);
+	w_free(&ctx);
+	w_free(&f);
+}
+
+/* Every field of every observer at an extreme value. */
+static void extreme(struct tapio_occurrence *o, enum tapio_occ_type t, int variant)
+{
+	memset(o, 0, sizeof(*o));
+	o->type = t;
+	o->severity = variant ? TAPIO_SEV_CRITICAL : TAPIO_SEV_DEBUG;
+	o->outcome = variant ? TAPIO_OUT_UNKNOWN : TAPIO_OUT_SUCCESS;
+	memcpy(o->id, ULID, TAPIO_ULID_LEN);
+	o->timestamp_ns = variant ? UINT64_MAX : 1;
+	memset(o->error_message, variant ? '~' : 'm', sizeof(o->error_message) - 1);
+	memset(o->cluster, 'c', sizeof(o->cluster) - 1);
+	memset(o->node, variant ? 0xff : 'n', sizeof(o->node) - 1); /* not UTF-8: bytes */
+	o->config_generation = variant ? UINT64_MAX : 0;
+	o->count = variant ? UINT32_MAX : 1;
+	o->first_seen_ns = variant ? 1 : 0;
+	o->last_seen_ns = variant ? UINT64_MAX : 0;
+	switch (tapio_catalogue[t].observer) {
+	case TAPIO_OBS_NETWORK:
+		o->data.network.pid = UINT32_MAX;
+		memset(o->data.network.comm, 'x', sizeof(o->data.network.comm) - 1);
+		memset(o->data.network.src_ip, '1', sizeof(o->data.network.src_ip) - 1);
+		memset(o->data.network.dst_ip, '2', sizeof(o->data.network.dst_ip) - 1);
+		o->data.network.src_port = UINT16_MAX;
+		o->data.network.dst_port = variant ? 1 : UINT16_MAX;
+		o->data.network.family = variant ? 6 : 4;
+		memset(o->data.network.old_state, 'o', sizeof(o->data.network.old_state) - 1);
+		memset(o->data.network.new_state, 'n', sizeof(o->data.network.new_state) - 1);
+		o->data.network.total_retrans = UINT32_MAX;
+		o->data.network.snd_cwnd = UINT32_MAX - 1;
+		o->data.network.baseline_ms = variant ? NAN : -0.0;
+		o->data.network.current_ms = variant ? INFINITY : 1e308;
+		break;
+	case TAPIO_OBS_CONTAINER:
+		o->data.container.pid = UINT32_MAX;
+		o->data.container.tid = 1;
+		memset(o->data.container.comm, 'y', sizeof(o->data.container.comm) - 1);
+		o->data.container.exit_code = variant ? INT32_MIN : INT32_MAX;
+		o->data.container.signal = -1;
+		o->data.container.core_dumped = variant;
+		o->data.container.cgroup_id = UINT64_MAX;
+		memset(o->data.container.cgroup_path, '/',
+		       sizeof(o->data.container.cgroup_path) - 1);
+		o->data.container.memory_usage_bytes = UINT64_MAX;
+		o->data.container.memory_limit_bytes = 1;
+		o->data.container.rss_bytes = UINT64_MAX - 1;
+		break;
+	case TAPIO_OBS_STORAGE:
+		o->data.storage.pid = UINT32_MAX;
+		memset(o->data.storage.comm, 'z', sizeof(o->data.storage.comm) - 1);
+		o->data.storage.dev_major = UINT32_MAX;
+		o->data.storage.dev_minor = UINT32_MAX;
+		o->data.storage.sector = UINT64_MAX;
+		o->data.storage.bytes = UINT32_MAX;
+		memset(o->data.storage.opcode, 'w', sizeof(o->data.storage.opcode) - 1);
+		o->data.storage.latency_ms = variant ? -INFINITY : 5e-324;
+		o->data.storage.error_code = variant ? INT32_MIN : -5;
+		break;
+	default:
+		o->data.node.cpu = variant ? -1 : INT32_MAX;
+		o->data.node.cycles = UINT64_MAX;
+		o->data.node.instructions = UINT64_MAX - 1;
+		o->data.node.stall_cycles = 1ull << 63;
+		o->data.node.ipc = variant ? NAN : 0.5;
+		o->data.node.stall_pct = 100.0;
+		o->data.node.memory_some_avg10 = -1.5;
+		o->data.node.memory_full_avg10 = 1e-300;
+		break;
+	}
+}
+
+Test(occ_wire, every_field_at_extreme_values, .timeout = 30)
+{
+	for (int t = 0; t < TAPIO_OCC__COUNT; t++) {
+		for (int variant = 0; variant < 2; variant++) {
+			struct wbuf body = {0}, one = {0}, f = {0};
+			struct tapio_occurrence occ;
+			char what[64];
+
+			extreme(&occ, (enum tapio_occ_type)t, variant);
+			w_field_varint(&body, 1, UINT64_MAX);
+			w_field_varint(&body, 2, UINT64_MAX);
+			w_occurrence(&one, &occ);
+			w_field_bytes(&body, 3, one.b, one.n);
+			w_frame(&f, &body);
+			snprintf(what, sizeof(what), "%s variant %d", tapio_occ_type_name(occ.type),
+				 variant);
+			cr_assert(agree(f.b, f.n, what), "%s: fast path declined", what);
+			w_free(&body);
+			w_free(&one);
+			w_free(&f);
+		}
+	}
+}
+
+/*
+ * The frame of one occurrence of type t (network: connection_refused) whose top-level bytes
+ * are those of a valid occurrence without the parts in `omit`, followed by `extra`.
+ */
+#define OMIT_CONTEXT   1
+#define OMIT_DATA      2
+#define OMIT_ERROR     4
+#define OMIT_CONSTANTS 8 /* source, protocol_version */
+
+static void crafted(struct wbuf *f, enum tapio_occ_type t, int omit, const struct wbuf *extra)
+{
+	struct wbuf body = {0}, one = {0};
+	struct tapio_occurrence occ;
+	Tapio__V1__Occurrence msg;
+	struct occ_proto_scratch scratch;
+	uint8_t buf[4096];
+
+	extreme(&occ, t, 0);
+	snprintf(occ.node, sizeof(occ.node), "node-a");
+	occ_to_proto(&occ, &msg, &scratch);
+	if (omit & OMIT_CONTEXT)
+		msg.context = NULL;
+	if (omit & OMIT_ERROR)
+		msg.error = NULL;
+	if (omit & OMIT_DATA)
+		msg.data_case = TAPIO__V1__OCCURRENCE__DATA__NOT_SET;
+	if (omit & OMIT_CONSTANTS)
+		msg.source = msg.protocol_version = "";
+	w_raw(&one, buf, tapio__v1__occurrence__pack(&msg, buf));
+	if (extra)
+		w_raw(&one, extra->b, extra->n);
+	w_field_varint(&body, 1, 5);
+	w_field_varint(&body, 2, 6);
+	w_field_bytes(&body, 3, one.b, one.n);
+	f->n = 0;
+	w_frame(f, &body);
+	w_free(&body);
+	w_free(&one);
+}
+
+/* Runs one crafted occurrence; expect: 1 the fast path must take it, 0 it must decline. */
+static void expect(const char *what, enum tapio_occ_type t, int omit, const struct wbuf *extra,
+		   int want)
+{
+	struct wbuf f = {0};
+
+	crafted(&f, t, omit, extra);
+	cr_assert_eq(agree(f.b, f.n, what), want, "%s: fast path %s", what,
+		     want ? "declined" : "took it");
+	w_free(&f);
+}
+
+Test(occ_wire, non_canonical_occurrences_are_declined, .timeout = 30)
+{
+	const enum tapio_occ_type net = TAPIO_OCC_CONNECTION_REFUSED;
+	struct wbuf x = {0}, sub = {0};
+
+	expect("baseline", net, 0, NULL, 1);
+
+	/* duplicates: protobuf-c keeps the last scalar/string and merges sub-messages */
+	w_field_fixed64(&x, 2, 77);
+	expect("timestamp twice", net, 0, &x, 0);
+	x.n = 0;
+	w_field_bytes(&x, 1, ULID, TAPIO_ULID_LEN);
+	expect("id twice", net, 0, &x, 0);
+	x.n = 0;
+	w_field_bytes(&x, 9, NULL, 0);
+	expect("context twice", net, 0, &x, 0);
+	x.n = 0;
+	w_field_varint(&x, 4, 1);
+	expect("type twice", net, 0, &x, 0);
+
+	/* the data oneof: set twice (same or other member), missing, wrong observer */
+	x.n = 0;
+	w_field_bytes(&x, 20, NULL, 0);
+	expect("network data twice", net, 0, &x, 0);
+	x.n = 0;
+	w_field_bytes(&x, 23, NULL, 0);
+	expect("network and node data", net, 0, &x, 0);
+	expect("no data", net, OMIT_DATA, NULL, 0);
+	expect("node data for a network type", net, OMIT_DATA, &x, 0);
+	expect("node data for cpu_stall", TAPIO_OCC_CPU_STALL, OMIT_DATA, &x, 1);
+
+	/* unknown fields, field number 0, wrong wire types, groups */
+	x.n = 0;
+	w_field_varint(&x, 14, 1);
+	expect("unknown field 14", net, 0, &x, 0);
+	x.n = 0;
+	w_field_varint(&x, 0, 1);
+	expect("field number 0", net, 0, &x, 0);
+	x.n = 0;
+	w_field_varint(&x, 1000, 1);
+	expect("unknown field 1000", net, 0, &x, 0);
+	x.n = 0;
+	w_field_bytes(&x, 10, "\x01", 1);
+	expect("config_generation length-delimited", net, 0, &x, 0);
+	x.n = 0;
+	w_field_varint(&x, 12, 5);
+	expect("first_seen_ns as a varint", net, 0, &x, 0);
+	x.n = 0;
+	w_key(&x, 10, 5);
+	w_raw(&x, "\x01\x00\x00\x00", 4);
+	expect("config_generation as fixed32", net, 0, &x, 0);
+	x.n = 0;
+	w_key(&x, 10, 3);
+	expect("a group", net, 0, &x, 0);
+
+	/* varints (config_generation, absent above): truncated, too long, too wide */
+	x.n = 0;
+	w_key(&x, 10, 0);
+	w_raw(&x, "\x81", 1);
+	expect("truncated varint", net, 0, &x, 0);
+	x.n = 0;
+	w_key(&x, 10, 0);
+	w_raw(&x, "\x81\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 11);
+	expect("11-byte varint", net, 0, &x, 0);
+	x.n = 0;
+	w_key(&x, 10, 0);
+	w_raw(&x, "\x81\x80\x80\x80\x80\x80\x80\x80\x80\x7f", 10);
+	expect("varint over 64 bits", net, 0, &x, 0);
+	x.n = 0;
+	w_key(&x, 10, 0);
+	w_raw(&x, "\x81\x80\x80\x80\x80\x80\x80\x80\x80\x01", 10);
+	expect("10-byte varint of 2^63 + 1 (agrees)", net, 0, &x, 1);
+	x.n = 0;
+	w_key(&x, 10, 0);
+	w_raw(&x, "\x85\x80\x80\x00", 4);
+	expect("non-minimal varint (agrees)", net, 0, &x, 1);
+	x.n = 0;
+	w_raw(&x, "\xd2\x00", 2); /* field 10, wire type 2, as a two-byte key */
+	w_varint(&x, 0);
+	expect("non-minimal key, wrong type", net, 0, &x, 0);
+	x.n = 0;
+	w_raw(&x, "\xd0\x00\x07", 3); /* field 10 = 7, two-byte key */
+	expect("non-minimal key (agrees)", net, 0, &x, 1);
+	x.n = 0;
+	w_raw(&x, "\xd0\x80\x00\x07", 4); /* field 10 = 7, three-byte key */
+	expect("three-byte key", net, 0, &x, 0);
+	x.n = 0;
+	w_key(&x, 9, 2);
+	w_raw(&x, "\x80\x80\x80\x80\x00", 5);
+	expect("5-byte length prefix (agrees)", net, OMIT_CONTEXT, &x, 1);
+	x.n = 0;
+	w_key(&x, 9, 2);
+	w_raw(&x, "\x80\x80\x80\x80\x80\x00", 6);
+	expect("6-byte length prefix", net, OMIT_CONTEXT, &x, 0);
+	x.n = 0;
+	w_key(&x, 9, 2);
+	w_raw(&x, "\x05\x12", 2);
+	expect("length past the occurrence", net, OMIT_CONTEXT, &x, 0);
+	sub.n = x.n = 0;
+	w_field_varint(&sub, 1, (1ull << 32) + 1);
+	w_field_bytes(&x, 20, sub.b, sub.n);
+	expect("pid over 32 bits", net, OMIT_DATA, &x, 0);
+	sub.n = x.n = 0;
+	w_field_varint(&sub, 1, UINT32_MAX);
+	w_field_bytes(&x, 20, sub.b, sub.n);
+	expect("pid 2^32 - 1", net, OMIT_DATA, &x, 1);
+
+	/* strings: NUL inside, one byte too long, exactly full, bad constants */
+	x.n = 0;
+	w_field_bytes(&sub, 2, "no\0de", 5);
+	w_field_bytes(&x, 9, sub.b, sub.n);
+	expect("NUL inside node", net, OMIT_CONTEXT, &x, 0);
+	char long_node[TAPIO_NAME_LEN];
+	memset(long_node, 'n', sizeof(long_node));
+	for (size_t len = TAPIO_NAME_LEN - 1; len <= TAPIO_NAME_LEN; len++) {
+		sub.n = x.n = 0;
+		w_field_bytes(&sub, 2, long_node, len);
+		w_field_bytes(&x, 9, sub.b, sub.n);
+		expect(len < TAPIO_NAME_LEN ? "node of 63 bytes" : "node of 64 bytes", net,
+		       OMIT_CONTEXT, &x, len < TAPIO_NAME_LEN);
+	}
+	static const struct {
+		uint32_t field;
+		const char *value;
+		int want;
+	} consts[] = {
+	    {3, "tapio", 1}, {3, "", 1}, {3, "tapio2", 0}, {3, "Tapio", 0}, {7, "1.0", 1},
+	    {7, "1.9x", 1},  {7, "", 1}, {7, "2.0", 0},	   {7, "1", 0},	    {7, "1,0", 0},
+	};
+	for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++) {
+		char what[64];
+
+		x.n = 0;
+		w_field_bytes(&x, consts[i].field, consts[i].value, strlen(consts[i].value));
+		snprintf(what, sizeof(what), "field %u \"%s\"", consts[i].field, consts[i].value);
+		expect(what, net, OMIT_CONSTANTS, &x, consts[i].want);
+	}
+	sub.n = x.n = 0;
+	w_field_bytes(&sub, 1, "OOM_KILL", 8);
+	w_field_bytes(&x, 8, sub.b, sub.n);
+	expect("error.code of another type", net, OMIT_ERROR, &x, 0);
+	expect("error.code of its type", TAPIO_OCC_OOM_KILL, OMIT_ERROR, &x, 1);
+	sub.n = x.n = 0;
+	w_field_bytes(&sub, 1, "OOM_KILL\0x", 10);
+	w_field_bytes(&x, 8, sub.b, sub.n);
+	expect("error.code with a NUL", TAPIO_OCC_OOM_KILL, OMIT_ERROR, &x, 0);
+	expect("no error, no context", net, OMIT_ERROR | OMIT_CONTEXT, NULL, 1);
+
+	/* values occ_from_proto refuses; values occurrence_validate refuses (taken, invalid) */
+	sub.n = 0;
+	w_field_varint(&sub, 5, 65536);
+	x.n = 0;
+	w_field_bytes(&x, 20, sub.b, sub.n);
+	expect("src_port 65536", net, OMIT_DATA, &x, 0);
+	sub.n = x.n = 0;
+	w_field_varint(&sub, 7, 5);
+	w_field_bytes(&x, 20, sub.b, sub.n);
+	expect("family 5", net, OMIT_DATA, &x, 0);
+	sub.n = x.n = 0;
+	w_field_varint(&sub, 99, 5);
+	w_field_bytes(&x, 20, sub.b, sub.n);
+	expect("unknown field in data", net, OMIT_DATA, &x, 0);
+	sub.n = x.n = 0;
+	w_field_bytes(&sub, 6, "\x01", 1);
+	w_field_bytes(&x, 21, sub.b, sub.n);
+	expect("core_dumped length-delimited", TAPIO_OCC_OOM_KILL, OMIT_DATA, &x, 0);
+	w_free(&x);
+	w_free(&sub);
+}
+
+/* One occurrence written field by field (type/severity/outcome/id/timestamp/node/data). */
+static void w_minimal(struct wbuf *w, uint64_t type, uint64_t sev, uint64_t out, const char *id)
+{
+	struct wbuf ctx = {0};
+
+	if (id)
+		w_field_bytes(w, 1, id, strlen(id));
+	w_field_fixed64(w, 2, 1764077000000000000ull);
+	if (type != UINT64_MAX)
+		w_field_varint(w, 4, type);
+	if (sev != UINT64_MAX)
+		w_field_varint(w, 5, sev);
+	if (out != UINT64_MAX)
+		w_field_varint(w, 6, out);
+	w_field_bytes(&ctx, 2, "n", 1);
+	w_field_bytes(w, 9, ctx.b, ctx.n);
+	w_field_bytes(w, 23, NULL, 0); /* NodeData: type 9..11 */
+	w_free(&ctx);
+}
+
+static bool minimal_frame(uint64_t type, uint64_t sev, uint64_t out, const char *id)
+{
+	struct wbuf one = {0}, body = {0}, f = {0};
+	bool took;
+
+	w_minimal(&one, type, sev, out, id);
+	w_field_varint(&body, 2, 1);
+	w_field_bytes(&body, 3, one.b, one.n);
+	w_frame(&f, &body);
+	took = agree(f.b, f.n, "minimal");
+	w_free(&one);
+	w_free(&body);
+	w_free(&f);
+	return took;
+}
+
+Test(occ_wire, enums_and_ids, .timeout = 30)
+{
+	cr_assert(minimal_frame(9, 3, 2, ULID));
+	cr_assert_not(minimal_frame(UINT64_MAX, 3, 2, ULID), "type missing");
+	cr_assert_not(minimal_frame(0, 3, 2, ULID), "type 0");
+	cr_assert_not(minimal_frame(12, 3, 2, ULID), "type 12");
+	cr_assert_not(minimal_frame(9, 6, 2, ULID), "severity 6");
+	cr_assert_not(minimal_frame(9, 3, 0, ULID), "outcome 0");
+	cr_assert_not(minimal_frame((1ull << 32) + 9, 3, 2, ULID), "type over 32 bits");
+	cr_assert_not(minimal_frame(UINT64_MAX - 1, 3, 2, ULID), "negative type");
+	/* a bad ULID is taken: occurrence_validate refuses it on both paths alike */
+	cr_assert(minimal_frame(9, 3, 2, "not-a-ulid"));
+	cr_assert(minimal_frame(9, 3, 2, NULL));
+}
+
+Test(occ_wire, batch_and_frame_shapes, .timeout = 30)
+{
+	struct wbuf one = {0}, body = {0}, f = {0};
+	struct occgen g;
+	struct tapio_occurrence occ;
+
+	occgen_seed(&g, 3);
+	occgen_fill(&g, &occ, 0, "c");
+	w_occurrence(&one, &occ);
+
+#define CASE(want, what, ...)                                                       \
+	do {                                                                        \
+		body.n = f.n = 0;                                                   \
+		__VA_ARGS__;                                                        \
+		cr_assert_eq(agree(f.b, f.n, what), want, "%s: fast path %s", what, \
+			     want ? "declined" : "took it");                        \
+	} while (0)
+
+	CASE(1, "plain", w_field_varint(&body, 1, 1); w_field_varint(&body, 2, 2);
+	     w_field_bytes(&body, 3, one.b, one.n); w_frame(&f, &body));
+	CASE(1, "fields after occurrences", w_field_bytes(&body, 3, one.b, one.n);
+	     w_field_varint(&body, 2, 2); w_field_varint(&body, 1, 1); w_frame(&f, &body));
+	CASE(1, "empty batch", w_frame(&f, &body));
+	CASE(0, "sequence twice", w_field_varint(&body, 2, 1); w_field_varint(&body, 2, 2);
+	     w_field_bytes(&body, 3, one.b, one.n); w_frame(&f, &body));
+	CASE(0, "session_id twice", w_field_varint(&body, 1, 1); w_field_varint(&body, 1, 1);
+	     w_frame(&f, &body));
+	CASE(0, "session_id length-delimited (packed)", w_field_bytes(&body, 1, "\x01", 1);
+	     w_frame(&f, &body));
+	CASE(0, "occurrences as a varint (unpacked scalar)", w_field_varint(&body, 3, 1);
+	     w_frame(&f, &body));
+	CASE(0, "unknown batch field", w_field_varint(&body, 4, 1); w_frame(&f, &body));
+	CASE(0, "event_batch twice", w_field_bytes(&body, 3, one.b, one.n); w_frame(&f, &body);
+	     w_frame(&f, &body));
+	CASE(0, "hello and event_batch", w_field_bytes(&body, 3, one.b, one.n);
+	     w_field_bytes(&f, 1, NULL, 0); w_frame(&f, &body));
+	CASE(0, "unknown frame field", w_field_bytes(&body, 3, one.b, one.n); w_frame(&f, &body);
+	     w_field_varint(&f, 10, 1));
+	CASE(0, "a heartbeat", w_field_bytes(&f, 3, NULL, 0));
+	CASE(0, "batch length past the payload", w_field_bytes(&body, 3, one.b, one.n);
+	     w_frame(&f, &body); f.n--);
+#undef CASE
+	w_free(&one);
+	w_free(&body);
+	w_free(&f);
+}
+
+/* Every truncation and every single-byte change of a small mixed batch: decline or agree. */
+Test(occ_wire, mutations_decline_or_agree, .timeout = 120)
+{
+	struct wbuf body = {0}, one = {0}, f = {0};
+	struct tapio_occurrence occ;
+	struct occgen g;
+	size_t took = 0, runs = 0;
+	uint8_t *m;
+
+	occgen_seed(&g, 11);
+	w_field_varint(&body, 1, 300);
+	w_field_varint(&body, 2, 70000);
+	for (uint32_t t = 0; t < TAPIO_OCC__COUNT; t += 4) { /* network, container, storage */
+		occgen_fill(&g, &occ, t, "c");
+		one.n = 0;
+		w_occurrence(&one, &occ);
+		w_field_bytes(&body, 3, one.b, one.n);
+	}
+	w_frame(&f, &body);
+	m = malloc(f.n);
+	cr_assert_not_null(m);
+	for (size_t cut = 0; cut <= f.n; cut++) {
+		took += agree(f.b, cut, "truncated");
+		runs++;
+	}
+	for (size_t at = 0; at < f.n; at++) {
+		for (unsigned v = 0; v < 256; v += (at % 3) + 1) {
+			memcpy(m, f.b, f.n);
+			m[at] = (uint8_t)v;
+			took += agree(m, f.n, "mutated");
+			runs++;
+		}
+	}
+	cr_log_info("%zu of %zu truncated/mutated frames taken by the fast path", took, runs);
+	cr_assert_gt(took, f.n, "mutations inside string bytes keep the frame canonical");
+	free(m);
+	w_free(&body);
+	w_free(&one);
+	w_free(&f);
+}
+
+/* A frame the generic path refuses for its memory budget is declined, not taken. */
+Test(occ_wire, over_budget_frames_are_declined, .timeout = 60)
+{
+	struct wbuf one = {0}, body = {0}, f = {0};
+	struct occ_wire_batch b;
+	struct codec_decoder d;
+	Tapio__V1__Frame *frame;
+	uint8_t *buf;
+	bool took;
+
+	/* valid-looking occurrences of 10 bytes each decode to ~25 times their size */
+	w_field_varint(&one, 4, 9);
+	w_field_varint(&one, 5, 1);
+	w_field_varint(&one, 6, 1);
+	w_field_bytes(&one, 23, NULL, 0);
+	for (int i = 0; i < 100000; i++)
+		w_field_bytes(&body, 3, one.b, one.n);
+	w_frame(&f, &body);
+	cr_assert_null(occ_wire_diff(f.b, f.n, &took));
+	cr_assert_not(took);
+	cr_assert_eq(occ_wire_batch_scan(f.b, f.n, &b), 0, "the shape is fine");
+	cr_assert_eq(b.n, 100000);
+
+	buf = malloc(f.n + CODEC_HEADER_LEN);
+	cr_assert_not_null(buf);
+	buf[0] = (uint8_t)(f.n >> 24);
+	buf[1] = (uint8_t)(f.n >> 16);
+	buf[2] = (uint8_t)(f.n >> 8);
+	buf[3] = (uint8_t)f.n;
+	memcpy(buf + CODEC_HEADER_LEN, f.b, f.n);
+	codec_decoder_init(&d, 0);
+	cr_assert_eq(codec_decoder_feed(&d, buf, f.n + CODEC_HEADER_LEN),
+		     (ssize_t)(f.n + CODEC_HEADER_LEN));
+	cr_assert_eq(codec_decoder_next(&d, &frame), CODEC_ERR_FRAME_TOO_COMPLEX);
+	codec_decoder_fini(&d);
+	free(buf);
+	w_free(&one);
+	w_free(&body);
+	w_free(&f);
+}
+
+/* peek + consume leave the decoder exactly as _next would have. */
+Test(occ_wire, decoder_peek_and_consume, .timeout = 10)
+{
+	struct wbuf f = {0}, stream = {0};
+	struct codec_decoder d;
+	struct occgen g;
+	const uint8_t *payload;
+	Tapio__V1__Frame *frame;
+	size_t len;
+
+	occgen_seed(&g, 5);
+	realistic_frame(&f, &g, 3, 1);
+	for (int i = 0; i < 2; i++) {
+		uint8_t hdr[4] = {(uint8_t)(f.n >> 24), (uint8_t)(f.n >> 16), (uint8_t)(f.n >> 8),
+				  (uint8_t)f.n};
+
+		w_raw(&stream, hdr, 4);
+		w_raw(&stream, f.b, f.n);
+	}
+	codec_decoder_init(&d, 0);
+	cr_assert_eq(codec_decoder_peek(&d, &payload, &len), 0);
+	cr_assert_eq(codec_decoder_feed(&d, stream.b, stream.n), (ssize_t)stream.n);
+	cr_assert_eq(codec_decoder_peek(&d, &payload, &len), 1);
+	cr_assert_eq(len, f.n);
+	cr_assert_eq(memcmp(payload, f.b, f.n), 0);
+	cr_assert_eq(codec_decoder_peek(&d, &payload, &len), 1, "peek consumes nothing");
+	codec_decoder_consume(&d, 1234);
+	cr_assert_eq(d.frames, 1);
+	cr_assert_eq(d.last_payload, payload);
+	cr_assert_eq(d.last_payload_len, f.n);
+	cr_assert_eq(d.last_unpack_bytes, 1234);
+	cr_assert_eq(d.last_unknown_fields, 0);
+	cr_assert_eq(codec_decoder_pending(&d), f.n + 4);
+	cr_assert_eq(codec_decoder_next(&d, &frame), 1, "the second frame follows");
+	cr_assert_eq(frame->msg_case, TAPIO__V1__FRAME__MSG_EVENT_BATCH);
+	cr_assert_eq(frame->event_batch->n_occurrences, 3);
+	tapio__v1__frame__free_unpacked(frame, NULL);
+	cr_assert_eq(codec_decoder_pending(&d), 0);
+	codec_decoder_fini(&d);
+	w_free(&f);
+	w_free(&stream);
+}
