@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -636,6 +637,23 @@ out:
 	return err;
 }
 
+int seg_map(int fd, size_t len, const uint8_t **out)
+{
+	void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	/* a segment is data the store can reread at any time: keep it out of core dumps */
+	madvise(m, len, MADV_DONTDUMP);
+	*out = m;
+	return 0;
+}
+
+void seg_unmap(const uint8_t *map, size_t len)
+{
+	if (map)
+		munmap((void *)map, len);
+}
+
 int seg_reader_init(struct seg_reader *r, int fd, uint64_t end, size_t cap)
 {
 	memset(r, 0, sizeof(*r));
@@ -646,20 +664,25 @@ int seg_reader_init(struct seg_reader *r, int fd, uint64_t end, size_t cap)
 	return r->buf ? 0 : -ENOMEM;
 }
 
+void seg_reader_init_map(struct seg_reader *r, const uint8_t *map, uint64_t end)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+	r->map = map;
+	r->end = end;
+}
+
 void seg_reader_fini(struct seg_reader *r)
 {
 	free(r->buf);
 	r->buf = NULL;
 }
 
-int seg_reader_get(struct seg_reader *r, uint64_t off, size_t len, bool backward, const uint8_t **p)
+int seg_reader_fill(struct seg_reader *r, uint64_t off, size_t len, bool backward,
+		    const uint8_t **p)
 {
 	if (off > r->end || len > r->end - off)
 		return -ENODATA;
-	if (off >= r->buf_off && off + len <= r->buf_off + r->buf_len) {
-		*p = r->buf + (off - r->buf_off);
-		return 0;
-	}
 	if (len > r->cap) {
 		uint8_t *nb = realloc(r->buf, len);
 		if (!nb)

@@ -7,6 +7,7 @@
 #ifndef TAPIO_CONTROLLER_SEGMENT_H
 #define TAPIO_CONTROLLER_SEGMENT_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -175,11 +176,22 @@ int seg_write_file_atomic(int dirfd, const char *name, const void *buf, size_t l
 int seg_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len);
 
 /*
- * Sequential/backward buffered reader over [0, end) of a file, so scans read in large chunks
- * instead of one syscall per record.
+ * Read-only shared mapping of the first `len` bytes of fd (len > 0; it may run past the end
+ * of the file, which is only safe as long as nothing past the file's end is touched: an
+ * access beyond EOF raises SIGBUS). The mapping outlives fd. Returns 0 and *out, or -errno.
+ */
+int seg_map(int fd, size_t len, const uint8_t **out);
+/* Unmaps what seg_map returned (same len). NULL-safe. */
+void seg_unmap(const uint8_t *map, size_t len);
+
+/*
+ * Reader over [0, end) of a segment. Mapped (seg_reader_init_map): a read is a pointer into
+ * the mapping, nothing is copied. Otherwise (seg_reader_init): buffered preads, cap bytes per
+ * refill, so sequential scans read in large chunks instead of one syscall per record.
  */
 struct seg_reader {
 	int fd;
+	const uint8_t *map; /* non-NULL: [0, end) is mapped and readable */
 	uint64_t end;
 	uint8_t *buf;
 	size_t cap;
@@ -187,14 +199,35 @@ struct seg_reader {
 	size_t buf_len;
 };
 int seg_reader_init(struct seg_reader *r, int fd, uint64_t end, size_t cap);
+/* Reader over a mapping (from seg_map) of at least end bytes. Never fails. */
+void seg_reader_init_map(struct seg_reader *r, const uint8_t *map, uint64_t end);
 void seg_reader_fini(struct seg_reader *r);
 /*
- * Points *p at len bytes at file offset off (valid until the next call). backward = true
- * positions the refill window so that it ends at off + len (for reverse scans). Returns 0,
- * -ENODATA when [off, off + len) passes end, or -errno.
+ * Points *p at len bytes at file offset off (valid until the next call, or as long as the
+ * mapping for a mapped reader). backward = true positions a refill window so that it ends at
+ * off + len (for reverse scans). Returns 0, -ENODATA when [off, off + len) passes end, or
+ * -errno.
  */
-int seg_reader_get(struct seg_reader *r, uint64_t off, size_t len, bool backward,
-		   const uint8_t **p);
+static inline int seg_reader_get(struct seg_reader *r, uint64_t off, size_t len, bool backward,
+				 const uint8_t **p);
+int seg_reader_fill(struct seg_reader *r, uint64_t off, size_t len, bool backward,
+		    const uint8_t **p);
+
+static inline int seg_reader_get(struct seg_reader *r, uint64_t off, size_t len, bool backward,
+				 const uint8_t **p)
+{
+	if (off > r->end || len > r->end - off)
+		return -ENODATA;
+	if (r->map) {
+		*p = r->map + off;
+		return 0;
+	}
+	if (off >= r->buf_off && off + len <= r->buf_off + r->buf_len) {
+		*p = r->buf + (off - r->buf_off);
+		return 0;
+	}
+	return seg_reader_fill(r, off, len, backward, p);
+}
 
 /*
  * Validates every record of a segment from SEG_HEADER_SIZE to file_size, building *idx

@@ -37,6 +37,23 @@ struct store_segment {
 	bool sealed;
 	uint64_t size; /* durable end of data */
 	struct seg_index idx;
+	/*
+	 * Read-only mapping of the file for scans, made by the first scan that reads the
+	 * segment (under `lock`) and unmapped when the segment is freed (retention, close).
+	 * Only [0, size) is ever read through it: for the active segment map_len runs past
+	 * the end of the file, so commits need no remap until size passes map_len.
+	 */
+	const uint8_t *map;
+	size_t map_len;
+	uint64_t last_off; /* offset of the last record; 0 = not known yet */
+	/*
+	 * Fine index (memory only, 8 B per FINE_EVERY records): fine[j] is the offset of record
+	 * j * fine_every, 0 while not known. Noted by commits as they append and by every walk
+	 * of a whole sparse block (the aggregate rebuild at open walks them all), so a scan
+	 * starting at a cursor inside a block walks one sub-block to reach it, not the block.
+	 */
+	uint64_t *fine;
+	size_t cap_fine;
 };
 
 struct sess_entry {
@@ -314,16 +331,23 @@ int store_node_intern(struct store *s, const char *name, uint32_t *id)
 	size_t len = name ? strlen(name) : 0;
 	if (len == 0 || len > NODES_MAX_NAME)
 		return -EINVAL;
-	if (s->node_slot_cap) {
-		size_t mask = s->node_slot_cap - 1;
-		for (size_t i = hash_str(name) & mask; s->node_slots[i]; i = (i + 1) & mask) {
-			if (strcmp(s->nodes[s->node_slots[i] - 1], name) == 0) {
-				*id = s->node_slots[i] - 1;
-				return 0;
-			}
+	if (store_node_find(s, name, id))
+		return 0;
+	return node_add(s, name, len, id);
+}
+
+bool store_node_find(const struct store *s, const char *name, uint32_t *id)
+{
+	if (!s->node_slot_cap)
+		return false;
+	size_t mask = s->node_slot_cap - 1;
+	for (size_t i = hash_str(name) & mask; s->node_slots[i]; i = (i + 1) & mask) {
+		if (strcmp(s->nodes[s->node_slots[i] - 1], name) == 0) {
+			*id = s->node_slots[i] - 1;
+			return true;
 		}
 	}
-	return node_add(s, name, len, id);
+	return false;
 }
 
 const char *store_node_name(const struct store *s, uint32_t id)
@@ -424,6 +448,8 @@ static void seg_free(struct store_segment *seg)
 {
 	if (!seg)
 		return;
+	seg_unmap(seg->map, seg->map_len);
+	free(seg->fine);
 	seg_index_fini(&seg->idx);
 	free(seg);
 }
@@ -431,6 +457,61 @@ static void seg_free(struct store_segment *seg)
 static struct store_segment *active_seg(const struct store *s)
 {
 	return s->n_segs ? s->segs[s->n_segs - 1] : NULL;
+}
+
+/* Records per fine sub-block (a cursor inside a sparse block walks at most this many). */
+#define FINE_EVERY 64u
+
+/* ---- fine index: one offset every fine_every records (in memory only) ---- */
+
+/* Records per fine sub-block: a divisor of sparse_every, at most FINE_EVERY when possible. */
+static uint32_t fine_every_of(uint32_t sparse_every)
+{
+	uint32_t f = sparse_every;
+
+	while (f > FINE_EVERY && f % 2 == 0)
+		f /= 2;
+	return f;
+}
+
+/* The fine entries of block b: the first one's index and how many the block has now. */
+static void fine_span(const struct store_segment *seg, size_t b, size_t *first, size_t *count)
+{
+	uint32_t every = seg->idx.sparse_every, f = fine_every_of(every);
+	uint64_t start = (uint64_t)b * every, in_blk = seg->idx.records - start;
+
+	if (in_blk > every)
+		in_blk = every;
+	*first = (size_t)(start / f);
+	*count = (size_t)((in_blk + f - 1) / f);
+}
+
+/* Notes that the fine entry i is the record at off (best effort: no memory, no entry). */
+static void fine_note(struct store_segment *seg, size_t i, uint64_t off)
+{
+	if (i >= seg->cap_fine) {
+		size_t ncap = seg->cap_fine ? seg->cap_fine * 2 : 64;
+		while (ncap <= i)
+			ncap *= 2;
+		uint64_t *n = realloc(seg->fine, ncap * sizeof(*n));
+		if (!n)
+			return;
+		memset(n + seg->cap_fine, 0, (ncap - seg->cap_fine) * sizeof(*n));
+		seg->fine = n;
+		seg->cap_fine = ncap;
+	}
+	seg->fine[i] = off;
+}
+
+/* Every entry of the block is known (0 marks an entry not noted yet: no record starts there). */
+static bool fine_ready(const struct store_segment *seg, size_t first, size_t count)
+{
+	if (count < 2 || first + count > seg->cap_fine)
+		return false; /* one sub-block: the block itself */
+	for (size_t i = first; i < first + count; i++)
+		if (!seg->fine[i])
+			return false;
+	return true;
 }
 
 static bool do_sync(const struct store *s)
@@ -669,8 +750,12 @@ static int commit_io(struct store *s)
 			uint32_t rlen = seg_get_u32(rec);
 			struct store_record_meta m;
 			seg_meta_decode(rec + SEG_REC_PREFIX, &m, NULL);
+			uint64_t nth = act->idx.records;
 			if (seg_index_add(&act->idx, &m, off, SEG_REC_PREFIX + rlen))
 				err = -ENOMEM;
+			else if (nth % fine_every_of(act->idx.sparse_every) == 0)
+				fine_note(act, nth / fine_every_of(act->idx.sparse_every), off);
+			act->last_off = off;
 			off += SEG_REC_PREFIX + rlen;
 			pos += SEG_REC_PREFIX + rlen;
 		}
@@ -1264,8 +1349,13 @@ int store_close(struct store *s)
 
 /* ---- scan ---- */
 
-/* Reader window for posting-list walks: a node's records are usually far apart. */
-#define POSTING_READ_WINDOW 8192u
+/*
+ * Reader window for posting-list walks when a segment could not be mapped (the fallback):
+ * a node's records are usually far apart, and one window holds a typical record.
+ */
+#define POSTING_READ_WINDOW 512u
+/* Address space reserved beyond segment_max_bytes when mapping the active segment. */
+#define ACTIVE_MAP_SLACK (16u << 20)
 
 struct scan_state {
 	const struct store_query *q;
@@ -1426,6 +1516,129 @@ static int scan_postings(struct store *s, struct scan_state *ss, struct store_se
 	return 0;
 }
 
+/*
+ * Walks the records in [from, to) forward: a sparse block or one fine sub-block of it.
+ * Oldest-first delivers matches as it goes; newest-first collects them and delivers them
+ * reversed, and stops walking at the cursor (hi). fill != SIZE_MAX: from is a block's start
+ * and fill its first fine entry, noted (with the following ones) on the way. Returns 0, 1
+ * when a corrupt record length ends the segment's walk (counted and logged), or -errno.
+ */
+static int walk_range(struct store *s, struct scan_state *ss, struct store_segment *seg,
+		      struct seg_reader *r, uint64_t from, uint64_t to, uint64_t lo, uint64_t hi,
+		      size_t fill)
+{
+	const struct store_query *q = ss->q;
+	bool fwd = q->order == STORE_OLDEST_FIRST;
+	uint32_t f = fine_every_of(seg->idx.sparse_every);
+	uint64_t end = to;
+	size_t i = 0;
+	int err;
+
+	ss->n_offs = 0;
+	if (!fwd && budget_spent(s, ss))
+		return 0;
+	/* newest-first: records at or past the cursor need not be walked, unless noting */
+	if (!fwd && end > hi && fill == SIZE_MAX)
+		end = hi;
+	for (uint64_t off = from; off < end && !ss->stop; i++) {
+		const uint8_t *p;
+		if (fwd && off >= lo && budget_spent(s, ss))
+			break;
+		err = seg_reader_get(r, off, SEG_REC_OVERHEAD, false, &p);
+		if (err)
+			return err;
+		uint32_t len = seg_get_u32(p);
+		if (len < SEG_META_SIZE || len > SEG_REC_MAX_LEN) {
+			s->st.corrupt_reads++;
+			log_error(TAG,
+				  "segment %" PRIu64 " offset %" PRIu64
+				  ": bad record length, rest of segment skipped",
+				  seg->id, off);
+			return 1;
+		}
+		if (fill != SIZE_MAX && i % f == 0)
+			fine_note(seg, fill + i / f, off);
+		struct store_record_meta m;
+		seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
+		s->st.scan_records_read++;
+		/* only records past the cursor count, so every call makes progress */
+		ss->examined += off >= lo && off < hi;
+		if (off >= lo && off < hi && meta_matches(q, ss->until, &m)) {
+			if (fwd) {
+				err = deliver(s, ss, r, seg->id, off, false);
+				if (err)
+					return err;
+			} else {
+				if (ss->n_offs == ss->cap_offs) {
+					size_t nc = ss->cap_offs ? ss->cap_offs * 2 : 256;
+					uint64_t *no = realloc(ss->offs, nc * sizeof(*no));
+					if (!no)
+						return -ENOMEM;
+					ss->offs = no;
+					ss->cap_offs = nc;
+				}
+				ss->offs[ss->n_offs++] = off;
+			}
+		}
+		if (fwd && off >= lo)
+			ss->last = (struct store_pos){seg->id, off};
+		off += SEG_REC_PREFIX + len;
+	}
+	for (size_t k = ss->n_offs; k > 0 && !ss->stop; k--) {
+		err = deliver(s, ss, r, seg->id, ss->offs[k - 1], true);
+		if (err)
+			return err;
+	}
+	if (!fwd)
+		ss->last = (struct store_pos){seg->id, from};
+	return 0;
+}
+
+/*
+ * Maps seg for reading [0, seg->size) if it is not mapped yet, or (active segment) its
+ * mapping no longer covers size. Caller holds `lock`. Returns 0 or -errno (the caller then
+ * reads with pread).
+ *
+ * Safe because nothing shrinks a segment under a mapping: sealed segments are immutable, the
+ * store owns its directory (flock on LOCK), recovery truncates only in store_open before any
+ * scan maps anything, and a failed commit truncates the active segment back to `size`, the
+ * end of the data scans read. A file truncated underneath by someone else would raise
+ * SIGBUS; that is outside the contract (docs/storage-format.md, "Reads").
+ */
+static int seg_mapping(struct store *s, struct store_segment *seg)
+{
+	char name[64];
+	const uint8_t *map;
+	int fd, err;
+
+	if (seg->map && seg->size <= seg->map_len)
+		return 0;
+	size_t len = (size_t)seg->size;
+	if (!seg->sealed) {
+		/* room to grow: remapped only when a commit group overshoots it */
+		len = (size_t)s->opt.segment_max_bytes + ACTIVE_MAP_SLACK;
+		while (len < seg->size)
+			len *= 2;
+	}
+	if (seg->sealed) {
+		seg_file_name(name, sizeof(name), seg->id, "tseg");
+		fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+	} else {
+		fd = s->active_fd;
+	}
+	err = seg_map(fd, len, &map);
+	if (seg->sealed)
+		close(fd);
+	if (err)
+		return err;
+	seg_unmap(seg->map, seg->map_len);
+	seg->map = map;
+	seg->map_len = len;
+	return 0;
+}
+
 static int scan_segment(struct store *s, struct scan_state *ss, struct store_segment *seg)
 {
 	const struct store_query *q = ss->q;
@@ -1448,17 +1661,32 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 		else
 			hi = q->cursor.offset;
 	}
-	if (seg->sealed) {
-		seg_file_name(name, sizeof(name), seg->id, "tseg");
-		fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-	}
 	bool postings = q->node_id >= 0 && idx->has_postings;
-	err = seg_reader_init(&r, seg->sealed ? fd : s->active_fd, seg->size,
-			      postings ? POSTING_READ_WINDOW : 0);
-	if (err)
-		goto out;
+	/*
+	 * Records are read through the segment's mapping, without copies. Header-only scans
+	 * (meta_only: the aggregate rebuild at start reads every header of the store) stream
+	 * through a pread buffer instead, so they do not map the whole store into the
+	 * controller's resident set (docs/storage-format.md, "Reads").
+	 */
+	err = q->meta_only ? -EINVAL : seg_mapping(s, seg);
+	if (!err) {
+		seg_reader_init_map(&r, seg->map, seg->size);
+	} else {
+		if (!q->meta_only)
+			LOG_RATELIMITED(LOG_WARN, TAG,
+					"mmap segment %" PRIu64 ": %s; reading with pread", seg->id,
+					strerror(-err));
+		if (seg->sealed) {
+			seg_file_name(name, sizeof(name), seg->id, "tseg");
+			fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				return -errno;
+		}
+		err = seg_reader_init(&r, seg->sealed ? fd : s->active_fd, seg->size,
+				      postings ? POSTING_READ_WINDOW : 0);
+		if (err)
+			goto out;
+	}
 	if (postings) {
 		err = scan_postings(s, ss, seg, &r, lo, hi);
 		goto out;
@@ -1466,74 +1694,47 @@ static int scan_segment(struct store *s, struct scan_state *ss, struct store_seg
 	/*
 	 * Blocks in scan order; newest-first walks blocks backwards, collecting one block's
 	 * matches forward and delivering them reversed, so a limited "latest N" query only
-	 * reads the tail of a segment. The work bound is checked per record oldest-first and
-	 * per block newest-first (a block is only resumable once it is done).
+	 * reads the tail of a segment. A block whose fine index is complete is walked in its
+	 * sub-blocks the same way, so a cursor inside it costs at most fine_every records of
+	 * walking to reach. The work bound is checked per record oldest-first and per block
+	 * (sub-block) newest-first (one is only resumable once it is done).
 	 */
 	for (size_t k = 0; k < idx->n_sparse && !ss->stop; k++) {
 		size_t b = fwd ? k : idx->n_sparse - 1 - k;
 		const struct seg_sparse *blk = &idx->sparse[b];
-		ss->n_offs = 0;
 		uint64_t end = b + 1 < idx->n_sparse ? idx->sparse[b + 1].offset : seg->size;
+		size_t first, count;
+
 		if (end <= lo || blk->offset >= hi)
 			continue; /* outside the cursor's side */
 		if (blk->max_ts < q->since_ns || blk->min_ts >= ss->until) {
 			s->st.scan_blocks_skipped++;
 			continue;
 		}
-		if (!fwd && budget_spent(s, ss))
-			break;
-		for (uint64_t off = blk->offset; off < end && !ss->stop;) {
-			const uint8_t *p;
-			if (fwd && off >= lo && budget_spent(s, ss))
+		fine_span(seg, b, &first, &count);
+		if (!fine_ready(seg, first, count)) {
+			/* the whole block, noting its fine index on the way */
+			err = walk_range(s, ss, seg, &r, blk->offset, end, lo, hi, first);
+			if (err)
 				break;
-			err = seg_reader_get(&r, off, SEG_REC_OVERHEAD, false, &p);
-			if (err)
-				goto out;
-			uint32_t len = seg_get_u32(p);
-			if (len < SEG_META_SIZE || len > SEG_REC_MAX_LEN) {
-				s->st.corrupt_reads++;
-				log_error(TAG,
-					  "segment %" PRIu64 " offset %" PRIu64
-					  ": bad record length, rest of segment skipped",
-					  seg->id, off);
-				goto out;
-			}
-			struct store_record_meta m;
-			seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
-			s->st.scan_records_read++;
-			/* only records past the cursor count, so every call makes progress */
-			ss->examined += off >= lo && off < hi;
-			if (off >= lo && off < hi && meta_matches(q, ss->until, &m)) {
-				if (fwd) {
-					err = deliver(s, ss, &r, seg->id, off, false);
-					if (err)
-						goto out;
-				} else {
-					if (ss->n_offs == ss->cap_offs) {
-						size_t nc = ss->cap_offs ? ss->cap_offs * 2 : 256;
-						uint64_t *no = realloc(ss->offs, nc * sizeof(*no));
-						if (!no) {
-							err = -ENOMEM;
-							goto out;
-						}
-						ss->offs = no;
-						ss->cap_offs = nc;
-					}
-					ss->offs[ss->n_offs++] = off;
-				}
-			}
-			if (fwd && off >= lo)
-				ss->last = (struct store_pos){seg->id, off};
-			off += SEG_REC_PREFIX + len;
+			continue;
 		}
-		for (size_t i = ss->n_offs; i > 0 && !ss->stop; i--) {
-			err = deliver(s, ss, &r, seg->id, ss->offs[i - 1], true);
+		for (size_t j = 0; j < count && !ss->stop; j++) {
+			size_t u = fwd ? j : count - 1 - j;
+			uint64_t from = seg->fine[first + u],
+				 to = u + 1 < count ? seg->fine[first + u + 1] : end;
+
+			if (to <= lo || from >= hi)
+				continue;
+			err = walk_range(s, ss, seg, &r, from, to, lo, hi, SIZE_MAX);
 			if (err)
-				goto out;
+				break;
 		}
-		if (!fwd)
-			ss->last = (struct store_pos){seg->id, blk->offset};
+		if (err)
+			break;
 	}
+	if (err > 0)
+		err = 0; /* a corrupt record length ended the walk of this segment (logged) */
 out:
 	seg_reader_fini(&r);
 	if (fd >= 0)
@@ -1576,6 +1777,52 @@ long store_scan_bounded(struct store *s, const struct store_query *q, store_scan
 long store_scan(struct store *s, const struct store_query *q, store_scan_cb cb, void *ctx)
 {
 	return store_scan_bounded(s, q, cb, ctx, NULL);
+}
+
+static int on_last(void *ctx, const struct store_record_meta *m, const void *data, size_t len,
+		   struct store_pos pos)
+{
+	*(struct store_pos *)ctx = pos;
+	return 1;
+}
+
+bool store_last_pos(struct store *s, struct store_pos *pos)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t k = s->n_segs; k > 0 && !found; k--) {
+		struct store_segment *seg = s->segs[k - 1];
+		const struct seg_index *idx = &seg->idx;
+
+		if (!idx->records)
+			continue;
+		/* not known yet (a segment loaded at open): the largest posting offset */
+		for (size_t i = 0; !seg->last_off && idx->has_postings && i < idx->n_nodes; i++)
+			if (idx->nodes[i].count &&
+			    idx->nodes[i].post_off[idx->nodes[i].count - 1] > seg->last_off)
+				seg->last_off = idx->nodes[i].post_off[idx->nodes[i].count - 1];
+		if (!seg->last_off) {
+			/* no posting lists (a segment past 4 GiB): its last record by a scan */
+			struct store_query q;
+			struct store_pos p = {0};
+
+			store_query_init(&q);
+			q.order = STORE_NEWEST_FIRST;
+			q.meta_only = true;
+			q.limit = 1;
+			q.has_cursor = true;
+			q.cursor = (struct store_pos){seg->id, UINT64_MAX};
+			if (store_scan(s, &q, on_last, &p) > 0 && p.segment_id == seg->id)
+				seg->last_off = p.offset;
+		}
+		if (seg->last_off) {
+			*pos = (struct store_pos){seg->id, seg->last_off};
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return found;
 }
 
 /* ---- inspection ---- */

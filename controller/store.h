@@ -69,6 +69,8 @@ int store_close(struct store *s);
  * -ENOMEM.
  */
 int store_node_intern(struct store *s, const char *name, uint32_t *id);
+/* Looks a node name up without interning it: true and *id when known. */
+bool store_node_find(const struct store *s, const char *name, uint32_t *id);
 /* Name for an id, or NULL when unknown. Owned by the store, valid until store_close. */
 const char *store_node_name(const struct store *s, uint32_t id);
 /* Number of interned node names (ids are 0 .. count-1). */
@@ -201,6 +203,13 @@ struct store_scan_info {
  */
 long store_scan_bounded(struct store *s, const struct store_query *q, store_scan_cb cb, void *ctx,
 			struct store_scan_info *info);
+
+/*
+ * Position of the newest durable record (the last one in storage order): what a
+ * newest-first scan would deliver first, without scanning. Returns true and *pos, or false
+ * when the store holds no record. Loop thread.
+ */
+bool store_last_pos(struct store *s, struct store_pos *pos);
 
 struct store_stats {
 	uint64_t segments;		     /* including the active one */

@@ -363,6 +363,34 @@ Test(segment, reader_forward_and_backward)
 	close(fd);
 }
 
+Test(segment, mapped_reader_sees_the_file_and_its_growth)
+{
+	uint8_t data[10000];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 31);
+	int fd = make_file(data, 6000);
+	/* mapped past the end of the file, as the store maps its active segment */
+	const uint8_t *map = NULL;
+	cr_assert_eq(seg_map(fd, 1u << 20, &map), 0);
+	struct seg_reader r;
+	const uint8_t *p;
+	seg_reader_init_map(&r, map, 6000);
+	cr_assert_eq(seg_reader_get(&r, 100, 5000, false, &p), 0);
+	cr_assert_eq(p, map + 100, "a pointer into the mapping, nothing copied");
+	cr_assert(memcmp(p, data + 100, 5000) == 0);
+	cr_assert_eq(seg_reader_get(&r, 5990, 20, true, &p), -ENODATA, "past end");
+	seg_reader_fini(&r);
+	/* the file grows by pwrite (as commits append): the same mapping reads the new bytes */
+	cr_assert_eq(pwrite(fd, data + 6000, 4000, 6000), 4000);
+	seg_reader_init_map(&r, map, sizeof(data));
+	cr_assert_eq(seg_reader_get(&r, 5000, 5000, false, &p), 0);
+	cr_assert(memcmp(p, data + 5000, 5000) == 0);
+	seg_reader_fini(&r);
+	seg_unmap(map, 1u << 20);
+	seg_unmap(NULL, 0); /* NULL-safe */
+	close(fd);
+}
+
 Test(segment, atomic_write_replaces_file)
 {
 	char dir[] = "/tmp/tapio-seg-atomic.XXXXXX";

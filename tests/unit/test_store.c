@@ -1324,3 +1324,387 @@ Test(store, default_sparse_blocks_at_scale, .timeout = 120)
 	store_close(s);
 	t_list_free(&model);
 }
+
+/* ---- mapped reads, the fine index, the newest position ---- */
+
+/* The model with every record's position, from one full oldest-first scan. */
+static void fill_positions(struct store *s, struct t_list *model)
+{
+	struct t_list all = t_scan_all(s);
+	cr_assert_eq(all.n, model->n);
+	for (size_t i = 0; i < all.n; i++)
+		model->v[i].pos = all.v[i].pos;
+	t_list_free(&all);
+}
+
+/* Whether this process maps a file whose path ends in `name`. */
+static bool mapped(const char *name)
+{
+	char line[4600];
+	bool found = false;
+	FILE *f = fopen("/proc/self/maps", "r");
+	cr_assert_not_null(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, name) != NULL;
+	fclose(f);
+	return found;
+}
+
+Test(store, mapped_reads_span_sealed_and_active_segments, .timeout = 120)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[5];
+	uint64_t t0 = T_BASE_NS - 7200 * T_SEC;
+	t_options(&o, dir);
+	o.segment_max_bytes = 20000;
+	o.sparse_every = 16;
+	struct store *s = open_store(&o);
+	for (int i = 0; i < 5; i++) {
+		char nm[8];
+		snprintf(nm, sizeof(nm), "n%d", i);
+		store_node_intern(s, nm, &nodes[i]);
+	}
+	build_nodes_store(s, &model, nodes, 5, 120, t0);
+	/* a small commit that leaves records in the active segment */
+	cr_assert_eq(t_append(s, &model, 5, 5, 121, 2, nodes, 5, t0 + 4000 * T_SEC), 0);
+	cr_assert_eq(store_commit(s), 0);
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_gt(st.segments, 3);
+	check_node_cases(s, &model, t0);
+	/* scans mapped every segment with records, the active one included */
+	char name[64];
+	seg_file_name(name, sizeof(name), 1, "tseg");
+	cr_assert(mapped(name), "sealed segment 1 is mapped after a scan");
+	seg_file_name(name, sizeof(name), st.active_segment_id, "tseg");
+	cr_assert(mapped(name), "the active segment is mapped after a scan");
+	/* the active segment grows under its mapping: new records are read through it */
+	build_nodes_store(s, &model, nodes, 5, 10, t0 + 6000 * T_SEC);
+	check_node_cases(s, &model, t0);
+	struct t_list got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	t_list_free(&got);
+	store_stats(s, &st);
+	cr_assert_eq(st.corrupt_reads, 0);
+	store_close(s);
+	seg_file_name(name, sizeof(name), 1, "tseg");
+	cr_assert(!mapped(name), "store_close unmaps the segments");
+	t_list_free(&model);
+}
+
+Test(store, segment_remapped_when_it_outgrows_its_mapping, .timeout = 120)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	t_options(&o, dir);
+	o.segment_max_bytes = 4096; /* the active mapping reserves 4 KiB + 16 MiB */
+	struct store *s = open_store(&o);
+	cr_assert_eq(t_append(s, &model, 1, 1, 1, 3, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	struct t_list got = t_scan_all(s); /* maps the (then small) active segment */
+	t_assert_same(&model, &got);
+	t_list_free(&got);
+	/* one commit group of 18 MiB: past the reservation, the next scan remaps */
+	static uint8_t big[1u << 20];
+	struct store_record_meta meta[18];
+	const void *rec[18];
+	size_t len[18];
+	for (size_t i = 0; i < 18; i++) {
+		meta[i] = (struct store_record_meta){.timestamp_ns = T_BASE_NS + i,
+						     .type = 1,
+						     .severity = 2,
+						     .agent_key = 1,
+						     .session_id = 1,
+						     .sequence = 2};
+		rec[i] = big;
+		len[i] = sizeof(big);
+	}
+	/* one record at a time so each has its own fill byte (same batch identity) */
+	for (size_t i = 0; i < 18; i++) {
+		memset(big, (int)i + 1, sizeof(big));
+		cr_assert_eq(store_append_batch(s, &meta[i], &rec[i], &len[i], 1), 0);
+		t_list_push(&model, &meta[i], big, sizeof(big), (struct store_pos){0, 0});
+	}
+	struct store_stats st;
+	store_stats(s, &st);
+	uint64_t active = st.active_segment_id;
+	cr_assert_eq(store_commit(s), 0); /* also seals it: the size limit is long past */
+	/* mapped while small, now 18 MiB: the next scan maps it again, whole */
+	got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	t_list_free(&got);
+	store_stats(s, &st);
+	cr_assert_neq(st.active_segment_id, active, "sealed after the big group");
+	cr_assert_eq(st.corrupt_reads, 0);
+	store_close(s);
+	t_list_free(&model);
+}
+
+Test(store, retention_unmaps_a_mapped_segment)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	t_options(&o, dir);
+	o.segment_max_bytes = 4096;
+	o.retention_bytes = 5 * 4096;
+	struct store *s = open_store(&o);
+	for (uint64_t seq = 1; seq <= 20; seq++) {
+		cr_assert_eq(t_append(s, NULL, 1, 1, seq, 8, &node, 1, T_BASE_NS + seq), 0);
+		cr_assert_eq(store_commit(s), 0);
+		if (seq == 6) {
+			/* map everything there is, then let retention take the oldest */
+			struct t_list got = t_scan_all(s);
+			cr_assert_gt(got.n, 0);
+			t_list_free(&got);
+		}
+	}
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_gt(st.deleted_segments, 0);
+	char name[64];
+	seg_file_name(name, sizeof(name), 1, "tseg");
+	cr_assert(!mapped(name), "segment 1 is deleted and unmapped");
+	/* what is left still reads (through new or kept mappings) */
+	struct t_list got = t_scan_all(s);
+	cr_assert_gt(got.n, 0);
+	for (size_t i = 0; i < got.n; i++)
+		cr_assert_gt(got.v[i].pos.segment_id, 1);
+	t_list_free(&got);
+	store_stats(s, &st);
+	cr_assert_eq(st.corrupt_reads, 0);
+	store_close(s);
+	t_list_free(&model);
+}
+
+/* Flips one byte at offset `at` of segment `id` (the store may have it mapped). */
+static void flip_byte(uint64_t id, off_t at)
+{
+	char p[4200];
+	uint8_t b;
+	seg_path(p, sizeof(p), id, "tseg");
+	int fd = open(p, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, &b, 1, at), 1);
+	b ^= 0x5a;
+	cr_assert_eq(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+}
+
+Test(store, corrupt_record_in_mapped_sealed_segment_is_skipped, .timeout = 60)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[2];
+	t_options(&o, dir);
+	o.segment_max_bytes = 8192;
+	struct store *s = open_store(&o);
+	store_node_intern(s, "a", &nodes[0]);
+	store_node_intern(s, "b", &nodes[1]);
+	for (uint64_t seq = 1; seq <= 30; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 4, nodes, 2, T_BASE_NS + seq), 0);
+		cr_assert_eq(store_commit(s), 0);
+	}
+	fill_positions(s, &model); /* also maps every segment */
+	/* a payload byte of segment 1's third record: the scan sees it through the mapping */
+	const struct t_rec *victim = NULL;
+	for (size_t i = 0, n1 = 0; i < model.n && !victim; i++)
+		if (model.v[i].pos.segment_id == 1 && ++n1 == 3)
+			victim = &model.v[i];
+	cr_assert_not_null(victim);
+	flip_byte(1, (off_t)(victim->pos.offset + SEG_REC_OVERHEAD + victim->len / 2));
+	for (int pass = 0; pass < 2; pass++) {
+		struct store_stats a, b;
+		struct store_query q;
+		struct t_list got = {0};
+		store_query_init(&q);
+		q.order = STORE_NEWEST_FIRST;
+		if (pass)
+			q.node_id = victim->m.node_id; /* through the posting list */
+		store_stats(s, &a);
+		long n = store_scan(s, &q, t_collect, &got);
+		store_stats(s, &b);
+		cr_assert_eq(b.corrupt_reads - a.corrupt_reads, 1, "pass %d: counted once", pass);
+		size_t expect = 0;
+		for (size_t i = 0; i < model.n; i++)
+			expect += q.node_id < 0 || model.v[i].m.node_id == (uint32_t)q.node_id;
+		cr_assert_eq(n, (long)expect - 1, "pass %d: only the corrupt record is missing",
+			     pass);
+		for (size_t i = 0; i < got.n; i++)
+			cr_assert(got.v[i].pos.segment_id != 1 ||
+				      got.v[i].pos.offset != victim->pos.offset,
+				  "the corrupt record is not delivered");
+		t_list_free(&got);
+	}
+	/* a bad length in a posting-list read: that record is skipped, the rest delivered */
+	flip_byte(1, (off_t)victim->pos.offset + 3); /* the length's high byte */
+	struct store_query q;
+	struct t_list got = {0};
+	struct store_stats a, b;
+	store_query_init(&q);
+	q.node_id = victim->m.node_id;
+	store_stats(s, &a);
+	long n = store_scan(s, &q, t_collect, &got);
+	store_stats(s, &b);
+	cr_assert_geq(n, 1);
+	cr_assert_eq(b.corrupt_reads - a.corrupt_reads, 1);
+	t_list_free(&got);
+	store_close(s);
+	t_list_free(&model);
+}
+
+/* Records read by one call of q (and the page it returns in *got). */
+static uint64_t records_read(struct store *s, const struct store_query *q, struct t_list *got)
+{
+	struct store_stats a, b;
+	store_stats(s, &a);
+	long n = store_scan(s, q, t_collect, got);
+	cr_assert_geq(n, 0);
+	store_stats(s, &b);
+	return b.scan_records_read - a.scan_records_read;
+}
+
+Test(store, fine_index_bounds_the_walk_to_a_cursor, .timeout = 120)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[3] = {0, 1, 2};
+	t_options(&o, dir);
+	o.sparse_every = 1024; /* sub-blocks of 64 records */
+	struct store *s = open_store(&o);
+	for (uint64_t seq = 1; seq <= 400; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 10, nodes, 3, T_BASE_NS + seq), 0);
+		if (seq % 7 == 0)
+			cr_assert_eq(store_commit(s), 0);
+	}
+	cr_assert_eq(store_commit(s), 0);
+	fill_positions(s, &model); /* commits noted the fine index; this walks it all anyway */
+	/* a cursor in the middle of a sparse block: a page walks a sub-block or two, not 1024 */
+	for (int d = 0; d < 2; d++) {
+		struct store_query q;
+		store_query_init(&q);
+		q.order = d ? STORE_NEWEST_FIRST : STORE_OLDEST_FIRST;
+		q.limit = 10;
+		q.has_cursor = true;
+		q.cursor = model.v[1024 * 2 + 500].pos;
+		struct t_list got = {0};
+		uint64_t read = records_read(s, &q, &got);
+		cr_assert_eq(got.n, 10);
+		for (size_t i = 0; i < 10; i++) {
+			size_t k = d ? 1024 * 2 + 500 - 1 - i : 1024 * 2 + 500 + 1 + i;
+			t_assert_same_rec(&model.v[k], &got.v[i], i);
+		}
+		cr_assert_leq(read, 2 * 64 + 10, "%s: read %llu records to reach the cursor",
+			      d ? "newest-first" : "oldest-first", (unsigned long long)read);
+		t_list_free(&got);
+	}
+	/* pagination over everything stays exact, both ways, before and after a reopen */
+	for (int round = 0; round < 2; round++) {
+		for (int d = 0; d < 2; d++) {
+			struct store_query q;
+			store_query_init(&q);
+			q.order = d ? STORE_NEWEST_FIRST : STORE_OLDEST_FIRST;
+			check_query(s, &model, &q);
+			q.type_mask = 1u << 3;
+			check_query(s, &model, &q);
+		}
+		store_close(s);
+		s = open_store(&o);
+	}
+	/* after a reopen the fine index is noted again by the first walk of each block */
+	struct store_query q;
+	store_query_init(&q);
+	q.order = STORE_NEWEST_FIRST;
+	q.limit = 10;
+	q.has_cursor = true;
+	q.cursor = model.v[1024 + 300].pos;
+	struct t_list got = {0};
+	records_read(s, &q, &got); /* walks the whole block once */
+	t_list_free(&got);
+	q.cursor = model.v[1024 + 200].pos;
+	cr_assert_leq(records_read(s, &q, &got), 2 * 64 + 10);
+	cr_assert_eq(got.n, 10);
+	t_assert_same_rec(&model.v[1024 + 199], &got.v[0], 0);
+	t_list_free(&got);
+	store_close(s);
+	t_list_free(&model);
+}
+
+Test(store, work_bound_with_fine_index_resumes_without_gaps, .timeout = 120)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[5];
+	uint64_t t0 = T_BASE_NS - 7200 * T_SEC;
+	t_options(&o, dir);
+	o.segment_max_bytes = 60000;
+	o.sparse_every = 256; /* sub-blocks of 64 */
+	struct store *s = open_store(&o);
+	for (int i = 0; i < 5; i++) {
+		char nm[8];
+		snprintf(nm, sizeof(nm), "n%d", i);
+		store_node_intern(s, nm, &nodes[i]);
+	}
+	build_nodes_store(s, &model, nodes, 5, 400, t0);
+	for (int d = 0; d < 2; d++) {
+		struct store_query q;
+		store_query_init(&q);
+		q.order = d ? STORE_NEWEST_FIRST : STORE_OLDEST_FIRST;
+		q.type_mask = 1u << TAPIO_OCC_OOM_KILL;
+		check_bounded(s, &model, q, 25, 64);
+		q.type_mask = 0;
+		q.since_ns = t0 + 1000 * T_SEC;
+		check_bounded(s, &model, q, 40, 64);
+	}
+	store_close(s);
+	t_list_free(&model);
+}
+
+Test(store, last_pos_is_the_newest_record)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	struct store_pos pos;
+	t_options(&o, dir);
+	o.segment_max_bytes = 4096;
+	struct store *s = open_store(&o);
+	cr_assert(!store_last_pos(s, &pos), "empty store");
+	for (uint64_t seq = 1; seq <= 12; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 5, &node, 1, T_BASE_NS + seq), 0);
+		cr_assert_eq(store_commit(s), 0);
+		fill_positions(s, &model);
+		cr_assert(store_last_pos(s, &pos));
+		struct store_pos want = model.v[model.n - 1].pos;
+		cr_assert(pos.segment_id == want.segment_id && pos.offset == want.offset,
+			  "after commit %llu", (unsigned long long)seq);
+	}
+	/* the last commit sealed the active segment: the newest record is in a sealed one */
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_gt(st.rotations, 0);
+	store_close(s);
+	s = open_store(&o); /* from the posting lists of what was loaded */
+	cr_assert(store_last_pos(s, &pos));
+	cr_assert(pos.segment_id == model.v[model.n - 1].pos.segment_id &&
+		  pos.offset == model.v[model.n - 1].pos.offset);
+	store_close(s);
+	t_list_free(&model);
+}
+
+Test(store, node_find_does_not_intern)
+{
+	struct store_options o;
+	uint32_t a, id;
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	cr_assert(!store_node_find(s, "node-a", &id), "empty table");
+	cr_assert_eq(store_node_intern(s, "node-a", &a), 0);
+	cr_assert(store_node_find(s, "node-a", &id));
+	cr_assert_eq(id, a);
+	cr_assert(!store_node_find(s, "node-b", &id));
+	cr_assert_eq(store_node_count(s), 1, "find interns nothing");
+	store_close(s);
+}
