@@ -202,17 +202,16 @@ int seg_reader_init(struct seg_reader *r, int fd, uint64_t end, size_t cap);
 /* Reader over a mapping (from seg_map) of at least end bytes. Never fails. */
 void seg_reader_init_map(struct seg_reader *r, const uint8_t *map, uint64_t end);
 void seg_reader_fini(struct seg_reader *r);
+/* The pread half of seg_reader_get (a refill); call seg_reader_get. */
+int seg_reader_fill(struct seg_reader *r, uint64_t off, size_t len, bool backward,
+		    const uint8_t **p);
+
 /*
  * Points *p at len bytes at file offset off (valid until the next call, or as long as the
  * mapping for a mapped reader). backward = true positions a refill window so that it ends at
  * off + len (for reverse scans). Returns 0, -ENODATA when [off, off + len) passes end, or
- * -errno.
+ * -errno. Inline: scans call it once or twice per record.
  */
-static inline int seg_reader_get(struct seg_reader *r, uint64_t off, size_t len, bool backward,
-				 const uint8_t **p);
-int seg_reader_fill(struct seg_reader *r, uint64_t off, size_t len, bool backward,
-		    const uint8_t **p);
-
 static inline int seg_reader_get(struct seg_reader *r, uint64_t off, size_t len, bool backward,
 				 const uint8_t **p)
 {
