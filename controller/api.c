@@ -311,11 +311,16 @@ static int pos_cmp(struct store_pos a, struct store_pos b)
 	return 0;
 }
 
-static int on_newest(void *ctx, const struct store_record_meta *m, const void *data, size_t len,
-		     struct store_pos pos)
+/* protobuf-c allocations of one record's unpack come from the page's arena */
+static void *arena_alloc(void *ctx, size_t size)
 {
-	*(struct store_pos *)ctx = pos;
-	return 1;
+	return codec_arena_alloc(ctx, size);
+}
+
+static void arena_free(void *ctx, void *ptr)
+{
+	(void)ctx;
+	(void)ptr; /* released all at once by codec_arena_reset */
 }
 
 struct page {
@@ -324,6 +329,9 @@ struct page {
 	bool more, ndjson;
 	uint64_t undecodable;
 	struct sbuf out;
+	struct codec_arena arena; /* one record's unpacked message at a time */
+	ProtobufCAllocator alloc;
+	struct tapio_occurrence occ;
 	char json[TAPIO_OCC_JSON_MAX];
 };
 
@@ -331,7 +339,6 @@ static int on_page_record(void *ctx, const struct store_record_meta *m, const vo
 			  size_t len, struct store_pos pos)
 {
 	struct page *p = ctx;
-	struct tapio_occurrence occ;
 	Tapio__V1__Occurrence *msg;
 	char err[160];
 	ssize_t n;
@@ -343,38 +350,34 @@ static int on_page_record(void *ctx, const struct store_record_meta *m, const vo
 		p->more = true;
 		return 1;
 	}
-	msg = tapio__v1__occurrence__unpack(NULL, len, data);
-	if (!msg || occ_from_proto(msg, &occ, err, sizeof(err)) < 0 ||
-	    (n = occ_json_write(&occ, p->json, sizeof(p->json))) < 0) {
-		if (msg)
-			tapio__v1__occurrence__free_unpacked(msg, NULL);
-		p->undecodable++;
-		return 0;
+	/*
+	 * Unpacked into the arena, which the reset below releases (no free_unpacked: the
+	 * message owns no memory of its own); the JSON goes straight into the response.
+	 */
+	msg = tapio__v1__occurrence__unpack(&p->alloc, len, data);
+	n = -1;
+	if (msg && occ_from_proto(msg, &p->occ, err, sizeof(err)) == 0 &&
+	    sbuf_reserve(&p->out, 1 + TAPIO_OCC_JSON_MAX + 1)) {
+		char *at = p->out.p + p->out.len + (!p->ndjson && p->n);
+
+		n = occ_json_write(&p->occ, at, TAPIO_OCC_JSON_MAX);
 	}
-	tapio__v1__occurrence__free_unpacked(msg, NULL);
+	codec_arena_reset(&p->arena);
+	if (n < 0) {
+		if (p->out.p)
+			p->out.p[p->out.len] = '\0';
+		p->undecodable++;
+		return p->out.oom ? 1 : 0;
+	}
 	if (!p->ndjson && p->n)
-		sbuf_add(&p->out, ",", 1);
-	sbuf_add(&p->out, p->json, (size_t)n);
+		p->out.p[p->out.len++] = ',';
+	p->out.len += (size_t)n;
 	if (p->ndjson)
-		sbuf_add(&p->out, "\n", 1);
+		p->out.p[p->out.len++] = '\n';
+	p->out.p[p->out.len] = '\0';
 	p->n++;
 	p->last = pos;
 	return p->out.oom ? 1 : 0;
-}
-
-static bool find_node(struct store *s, const char *name, uint32_t *id)
-{
-	uint32_t n = store_node_count(s);
-
-	for (uint32_t i = 0; i < n; i++) {
-		const char *nm = store_node_name(s, i);
-
-		if (nm && strcmp(nm, name) == 0) {
-			*id = i;
-			return true;
-		}
-	}
-	return false;
 }
 
 static void get_occurrences(struct controller *c, const struct api_request *rq,
@@ -393,11 +396,15 @@ static void get_occurrences(struct controller *c, const struct api_request *rq,
 		reply_params_error(rs, &perr);
 		return;
 	}
-	p = calloc(1, sizeof(*p));
+	p = malloc(sizeof(*p));
 	if (!p) {
 		api_error(rs, 500, "INTERNAL", "out of memory");
 		return;
 	}
+	memset(p, 0, offsetof(struct page, occ)); /* occ and json are scratch */
+	codec_arena_init(&p->arena);
+	p->alloc = (ProtobufCAllocator){
+	    .alloc = arena_alloc, .free = arena_free, .allocator_data = &p->arena};
 	p->limit = prm.limit;
 	p->ndjson = rq->ndjson;
 	if (prm.has_cursor) {
@@ -405,16 +412,9 @@ static void get_occurrences(struct controller *c, const struct api_request *rq,
 		p->upper.offset = prm.cursor.upper_offset;
 	} else {
 		/* the first page fixes the bound: the newest durable record right now */
-		store_query_init(&q);
-		q.order = STORE_NEWEST_FIRST;
-		q.meta_only = true;
-		q.limit = 1;
-		r = store_scan(c->store, &q, on_newest, &p->upper);
-		if (r < 0)
-			goto scan_failed;
-		empty = r == 0;
+		empty = !store_last_pos(c->store, &p->upper);
 	}
-	if (prm.has_node && !find_node(c->store, prm.node, &node_id))
+	if (prm.has_node && !store_node_find(c->store, prm.node, &node_id))
 		empty = true;
 	if (!p->ndjson)
 		sbuf_add(&p->out, "{\"occurrences\":[", 16);
@@ -473,10 +473,12 @@ static void get_occurrences(struct controller *c, const struct api_request *rq,
 	reply_sbuf(rs, &p->out, p->ndjson ? CT_NDJSON : CT_JSON);
 	if (rs->status != 200)
 		rs->next_cursor[0] = '\0';
+	codec_arena_fini(&p->arena);
 	free(p);
 	return;
 scan_failed:
 	log_error(TAG, "store_scan: %s", strerror((int)-r));
+	codec_arena_fini(&p->arena);
 	free(p->out.p);
 	free(p);
 	api_error(rs, 500, "INTERNAL", "store scan failed: %s", strerror((int)-r));
