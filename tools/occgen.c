@@ -10,14 +10,6 @@ void occgen_seed(struct occgen *g, uint64_t seed)
 	g->rng = seed * 0x9E3779B97F4A7C15ull + 1;
 }
 
-uint64_t occgen_rnd(struct occgen *g)
-{
-	g->rng ^= g->rng >> 12;
-	g->rng ^= g->rng << 25;
-	g->rng ^= g->rng >> 27;
-	return g->rng * 0x2545F4914F6CDD1Dull;
-}
-
 uint32_t occgen_below(struct occgen *g, uint32_t n)
 {
 	return (uint32_t)(occgen_rnd(g) % n);

@@ -15,7 +15,16 @@ struct occgen {
 };
 
 void occgen_seed(struct occgen *g, uint64_t seed);
-uint64_t occgen_rnd(struct occgen *g);
+
+/* The next 64 random bits (xorshift64*; inline: loadgen draws one per occurrence). */
+static inline uint64_t occgen_rnd(struct occgen *g)
+{
+	g->rng ^= g->rng >> 12;
+	g->rng ^= g->rng << 25;
+	g->rng ^= g->rng >> 27;
+	return g->rng * 0x2545F4914F6CDD1Dull;
+}
+
 /* Uniform-ish in [0, n); n > 0. */
 uint32_t occgen_below(struct occgen *g, uint32_t n);
 /*

@@ -27,11 +27,28 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-/* A refcounted encoded frame: held by the queue, a socket write and a spool append. */
+/*
+ * Room in front of a pre-packed batch for its frame header: length, Frame.event_batch key and
+ * length, EventBatch.session_id and .sequence (keys and varints at their largest).
+ */
+#define PK_HEAD_MAX (CODEC_HEADER_LEN + 1 + 5 + 1 + 10 + 1 + 10)
+/*
+ * Pre-packed batch buffers are sized in steps of this: a steady sender's batches then come in
+ * one or two sizes, so malloc reuses the ones acked batches free as exact fits instead of
+ * searching through as many sizes as there were batches.
+ */
+#define PK_CAP_STEP 8192u
+
+/*
+ * A refcounted encoded frame: held by the queue, a socket write and a spool append. data
+ * points into mem: at its start, or behind unused header room for a pre-packed batch, which is
+ * built in place (client_packed_reserve) and gets its header written in front when sealed.
+ */
 struct bbuf {
 	int refs;
 	uint32_t len;
-	uint8_t data[];
+	uint8_t *data;
+	uint8_t mem[];
 };
 
 static struct bbuf *bbuf_new(size_t len)
@@ -41,6 +58,7 @@ static struct bbuf *bbuf_new(size_t len)
 	if (b) {
 		b->refs = 1;
 		b->len = (uint32_t)len;
+		b->data = b->mem;
 	}
 	return b;
 }
@@ -146,9 +164,15 @@ struct client {
 	struct occ_proto_scratch *scratch;
 	uint8_t *enc; /* encode scratch buffer */
 	size_t enccap;
-	/* open batch of pre-packed occurrences (client_submit_packed): field-3 elements */
-	uint8_t *pk;
-	size_t pklen, pkcap;
+	/*
+	 * open batch of pre-packed occurrences (client_packed_reserve): EventBatch field-3
+	 * elements written in place at pkb->mem + PK_HEAD_MAX by the sender; the frame header
+	 * goes in front when sealed, so the sealed buffer is the batch itself (no copy)
+	 */
+	struct bbuf *pkb;
+	size_t pklen, pkcap; /* bytes committed, room behind the header room */
+	size_t pkres;	     /* bytes of the reserved, not yet committed occurrence */
+	size_t pkhint;	     /* room for the next batch: the last one's size and some slack */
 	uint32_t npk;
 
 	/* unacknowledged batches, ordered by seq (ring, cap a power of two) */
@@ -444,30 +468,28 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
 }
 
 /*
- * Encodes the open pre-packed batch as a frame into c->enc: Frame{event_batch = EventBatch{
- * session_id, sequence, then the occurrences exactly as submitted}}, in the field order and
- * encoding protobuf-c itself produces. Returns its size or -errno.
+ * Finishes the open pre-packed batch in place: the header of Frame{event_batch = EventBatch{
+ * session_id, sequence, then the occurrences exactly as submitted}} (the field order and
+ * encoding protobuf-c itself produces) is written right in front of the occurrences. Returns
+ * the buffer (the caller owns it; c no longer holds it) or NULL (batch lost).
  */
-static ssize_t encode_packed(struct client *c)
+static struct bbuf *finish_packed(struct client *c)
 {
-	size_t inner = c->pklen, payload, size;
-	uint8_t *p;
+	struct bbuf *b = c->pkb, *s;
+	size_t inner = c->pklen, cap = c->pkcap, payload, hlen;
+	uint8_t head[PK_HEAD_MAX], *p = head;
 
+	c->pkb = NULL;
+	c->pkcap = 0;
 	if (c->session)
 		inner += 1 + varint_size(c->session);
 	if (c->next_seq)
 		inner += 1 + varint_size(c->next_seq);
 	payload = 1 + varint_size(inner) + inner;
-	if (payload > CODEC_MAX_FRAME_LIMIT)
-		return -EMSGSIZE;
-	size = CODEC_HEADER_LEN + payload;
-	if (size > c->enccap) {
-		if (!(p = realloc(c->enc, size)))
-			return -ENOMEM;
-		c->enc = p;
-		c->enccap = size;
+	if (payload > CODEC_MAX_FRAME_LIMIT) {
+		free(b);
+		return NULL;
 	}
-	p = c->enc;
 	*p++ = (uint8_t)(payload >> 24);
 	*p++ = (uint8_t)(payload >> 16);
 	*p++ = (uint8_t)(payload >> 8);
@@ -482,8 +504,16 @@ static ssize_t encode_packed(struct client *c)
 		*p++ = (2 << 3) | 0; /* EventBatch.sequence */
 		p = put_varint(p, c->next_seq);
 	}
-	memcpy(p, c->pk, c->pklen);
-	return (ssize_t)size;
+	hlen = (size_t)(p - head);
+	memcpy(b->mem + PK_HEAD_MAX - hlen, head, hlen);
+	b->len = (uint32_t)(hlen + c->pklen);
+	/* the queue holds it until acked: an odd, much smaller batch hands back its tail */
+	if (cap - c->pklen > c->pklen / 4 && (s = realloc(b, sizeof(*b) + PK_HEAD_MAX + c->pklen)))
+		b = s;
+	b->data = b->mem + PK_HEAD_MAX - hlen;
+	/* the next batch is likely alike: room for it at once (a little more, for variance) */
+	c->pkhint = c->pklen + c->pklen / 16;
+	return b;
 }
 
 static void seal(struct client *c)
@@ -497,23 +527,23 @@ static void seal(struct client *c)
 	if (count == 0)
 		return;
 	uv_timer_stop(&c->batch_timer);
-	n = c->nopen ? encode_open(c) : encode_packed(c);
+	if (c->nopen) {
+		n = encode_open(c);
+		buf = n > 0 ? bbuf_new((size_t)n) : NULL;
+		if (buf)
+			memcpy(buf->data, c->enc, (size_t)n);
+	} else {
+		buf = finish_packed(c);
+	}
 	c->nopen = 0;
 	c->npk = 0;
 	c->pklen = 0;
-	if (c->pkcap > CLIENT_PACKED_SEAL_BYTES * 2) {
-		free(c->pk); /* one odd batch does not pin its buffer */
-		c->pk = NULL;
-		c->pkcap = 0;
-	}
-	buf = n > 0 ? bbuf_new((size_t)n) : NULL;
 	if (!buf) {
 		count_lost(c, c->next_seq, count, &c->st.dropped_queue);
 		c->next_seq++;
 		return;
 	}
-	size = (size_t)n;
-	memcpy(buf->data, c->enc, size);
+	size = buf->len;
 	e.seq = c->next_seq++;
 	e.count = count;
 	e.len = (uint32_t)size;
@@ -600,9 +630,10 @@ int client_submit(struct client *c, const struct tapio_occurrence *occ)
 	return 0;
 }
 
-int client_submit_packed(struct client *c, const uint8_t *bytes, size_t len)
+int client_packed_reserve(struct client *c, size_t len, uint8_t **out)
 {
 	size_t need;
+	uint8_t *p;
 
 	if (c->closing) {
 		c->st.dropped_closing++;
@@ -614,28 +645,49 @@ int client_submit_packed(struct client *c, const uint8_t *bytes, size_t len)
 		seal(c); /* keep submit order: the struct batch goes first */
 	need = c->pklen + 1 + varint_size(len) + len;
 	if (need > c->pkcap) {
-		size_t ncap = c->pkcap ? c->pkcap : 4096;
-		uint8_t *p;
+		size_t ncap = c->pkcap ? need + need / 2 : c->pkhint;
+		struct bbuf *b;
 
-		while (ncap < need)
-			ncap *= 2;
-		if (!(p = realloc(c->pk, ncap))) {
+		if (ncap < need)
+			ncap = need;
+		ncap = (ncap + PK_CAP_STEP - 1) / PK_CAP_STEP * PK_CAP_STEP;
+		if (!(b = realloc(c->pkb, sizeof(*b) + PK_HEAD_MAX + ncap))) {
 			count_lost(c, 0, 1, &c->st.dropped_queue);
 			return -ENOMEM;
 		}
-		c->pk = p;
+		b->refs = 1; /* c's alone until sealed */
+		c->pkb = b;
 		c->pkcap = ncap;
 	}
-	c->pk[c->pklen++] = (3 << 3) | 2; /* EventBatch.occurrences */
-	c->pklen = (size_t)(put_varint(c->pk + c->pklen, len) - c->pk);
-	memcpy(c->pk + c->pklen, bytes, len);
-	c->pklen += len;
+	p = c->pkb->mem + PK_HEAD_MAX + c->pklen;
+	*p++ = (3 << 3) | 2; /* EventBatch.occurrences */
+	p = put_varint(p, len);
+	c->pkres = (size_t)(p - (c->pkb->mem + PK_HEAD_MAX + c->pklen)) + len;
+	*out = p;
+	return 0;
+}
+
+void client_packed_commit(struct client *c)
+{
+	c->pklen += c->pkres;
+	c->pkres = 0;
 	c->npk++;
 	c->st.submitted++;
 	if (c->npk == 1)
 		uv_timer_start(&c->batch_timer, on_batch_timer, c->o.batch_max_ms, 0);
 	if (c->npk >= c->o.batch_max || c->pklen >= CLIENT_PACKED_SEAL_BYTES)
 		seal(c);
+}
+
+int client_submit_packed(struct client *c, const uint8_t *bytes, size_t len)
+{
+	uint8_t *p;
+	int ret = client_packed_reserve(c, len, &p);
+
+	if (ret < 0)
+		return ret;
+	memcpy(p, bytes, len);
+	client_packed_commit(c);
 	return 0;
 }
 
@@ -1550,7 +1602,7 @@ static void client_free(struct client *c)
 	free(c->ptrs);
 	free(c->scratch);
 	free(c->enc);
-	free(c->pk);
+	free(c->pkb);
 	for (size_t i = 0; i < c->nstrs; i++)
 		free(c->strs[i]);
 	tls_ctx_free(c->tls);

@@ -157,6 +157,19 @@ int client_submit(struct client *c, const struct tapio_occurrence *occ);
  */
 int client_submit_packed(struct client *c, const uint8_t *bytes, size_t len);
 
+/*
+ * client_submit_packed without the copy: reserves len bytes for one pre-packed occurrence at
+ * the end of the open batch (the batch frame is built in place) and points *out at them. The
+ * caller writes exactly len bytes there, then calls client_packed_commit() before any other
+ * call on c; until then the occurrence is not part of the batch (a reservation that is not
+ * committed is simply overwritten by the next one). Returns 0 or what client_submit_packed
+ * would return, with the same drop accounting; *out is set only on success.
+ */
+int client_packed_reserve(struct client *c, size_t len, uint8_t **out);
+
+/* Adds the reserved occurrence to the open batch (and seals it when full), as submitted. */
+void client_packed_commit(struct client *c);
+
 /* Seals the open batch now (if any). */
 void client_flush(struct client *c);
 
