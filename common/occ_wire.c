@@ -1,9 +1,10 @@
 /*
  * EventBatch frames straight from the wire into struct tapio_occurrence (see occ_wire.h).
  *
- * Table-driven: each message the fast path reads is a table indexed by field number that says
- * the field's kind (which fixes its wire type and its conversion) and where its value goes in
- * struct tapio_occurrence, so the per-observer facts are data, not code. The conversions are
+ * Table-driven: each message the fast path reads is a table indexed by key (field number and
+ * wire type, as the key byte(s) on the wire say) that gives the field's kind (its conversion)
+ * and where its value goes in struct tapio_occurrence, so the per-observer facts are data, not
+ * code, and a wrong wire type is simply a key with no entry. The conversions are
  * those of protobuf-c 1.4 unpack followed by occ_from_proto (common/occ_proto.c); whatever
  * either could treat in more than one way (a repeated field, a truncating varint, a NUL inside
  * a string, …) is declined instead, so an accepted frame has one meaning only.
@@ -28,133 +29,108 @@
 #define PB_STACK_MEMBERS  16u
 
 enum kind {
-	K_NONE = 0, /* no such field in this message: declined (unknown fields, number 0) */
+	K_NONE = 0, /* no such key in this message: declined (unknown fields, wrong wire types) */
 	K_U32,	    /* uint32 varint */
 	K_S32,	    /* sint32 varint (zigzag) */
 	K_U64,	    /* uint64 varint */
 	K_BOOL,	    /* bool varint */
-	K_FIX64,    /* fixed64 or double: 8 bytes copied as they are */
-	K_STR,	    /* string copied into a char[size] */
 	K_PORT,	    /* uint32 varint that must fit a port */
 	K_FAMILY,   /* uint32 varint that must be 0, 4 or 6 */
 	K_ENUM,	    /* enum varint 1..arg, stored as value - 1 */
+	K_FIX64,    /* fixed64 or double: 8 bytes copied as they are */
+	K_STR,	    /* string copied into a char[size] */
 	K_SOURCE,   /* Occurrence.source: empty or "tapio" */
 	K_VERSION,  /* Occurrence.protocol_version: empty or "1.…" */
 	K_CODE,	    /* OccurrenceError.code: empty or the type's catalogue code */
 	K_ERROR,    /* Occurrence.error */
 	K_CONTEXT,  /* Occurrence.context */
 	K_DATA,	    /* one member of the Occurrence.data oneof; arg = its observer */
-	K__COUNT,
 };
 
-/* The wire type each kind must arrive with. */
-static const uint8_t wire_type[K__COUNT] = {
-    [K_U32] = 0,     [K_S32] = 0,  [K_U64] = 0,	   [K_BOOL] = 0,    [K_FIX64] = 1,
-    [K_STR] = 2,     [K_PORT] = 0, [K_FAMILY] = 0, [K_ENUM] = 0,    [K_SOURCE] = 2,
-    [K_VERSION] = 2, [K_CODE] = 2, [K_ERROR] = 2,  [K_CONTEXT] = 2, [K_DATA] = 2,
-};
-
+/* One entry of a message table, at its key: field number << 3 | wire type. */
 struct field {
 	uint8_t kind;
 	uint8_t arg;   /* K_ENUM: number of values; K_DATA: observer */
+	uint8_t bit;   /* its bit in the message's seen mask: the field number (data: 31) */
 	uint16_t off;  /* where the value goes in struct tapio_occurrence */
 	uint16_t size; /* bytes it takes there (K_STR: the array, NUL included) */
 };
 
 struct message {
-	const struct field *fields; /* indexed by field number */
-	uint8_t n_fields;	    /* highest field number + 1 */
+	const struct field *fields; /* indexed by key */
+	uint16_t n_keys;	    /* highest key + 1 */
 	uint16_t pb_size;	    /* sizeof the protobuf-c struct unpack allocates for it */
 };
+
+#define WT_VARINT 0
+#define WT_FIX64  1
+#define WT_LEN	  2
+#define SEEN_DATA 31 /* the data oneof: one bit for all its members */
 
 /* A member of struct tapio_occurrence, its offset, and its size checked at compile time. */
 #define MEMBER(m) (((struct tapio_occurrence *)0)->m)
 #define AT(m)	  ((uint16_t)offsetof(struct tapio_occurrence, m))
 #define SIZED(m, n) \
 	((uint16_t)(sizeof(MEMBER(m)) + 0 * sizeof(char[sizeof(MEMBER(m)) == (n) ? 1 : -1])))
-#define U32(m)                               \
-	{                                    \
-		K_U32, 0, AT(m), SIZED(m, 4) \
-	}
-#define S32(m)                               \
-	{                                    \
-		K_S32, 0, AT(m), SIZED(m, 4) \
-	}
-#define U64(m)                               \
-	{                                    \
-		K_U64, 0, AT(m), SIZED(m, 8) \
-	}
-#define BOOL(m)                                          \
-	{                                                \
-		K_BOOL, 0, AT(m), SIZED(m, sizeof(bool)) \
-	}
-#define FIX64(m)                               \
-	{                                      \
-		K_FIX64, 0, AT(m), SIZED(m, 8) \
-	}
-#define STR(m)                                               \
-	{                                                    \
-		K_STR, 0, AT(m), (uint16_t)sizeof(MEMBER(m)) \
-	}
-#define PORT(m)                               \
-	{                                     \
-		K_PORT, 0, AT(m), SIZED(m, 2) \
-	}
-#define FAMILY(m)                               \
-	{                                       \
-		K_FAMILY, 0, AT(m), SIZED(m, 1) \
-	}
-#define ENUM(m, n)                                        \
-	{                                                 \
-		K_ENUM, (n), AT(m), SIZED(m, sizeof(int)) \
-	}
-#define MESSAGE(fields, pb)                                                                 \
-	{                                                                                   \
-		fields, (uint8_t)(sizeof(fields) / sizeof(fields[0])), (uint16_t)sizeof(pb) \
-	}
+
+/* clang-format off */
+#define ENTRY(num, wt, kind, arg, bit, off, size) [(num) << 3 | (wt)] = {kind, arg, bit, off, size}
+#define U32(num, m)	   ENTRY(num, WT_VARINT, K_U32, 0, num, AT(m), SIZED(m, 4))
+#define S32(num, m)	   ENTRY(num, WT_VARINT, K_S32, 0, num, AT(m), SIZED(m, 4))
+#define U64(num, m)	   ENTRY(num, WT_VARINT, K_U64, 0, num, AT(m), SIZED(m, 8))
+#define BOOL(num, m)	   ENTRY(num, WT_VARINT, K_BOOL, 0, num, AT(m), SIZED(m, sizeof(bool)))
+#define PORT(num, m)	   ENTRY(num, WT_VARINT, K_PORT, 0, num, AT(m), SIZED(m, 2))
+#define FAMILY(num, m)	   ENTRY(num, WT_VARINT, K_FAMILY, 0, num, AT(m), SIZED(m, 1))
+#define ENUM(num, m, n)	   ENTRY(num, WT_VARINT, K_ENUM, n, num, AT(m), SIZED(m, sizeof(int)))
+#define FIX64(num, m)	   ENTRY(num, WT_FIX64, K_FIX64, 0, num, AT(m), SIZED(m, 8))
+#define STR(num, m)	   ENTRY(num, WT_LEN, K_STR, 0, num, AT(m), sizeof(MEMBER(m)))
+#define CHECKED(num, kind) ENTRY(num, WT_LEN, kind, 0, num, 0, 0)
+#define DATA(num, obs)	   ENTRY(num, WT_LEN, K_DATA, obs, SEEN_DATA, 0, 0)
+#define MESSAGE(fields, pb) {fields, sizeof(fields) / sizeof(fields[0]), sizeof(pb)}
+/* clang-format on */
 
 /* tapio.v1.NetworkData … NodeData (proto/tapio.proto), field by field. */
 static const struct field network_fields[] = {
-    [1] = U32(data.network.pid),	   [2] = STR(data.network.comm),
-    [3] = STR(data.network.src_ip),	   [4] = STR(data.network.dst_ip),
-    [5] = PORT(data.network.src_port),	   [6] = PORT(data.network.dst_port),
-    [7] = FAMILY(data.network.family),	   [8] = STR(data.network.old_state),
-    [9] = STR(data.network.new_state),	   [10] = U32(data.network.total_retrans),
-    [11] = U32(data.network.snd_cwnd),	   [12] = FIX64(data.network.baseline_ms),
-    [13] = FIX64(data.network.current_ms),
+    U32(1, data.network.pid),		STR(2, data.network.comm),
+    STR(3, data.network.src_ip),	STR(4, data.network.dst_ip),
+    PORT(5, data.network.src_port),	PORT(6, data.network.dst_port),
+    FAMILY(7, data.network.family),	STR(8, data.network.old_state),
+    STR(9, data.network.new_state),	U32(10, data.network.total_retrans),
+    U32(11, data.network.snd_cwnd),	FIX64(12, data.network.baseline_ms),
+    FIX64(13, data.network.current_ms),
 };
 
 static const struct field container_fields[] = {
-    [1] = U32(data.container.pid),
-    [2] = U32(data.container.tid),
-    [3] = STR(data.container.comm),
-    [4] = S32(data.container.exit_code),
-    [5] = S32(data.container.signal),
-    [6] = BOOL(data.container.core_dumped),
-    [7] = U64(data.container.cgroup_id),
-    [8] = STR(data.container.cgroup_path),
-    [9] = U64(data.container.memory_usage_bytes),
-    [10] = U64(data.container.memory_limit_bytes),
-    [11] = U64(data.container.rss_bytes),
+    U32(1, data.container.pid),
+    U32(2, data.container.tid),
+    STR(3, data.container.comm),
+    S32(4, data.container.exit_code),
+    S32(5, data.container.signal),
+    BOOL(6, data.container.core_dumped),
+    U64(7, data.container.cgroup_id),
+    STR(8, data.container.cgroup_path),
+    U64(9, data.container.memory_usage_bytes),
+    U64(10, data.container.memory_limit_bytes),
+    U64(11, data.container.rss_bytes),
 };
 
 static const struct field storage_fields[] = {
-    [1] = U32(data.storage.pid),	[2] = STR(data.storage.comm),
-    [3] = U32(data.storage.dev_major),	[4] = U32(data.storage.dev_minor),
-    [5] = U64(data.storage.sector),	[6] = U32(data.storage.bytes),
-    [7] = STR(data.storage.opcode),	[8] = FIX64(data.storage.latency_ms),
-    [9] = S32(data.storage.error_code),
+    U32(1, data.storage.pid),	     STR(2, data.storage.comm),
+    U32(3, data.storage.dev_major),  U32(4, data.storage.dev_minor),
+    U64(5, data.storage.sector),     U32(6, data.storage.bytes),
+    STR(7, data.storage.opcode),     FIX64(8, data.storage.latency_ms),
+    S32(9, data.storage.error_code),
 };
 
 static const struct field node_fields[] = {
-    [1] = S32(data.node.cpu),
-    [2] = U64(data.node.cycles),
-    [3] = U64(data.node.instructions),
-    [4] = U64(data.node.stall_cycles),
-    [5] = FIX64(data.node.ipc),
-    [6] = FIX64(data.node.stall_pct),
-    [7] = FIX64(data.node.memory_some_avg10),
-    [8] = FIX64(data.node.memory_full_avg10),
+    S32(1, data.node.cpu),
+    U64(2, data.node.cycles),
+    U64(3, data.node.instructions),
+    U64(4, data.node.stall_cycles),
+    FIX64(5, data.node.ipc),
+    FIX64(6, data.node.stall_pct),
+    FIX64(7, data.node.memory_some_avg10),
+    FIX64(8, data.node.memory_full_avg10),
 };
 
 static const struct message data_msgs[TAPIO_OBS__COUNT] = {
@@ -165,47 +141,46 @@ static const struct message data_msgs[TAPIO_OBS__COUNT] = {
 };
 
 static const struct field error_fields[] = {
-    [1] = {K_CODE, 0, 0, 0},
-    [2] = STR(error_message),
+    CHECKED(1, K_CODE),
+    STR(2, error_message),
 };
 
 static const struct field context_fields[] = {
-    [1] = STR(cluster),
-    [2] = STR(node),
+    STR(1, cluster),
+    STR(2, node),
 };
 
 static const struct message error_msg = MESSAGE(error_fields, Tapio__V1__OccurrenceError);
 static const struct message context_msg = MESSAGE(context_fields, Tapio__V1__Context);
 
 static const struct field occurrence_fields[] = {
-    [1] = STR(id),
-    [2] = FIX64(timestamp_ns),
-    [3] = {K_SOURCE, 0, 0, 0},
-    [4] = ENUM(type, TAPIO_OCC__COUNT),
-    [5] = ENUM(severity, TAPIO_SEV__COUNT),
-    [6] = ENUM(outcome, TAPIO_OUT__COUNT),
-    [7] = {K_VERSION, 0, 0, 0},
-    [8] = {K_ERROR, 0, 0, 0},
-    [9] = {K_CONTEXT, 0, 0, 0},
-    [10] = U64(config_generation),
-    [11] = U32(count),
-    [12] = FIX64(first_seen_ns),
-    [13] = FIX64(last_seen_ns),
-    [20] = {K_DATA, TAPIO_OBS_NETWORK, 0, 0},
-    [21] = {K_DATA, TAPIO_OBS_CONTAINER, 0, 0},
-    [22] = {K_DATA, TAPIO_OBS_STORAGE, 0, 0},
-    [23] = {K_DATA, TAPIO_OBS_NODE, 0, 0},
+    STR(1, id),
+    FIX64(2, timestamp_ns),
+    CHECKED(3, K_SOURCE),
+    ENUM(4, type, TAPIO_OCC__COUNT),
+    ENUM(5, severity, TAPIO_SEV__COUNT),
+    ENUM(6, outcome, TAPIO_OUT__COUNT),
+    CHECKED(7, K_VERSION),
+    CHECKED(8, K_ERROR),
+    CHECKED(9, K_CONTEXT),
+    U64(10, config_generation),
+    U32(11, count),
+    FIX64(12, first_seen_ns),
+    FIX64(13, last_seen_ns),
+    DATA(20, TAPIO_OBS_NETWORK),
+    DATA(21, TAPIO_OBS_CONTAINER),
+    DATA(22, TAPIO_OBS_STORAGE),
+    DATA(23, TAPIO_OBS_NODE),
 };
 
 static const struct message occurrence_msg = MESSAGE(occurrence_fields, Tapio__V1__Occurrence);
 
-_Static_assert(sizeof(occurrence_fields) / sizeof(occurrence_fields[0]) < 32,
-	       "field numbers index a 32-bit seen mask");
+_Static_assert(sizeof(occurrence_fields) / sizeof(occurrence_fields[0]) < 256,
+	       "keys of the Occurrence fields take at most two bytes on the wire");
 _Static_assert(TAPIO__V1__OCCURRENCE__DATA_NETWORK == 20 && TAPIO__V1__OCCURRENCE__DATA_NODE == 23,
 	       "Occurrence.data field numbers");
 _Static_assert(TAPIO__V1__FRAME__MSG_EVENT_BATCH == 4, "Frame.event_batch field number");
 
-#define SEEN_DATA  (1u << 31) /* the data oneof: one bit for all its members */
 #define SEEN_ENUMS ((1u << 4) | (1u << 5) | (1u << 6)) /* type, severity, outcome */
 
 /* One occurrence being decoded. */
@@ -231,178 +206,248 @@ static inline int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v
 	return *p - start == 10 && (*p)[-1] > 1 ? -1 : 0;
 }
 
+/* A varint of a 32-bit field: wider values are refused (protobuf-c would keep the low bits). */
+static inline int read_u32(const uint8_t **p, const uint8_t *end, uint32_t *u32)
+{
+	uint64_t v;
+
+	if (read_varint(p, end, &v) < 0 || v > UINT32_MAX)
+		return -1;
+	*u32 = (uint32_t)v;
+	return 0;
+}
+
 /* A length prefix: protobuf-c reads at most 5 bytes; the value must fit what is left. */
 static inline int read_len(const uint8_t **p, const uint8_t *end, size_t *len)
 {
 	const uint8_t *start = *p;
 	uint64_t v;
 
-	if (codec_wire_varint(p, end, &v) < 0 || *p - start > 5 || v > (uint64_t)(end - *p))
+	if (*p < end && !(**p & 0x80)) {
+		v = *(*p)++;
+	} else if (codec_wire_varint(p, end, &v) < 0 || *p - start > 5) {
+		return -1;
+	}
+	if (v > (uint64_t)(end - *p))
 		return -1;
 	*len = (size_t)v;
 	return 0;
 }
 
-static bool has_nul(const uint8_t *s, size_t len)
+static inline uint64_t load64(const uint8_t *p)
 {
-	return len && memchr(s, 0, len) != NULL;
+	uint64_t w;
+
+	memcpy(&w, p, sizeof(w));
+	return w;
 }
 
-static int parse_message(struct occ_state *st, const struct message *m, const uint8_t *p,
-			 const uint8_t *end, uint32_t *seen_out);
-
-/* Converts one field's value; val/len are a length-delimited value, v any other. */
-static int convert(struct occ_state *st, const struct field *f, uint64_t v, const uint8_t *val,
-		   size_t len)
+/* Nonzero when a byte of w is zero. */
+static inline uint64_t zero_byte(uint64_t w)
 {
-	uint8_t *dst = st->base + f->off;
-	uint32_t u32 = (uint32_t)v;
+	return (w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull;
+}
+
+/*
+ * Copies the string s[0..len) to dst unless it holds a NUL byte (copy_str would cut it short
+ * there): returns -1 then. A word at a time, the last word overlapping the one before, so
+ * nothing outside s[0..len) is read and nothing outside dst[0..len) is written.
+ */
+static inline int copy_text(uint8_t *dst, const uint8_t *s, size_t len)
+{
+	uint64_t w;
+
+	if (len < 8) {
+		for (size_t i = 0; i < len; i++) {
+			if (!s[i])
+				return -1;
+			dst[i] = s[i];
+		}
+		return 0;
+	}
+	for (size_t i = 0; i + 8 < len; i += 8) {
+		w = load64(s + i);
+		if (zero_byte(w))
+			return -1;
+		memcpy(dst + i, &w, sizeof(w));
+	}
+	w = load64(s + len - 8);
+	if (zero_byte(w))
+		return -1;
+	memcpy(dst + len - 8, &w, sizeof(w));
+	return 0;
+}
+
+/* A string occ_from_proto only checks (source, protocol_version, error.code). */
+static int check_text(struct occ_state *st, const struct field *f, const uint8_t *s, size_t len)
+{
+	switch (f->kind) {
+	case K_SOURCE: /* equal to "tapio": no NUL either */
+		return len == 0 || (len == sizeof(OCC_SOURCE) - 1 && !memcmp(s, OCC_SOURCE, len))
+			   ? 0
+			   : -1;
+	case K_VERSION:
+		if (len == 0)
+			return 0;
+		if (len < 2 || s[0] != '1' || s[1] != '.')
+			return -1;
+		return memchr(s, 0, len) ? -1 : 0;
+	default: /* K_CODE: compared with the catalogue once the type is known */
+		st->code = s;
+		st->code_len = len;
+		return 0;
+	}
+}
+
+/*
+ * Parses one Occurrence p[0..end) and its sub-messages into st. Every field must be known,
+ * arrive with its wire type and appear once per message (one member for the data oneof). A
+ * sub-message is parsed in the same loop (its table and end replace the Occurrence's until it
+ * ends; they never nest deeper), which keeps a call per sub-message off the hot path.
+ * Returns 0 and the Occurrence's fields seen (a bit per field number) in *seen_out, or -1.
+ */
+static int parse_occurrence(struct occ_state *st, const uint8_t *p, const uint8_t *end,
+			    uint32_t *seen_out)
+{
+	const struct message *m = &occurrence_msg;
+	const uint8_t *outer_end = NULL; /* inside a sub-message: where the Occurrence ends */
+	uint32_t seen = 0, outer_seen = 0, u32;
 	int32_t s32;
 	uint16_t u16;
 	uint8_t u8;
 	bool b;
 
-	if (wire_type[f->kind] == 2) {
-		if (f->kind == K_ERROR)
-			return parse_message(st, &error_msg, val, val + len, NULL);
-		if (f->kind == K_CONTEXT)
-			return parse_message(st, &context_msg, val, val + len, NULL);
-		if (f->kind == K_DATA) {
-			st->observer = f->arg;
-			return parse_message(st, &data_msgs[f->arg], val, val + len, NULL);
-		}
-		if (has_nul(val, len))
-			return -1; /* copy_str would cut it short */
-		st->mem += len + 1;
-	} else if (wire_type[f->kind] == 0 && f->kind != K_U64 && f->kind != K_BOOL &&
-		   v > UINT32_MAX) {
-		return -1; /* protobuf-c would keep the low 32 bits */
-	}
-	switch (f->kind) {
-	case K_U32:
-		memcpy(dst, &u32, sizeof(u32));
-		return 0;
-	case K_S32:
-		s32 = (int32_t)((u32 >> 1) ^ (0u - (u32 & 1)));
-		memcpy(dst, &s32, sizeof(s32));
-		return 0;
-	case K_U64:
-	case K_FIX64:
-		memcpy(dst, &v, sizeof(v));
-		return 0;
-	case K_BOOL:
-		b = v != 0;
-		memcpy(dst, &b, sizeof(b));
-		return 0;
-	case K_PORT:
-		if (v > UINT16_MAX)
-			return -1;
-		u16 = (uint16_t)v;
-		memcpy(dst, &u16, sizeof(u16));
-		return 0;
-	case K_FAMILY:
-		if (v != 0 && v != 4 && v != 6)
-			return -1;
-		u8 = (uint8_t)v;
-		memcpy(dst, &u8, sizeof(u8));
-		return 0;
-	case K_ENUM:
-		if (v < 1 || v > f->arg)
-			return -1;
-		s32 = (int32_t)v - 1;
-		memcpy(dst, &s32, sizeof(s32));
-		return 0;
-	case K_STR:
-		if (len >= f->size)
-			return -1;
-		memcpy(dst, val, len); /* the rest is already zero */
-		return 0;
-	case K_SOURCE:
-		return len == 0 || (len == sizeof(OCC_SOURCE) - 1 && !memcmp(val, OCC_SOURCE, len))
-			   ? 0
-			   : -1;
-	case K_VERSION:
-		return len == 0 || (len >= 2 && val[0] == '1' && val[1] == '.') ? 0 : -1;
-	case K_CODE:
-		st->code = val;
-		st->code_len = len;
-		return 0;
-	default:
-		return -1;
-	}
-}
-
-/*
- * Parses one message of table m from p[0..end) into st. Every field must be known, arrive
- * with its wire type and appear once (one member for the data oneof). Returns 0 and the
- * fields seen (a bit per field number) in *seen_out (may be NULL), or -1.
- */
-static int parse_message(struct occ_state *st, const struct message *m, const uint8_t *p,
-			 const uint8_t *end, uint32_t *seen_out)
-{
-	uint32_t seen = 0;
-
-	st->mem += m->pb_size;
-	while (p < end) {
-		const uint8_t *val = NULL;
+	st->mem += occurrence_msg.pb_size;
+	for (;;) {
+		const struct message *sub;
 		const struct field *f;
-		uint32_t key = *p++, bit;
-		size_t len = 0;
-		uint64_t v = 0;
+		uint32_t key;
+		uint8_t *dst;
+		size_t len;
+		uint64_t v;
 
+		if (p == end) {
+			if (!outer_end)
+				break;
+			m = &occurrence_msg; /* back from a sub-message */
+			end = outer_end;
+			seen = outer_seen;
+			outer_end = NULL;
+			continue;
+		}
+		key = *p++;
 		if (key & 0x80) { /* field numbers 16..23: a two-byte key */
 			if (p == end || (*p & 0x80))
 				return -1;
 			key = (key & 0x7f) | (uint32_t)*p++ << 7;
 		}
-		if ((key >> 3) >= m->n_fields)
+		if (key >= m->n_keys)
 			return -1;
-		f = &m->fields[key >> 3];
-		if (f->kind == K_NONE || (key & 7) != wire_type[f->kind])
+		f = &m->fields[key];
+		if (seen & (1u << f->bit))
 			return -1;
-		bit = f->kind == K_DATA ? SEEN_DATA : 1u << (key >> 3);
-		if (seen & bit)
-			return -1;
-		seen |= bit;
-		switch (key & 7) {
-		case 0:
+		seen |= 1u << f->bit;
+		dst = st->base + f->off;
+		/* one dispatch per field: the kind implies the wire type (the key selected it) */
+		switch (f->kind) {
+		case K_U32:
+			if (read_u32(&p, end, &u32) < 0)
+				return -1;
+			memcpy(dst, &u32, sizeof(u32));
+			continue;
+		case K_S32:
+			if (read_u32(&p, end, &u32) < 0)
+				return -1;
+			s32 = (int32_t)((u32 >> 1) ^ (0u - (u32 & 1)));
+			memcpy(dst, &s32, sizeof(s32));
+			continue;
+		case K_ENUM:
+			if (read_u32(&p, end, &u32) < 0 || u32 < 1 || u32 > f->arg)
+				return -1;
+			s32 = (int32_t)u32 - 1;
+			memcpy(dst, &s32, sizeof(s32));
+			continue;
+		case K_PORT:
+			if (read_u32(&p, end, &u32) < 0 || u32 > UINT16_MAX)
+				return -1;
+			u16 = (uint16_t)u32;
+			memcpy(dst, &u16, sizeof(u16));
+			continue;
+		case K_FAMILY:
+			if (read_u32(&p, end, &u32) < 0 || (u32 != 0 && u32 != 4 && u32 != 6))
+				return -1;
+			u8 = (uint8_t)u32;
+			memcpy(dst, &u8, sizeof(u8));
+			continue;
+		case K_U64:
 			if (read_varint(&p, end, &v) < 0)
 				return -1;
-			break;
-		case 1:
+			memcpy(dst, &v, sizeof(v));
+			continue;
+		case K_BOOL:
+			if (read_varint(&p, end, &v) < 0)
+				return -1;
+			b = v != 0;
+			memcpy(dst, &b, sizeof(b));
+			continue;
+		case K_FIX64: /* little-endian host, as protobuf-c assumes */
 			if (end - p < 8)
 				return -1;
-			memcpy(&v, p, 8); /* little-endian host, as protobuf-c assumes */
+			memcpy(dst, p, 8);
 			p += 8;
-			break;
+			continue;
+		case K_NONE:
+			return -1;
 		default:
-			if (read_len(&p, end, &len) < 0)
-				return -1;
-			val = p;
-			p += len;
 			break;
 		}
-		if (convert(st, f, v, val, len) < 0)
+		if (read_len(&p, end, &len) < 0)
 			return -1;
+		switch (f->kind) {
+		case K_STR:
+			if (len >= f->size || copy_text(dst, p, len) < 0)
+				return -1;
+			st->mem += len + 1;
+			break;
+		case K_ERROR:
+		case K_CONTEXT:
+		case K_DATA:
+			sub = f->kind == K_ERROR     ? &error_msg
+			      : f->kind == K_CONTEXT ? &context_msg
+						     : &data_msgs[f->arg];
+			if (f->kind == K_DATA)
+				st->observer = f->arg;
+			st->mem += sub->pb_size;
+			outer_end = end;
+			outer_seen = seen;
+			m = sub;
+			end = p + len;
+			seen = 0;
+			continue;
+		default:
+			if (check_text(st, f, p, len) < 0)
+				return -1;
+			st->mem += len + 1;
+			break;
+		}
+		p += len;
 	}
-	if (seen_out)
-		*seen_out = seen;
+	*seen_out = seen;
 	return 0;
 }
 
-/* One Occurrence (its bytes p[0..end)) into *occ, with occ_from_proto's checks. */
+/* One Occurrence (its bytes p[0..end)) into the zeroed *occ, with occ_from_proto's checks. */
 static int decode_occurrence(struct occ_state *st, struct tapio_occurrence *occ, const uint8_t *p,
 			     const uint8_t *end)
 {
 	const char *code;
 	uint32_t seen;
 
-	memset(occ, 0, sizeof(*occ));
-	st->base = (uint8_t *)occ;
+	st->base = (uint8_t *)occ; /* zeroed by the caller */
 	st->observer = -1;
 	st->code = NULL;
 	st->code_len = 0;
-	if (parse_message(st, &occurrence_msg, p, end, &seen) < 0)
+	if (parse_occurrence(st, p, end, &seen) < 0)
 		return -1;
 	/* type, severity and outcome 0 (unspecified) are refused */
 	if ((seen & SEEN_ENUMS) != SEEN_ENUMS)
@@ -477,8 +522,11 @@ int occ_wire_batch_decode(struct occ_wire_batch *b, size_t budget, struct tapio_
 	size_t i = 0, members = 0;
 
 	st.mem = sizeof(Tapio__V1__Frame) + sizeof(Tapio__V1__EventBatch);
-	if (b->n)
+	if (b->n) {
 		st.mem += b->n * sizeof(Tapio__V1__Occurrence *);
+		/* all at once: one large memset instead of a slow small one per occurrence */
+		memset(occ, 0, b->n * sizeof(*occ));
+	}
 	while (p < end) {
 		uint8_t key = *p++;
 		uint64_t v;
