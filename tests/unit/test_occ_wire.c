@@ -330,125 +330,91 @@ static void expect(const char *what, enum tapio_occ_type t, int omit, const stru
 	w_free(&f);
 }
 
+/* Bytes appended to a crafted occurrence, and what the fast path must do with them. */
+struct raw_case {
+	const char *what;
+	enum tapio_occ_type type;
+	int omit;
+	const char *bytes; /* keys and values as they go on the wire */
+	size_t len;
+	int want; /* 1 the fast path takes it (and agrees), 0 it declines */
+};
+
+#define NET TAPIO_OCC_CONNECTION_REFUSED
+#define OOM TAPIO_OCC_OOM_KILL
+#define RAW(what, type, omit, bytes, want)                       \
+	{                                                        \
+		what, type, omit, bytes, sizeof(bytes) - 1, want \
+	}
+
+static const struct raw_case raw_cases[] = {
+    RAW("baseline", NET, 0, "", 1),
+    /* duplicates: protobuf-c keeps the last scalar or string and merges sub-messages */
+    RAW("timestamp twice", NET, 0, "\x11\x4d\0\0\0\0\0\0\0", 0),
+    RAW("id twice", NET, 0, "\x0a\x1a" ULID, 0),
+    RAW("context twice", NET, 0, "\x4a\x00", 0),
+    RAW("type twice", NET, 0, "\x20\x01", 0),
+    /* the data oneof: twice, two members, missing, the wrong observer's */
+    RAW("network data twice", NET, 0, "\xa2\x01\x00", 0),
+    RAW("network and node data", NET, 0, "\xba\x01\x00", 0),
+    RAW("no data", NET, OMIT_DATA, "", 0),
+    RAW("node data for a network type", NET, OMIT_DATA, "\xba\x01\x00", 0),
+    RAW("node data for cpu_stall", TAPIO_OCC_CPU_STALL, OMIT_DATA, "\xba\x01\x00", 1),
+    /* unknown fields, field number 0, wrong wire types, a group */
+    RAW("unknown field 14", NET, 0, "\x70\x01", 0),
+    RAW("field number 0", NET, 0, "\x00\x01", 0),
+    RAW("unknown field 1000", NET, 0, "\xc0\x3e\x01", 0),
+    RAW("config_generation length-delimited", NET, 0, "\x52\x01\x01", 0),
+    RAW("first_seen_ns as a varint", NET, 0, "\x60\x05", 0),
+    RAW("config_generation as fixed32", NET, 0, "\x55\x01\x00\x00\x00", 0),
+    RAW("a group", NET, 0, "\x53", 0),
+    /* varints (config_generation, absent from the baseline) */
+    RAW("truncated varint", NET, 0, "\x50\x81", 0),
+    RAW("11-byte varint", NET, 0, "\x50\x81\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 0),
+    RAW("varint over 64 bits", NET, 0, "\x50\x81\x80\x80\x80\x80\x80\x80\x80\x80\x7f", 0),
+    RAW("10-byte varint 2^63 + 1", NET, 0, "\x50\x81\x80\x80\x80\x80\x80\x80\x80\x80\x01", 1),
+    RAW("non-minimal varint", NET, 0, "\x50\x85\x80\x80\x00", 1),
+    RAW("non-minimal key, wrong wire type", NET, 0, "\xd2\x00\x00", 0),
+    RAW("non-minimal two-byte key", NET, 0, "\xd0\x00\x07", 1),
+    RAW("three-byte key", NET, 0, "\xd0\x80\x00\x07", 0),
+    RAW("pid over 32 bits", NET, OMIT_DATA, "\xa2\x01\x06\x08\x81\x80\x80\x80\x10", 0),
+    RAW("pid 2^32 - 1", NET, OMIT_DATA, "\xa2\x01\x06\x08\xff\xff\xff\xff\x0f", 1),
+    /* length prefixes (context) */
+    RAW("5-byte length prefix", NET, OMIT_CONTEXT, "\x4a\x80\x80\x80\x80\x00", 1),
+    RAW("6-byte length prefix", NET, OMIT_CONTEXT, "\x4a\x80\x80\x80\x80\x80\x00", 0),
+    RAW("length past the occurrence", NET, OMIT_CONTEXT, "\x4a\x05\x12", 0),
+    /* strings and the constants occ_from_proto checks */
+    RAW("NUL inside node", NET, OMIT_CONTEXT, "\x4a\x07\x12\x05no\0de", 0),
+    RAW("error.code of another type", NET, OMIT_ERROR, "\x42\x0a\x0a\x08OOM_KILL", 0),
+    RAW("error.code of its type", OOM, OMIT_ERROR, "\x42\x0a\x0a\x08OOM_KILL", 1),
+    RAW("error.code with a NUL", OOM, OMIT_ERROR, "\x42\x0c\x0a\x0aOOM_KILL\0x", 0),
+    RAW("no error, no context", NET, OMIT_ERROR | OMIT_CONTEXT, "", 1),
+    /* data values occ_from_proto refuses */
+    RAW("src_port 65536", NET, OMIT_DATA, "\xa2\x01\x04\x28\x80\x80\x04", 0),
+    RAW("family 5", NET, OMIT_DATA, "\xa2\x01\x02\x38\x05", 0),
+    RAW("unknown field in data", NET, OMIT_DATA, "\xa2\x01\x03\x98\x06\x05", 0),
+    RAW("core_dumped length-delimited", OOM, OMIT_DATA, "\xaa\x01\x03\x32\x01\x01", 0),
+};
+
 Test(occ_wire, non_canonical_occurrences_are_declined, .timeout = 30)
 {
-	const enum tapio_occ_type net = TAPIO_OCC_CONNECTION_REFUSED;
 	struct wbuf x = {0}, sub = {0};
+	char node[TAPIO_NAME_LEN];
 
-	expect("baseline", net, 0, NULL, 1);
+	for (size_t i = 0; i < sizeof(raw_cases) / sizeof(raw_cases[0]); i++) {
+		const struct raw_case *c = &raw_cases[i];
 
-	/* duplicates: protobuf-c keeps the last scalar/string and merges sub-messages */
-	w_field_fixed64(&x, 2, 77);
-	expect("timestamp twice", net, 0, &x, 0);
-	x.n = 0;
-	w_field_bytes(&x, 1, ULID, TAPIO_ULID_LEN);
-	expect("id twice", net, 0, &x, 0);
-	x.n = 0;
-	w_field_bytes(&x, 9, NULL, 0);
-	expect("context twice", net, 0, &x, 0);
-	x.n = 0;
-	w_field_varint(&x, 4, 1);
-	expect("type twice", net, 0, &x, 0);
-
-	/* the data oneof: set twice (same or other member), missing, wrong observer */
-	x.n = 0;
-	w_field_bytes(&x, 20, NULL, 0);
-	expect("network data twice", net, 0, &x, 0);
-	x.n = 0;
-	w_field_bytes(&x, 23, NULL, 0);
-	expect("network and node data", net, 0, &x, 0);
-	expect("no data", net, OMIT_DATA, NULL, 0);
-	expect("node data for a network type", net, OMIT_DATA, &x, 0);
-	expect("node data for cpu_stall", TAPIO_OCC_CPU_STALL, OMIT_DATA, &x, 1);
-
-	/* unknown fields, field number 0, wrong wire types, groups */
-	x.n = 0;
-	w_field_varint(&x, 14, 1);
-	expect("unknown field 14", net, 0, &x, 0);
-	x.n = 0;
-	w_field_varint(&x, 0, 1);
-	expect("field number 0", net, 0, &x, 0);
-	x.n = 0;
-	w_field_varint(&x, 1000, 1);
-	expect("unknown field 1000", net, 0, &x, 0);
-	x.n = 0;
-	w_field_bytes(&x, 10, "\x01", 1);
-	expect("config_generation length-delimited", net, 0, &x, 0);
-	x.n = 0;
-	w_field_varint(&x, 12, 5);
-	expect("first_seen_ns as a varint", net, 0, &x, 0);
-	x.n = 0;
-	w_key(&x, 10, 5);
-	w_raw(&x, "\x01\x00\x00\x00", 4);
-	expect("config_generation as fixed32", net, 0, &x, 0);
-	x.n = 0;
-	w_key(&x, 10, 3);
-	expect("a group", net, 0, &x, 0);
-
-	/* varints (config_generation, absent above): truncated, too long, too wide */
-	x.n = 0;
-	w_key(&x, 10, 0);
-	w_raw(&x, "\x81", 1);
-	expect("truncated varint", net, 0, &x, 0);
-	x.n = 0;
-	w_key(&x, 10, 0);
-	w_raw(&x, "\x81\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 11);
-	expect("11-byte varint", net, 0, &x, 0);
-	x.n = 0;
-	w_key(&x, 10, 0);
-	w_raw(&x, "\x81\x80\x80\x80\x80\x80\x80\x80\x80\x7f", 10);
-	expect("varint over 64 bits", net, 0, &x, 0);
-	x.n = 0;
-	w_key(&x, 10, 0);
-	w_raw(&x, "\x81\x80\x80\x80\x80\x80\x80\x80\x80\x01", 10);
-	expect("10-byte varint of 2^63 + 1 (agrees)", net, 0, &x, 1);
-	x.n = 0;
-	w_key(&x, 10, 0);
-	w_raw(&x, "\x85\x80\x80\x00", 4);
-	expect("non-minimal varint (agrees)", net, 0, &x, 1);
-	x.n = 0;
-	w_raw(&x, "\xd2\x00", 2); /* field 10, wire type 2, as a two-byte key */
-	w_varint(&x, 0);
-	expect("non-minimal key, wrong type", net, 0, &x, 0);
-	x.n = 0;
-	w_raw(&x, "\xd0\x00\x07", 3); /* field 10 = 7, two-byte key */
-	expect("non-minimal key (agrees)", net, 0, &x, 1);
-	x.n = 0;
-	w_raw(&x, "\xd0\x80\x00\x07", 4); /* field 10 = 7, three-byte key */
-	expect("three-byte key", net, 0, &x, 0);
-	x.n = 0;
-	w_key(&x, 9, 2);
-	w_raw(&x, "\x80\x80\x80\x80\x00", 5);
-	expect("5-byte length prefix (agrees)", net, OMIT_CONTEXT, &x, 1);
-	x.n = 0;
-	w_key(&x, 9, 2);
-	w_raw(&x, "\x80\x80\x80\x80\x80\x00", 6);
-	expect("6-byte length prefix", net, OMIT_CONTEXT, &x, 0);
-	x.n = 0;
-	w_key(&x, 9, 2);
-	w_raw(&x, "\x05\x12", 2);
-	expect("length past the occurrence", net, OMIT_CONTEXT, &x, 0);
-	sub.n = x.n = 0;
-	w_field_varint(&sub, 1, (1ull << 32) + 1);
-	w_field_bytes(&x, 20, sub.b, sub.n);
-	expect("pid over 32 bits", net, OMIT_DATA, &x, 0);
-	sub.n = x.n = 0;
-	w_field_varint(&sub, 1, UINT32_MAX);
-	w_field_bytes(&x, 20, sub.b, sub.n);
-	expect("pid 2^32 - 1", net, OMIT_DATA, &x, 1);
-
-	/* strings: NUL inside, one byte too long, exactly full, bad constants */
-	x.n = 0;
-	w_field_bytes(&sub, 2, "no\0de", 5);
-	w_field_bytes(&x, 9, sub.b, sub.n);
-	expect("NUL inside node", net, OMIT_CONTEXT, &x, 0);
-	char long_node[TAPIO_NAME_LEN];
-	memset(long_node, 'n', sizeof(long_node));
+		x.n = 0;
+		w_raw(&x, c->bytes, c->len);
+		expect(c->what, c->type, c->omit, &x, c->want);
+	}
+	/* a string that fills its field (63 bytes and the NUL) and one byte more */
+	memset(node, 'n', sizeof(node));
 	for (size_t len = TAPIO_NAME_LEN - 1; len <= TAPIO_NAME_LEN; len++) {
 		sub.n = x.n = 0;
-		w_field_bytes(&sub, 2, long_node, len);
+		w_field_bytes(&sub, 2, node, len);
 		w_field_bytes(&x, 9, sub.b, sub.n);
-		expect(len < TAPIO_NAME_LEN ? "node of 63 bytes" : "node of 64 bytes", net,
+		expect(len < TAPIO_NAME_LEN ? "node of 63 bytes" : "node of 64 bytes", NET,
 		       OMIT_CONTEXT, &x, len < TAPIO_NAME_LEN);
 	}
 	static const struct {
@@ -465,37 +431,8 @@ Test(occ_wire, non_canonical_occurrences_are_declined, .timeout = 30)
 		x.n = 0;
 		w_field_bytes(&x, consts[i].field, consts[i].value, strlen(consts[i].value));
 		snprintf(what, sizeof(what), "field %u \"%s\"", consts[i].field, consts[i].value);
-		expect(what, net, OMIT_CONSTANTS, &x, consts[i].want);
+		expect(what, NET, OMIT_CONSTANTS, &x, consts[i].want);
 	}
-	sub.n = x.n = 0;
-	w_field_bytes(&sub, 1, "OOM_KILL", 8);
-	w_field_bytes(&x, 8, sub.b, sub.n);
-	expect("error.code of another type", net, OMIT_ERROR, &x, 0);
-	expect("error.code of its type", TAPIO_OCC_OOM_KILL, OMIT_ERROR, &x, 1);
-	sub.n = x.n = 0;
-	w_field_bytes(&sub, 1, "OOM_KILL\0x", 10);
-	w_field_bytes(&x, 8, sub.b, sub.n);
-	expect("error.code with a NUL", TAPIO_OCC_OOM_KILL, OMIT_ERROR, &x, 0);
-	expect("no error, no context", net, OMIT_ERROR | OMIT_CONTEXT, NULL, 1);
-
-	/* values occ_from_proto refuses; values occurrence_validate refuses (taken, invalid) */
-	sub.n = 0;
-	w_field_varint(&sub, 5, 65536);
-	x.n = 0;
-	w_field_bytes(&x, 20, sub.b, sub.n);
-	expect("src_port 65536", net, OMIT_DATA, &x, 0);
-	sub.n = x.n = 0;
-	w_field_varint(&sub, 7, 5);
-	w_field_bytes(&x, 20, sub.b, sub.n);
-	expect("family 5", net, OMIT_DATA, &x, 0);
-	sub.n = x.n = 0;
-	w_field_varint(&sub, 99, 5);
-	w_field_bytes(&x, 20, sub.b, sub.n);
-	expect("unknown field in data", net, OMIT_DATA, &x, 0);
-	sub.n = x.n = 0;
-	w_field_bytes(&sub, 6, "\x01", 1);
-	w_field_bytes(&x, 21, sub.b, sub.n);
-	expect("core_dumped length-delimited", TAPIO_OCC_OOM_KILL, OMIT_DATA, &x, 0);
 	w_free(&x);
 	w_free(&sub);
 }
