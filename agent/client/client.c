@@ -34,10 +34,11 @@
 #define PK_HEAD_MAX (CODEC_HEADER_LEN + 1 + 5 + 1 + 10 + 1 + 10)
 /*
  * Pre-packed batch buffers are sized in steps of this: a steady sender's batches then come in
- * one or two sizes, so malloc reuses the ones acked batches free as exact fits instead of
- * searching through as many sizes as there were batches.
+ * a few sizes, so malloc reuses the ones acked batches free as exact fits instead of searching
+ * through as many sizes as there were batches (the capacity beyond the batch, ~5 %, is the
+ * price; the queue bound counts frame bytes, as for every batch).
  */
-#define PK_CAP_STEP 8192u
+#define PK_CAP_STEP 4096u
 
 /*
  * A refcounted encoded frame: held by the queue, a socket write and a spool append. data
@@ -512,7 +513,7 @@ static struct bbuf *finish_packed(struct client *c)
 		b = s;
 	b->data = b->mem + PK_HEAD_MAX - hlen;
 	/* the next batch is likely alike: room for it at once (a little more, for variance) */
-	c->pkhint = c->pklen + c->pklen / 16;
+	c->pkhint = c->pklen + c->pklen / 32;
 	return b;
 }
 
