@@ -13,3 +13,7 @@ if(HB_SQLITE3_FOUND)
 	target_compile_definitions(tapio-httpbench PRIVATE TAPIO_HAVE_SQLITE=1)
 	target_link_libraries(tapio-httpbench PRIVATE PkgConfig::HB_SQLITE3)
 endif()
+# The query engine in-process (scripts/bench-query.sh): api_handle() on a store opened here.
+add_executable(tapio-querybench bench/querybench.c)
+target_link_libraries(tapio-querybench PRIVATE tapio_controller_lib)
+set_target_properties(tapio-querybench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)

@@ -1,15 +1,20 @@
 /*
  * httpbench: query latency for scripts/bench-query.sh.
  *
- *   httpbench --port P [--host H] [-n N] [--warmup W] [--deep K] [--budget S] PATH...
+ *   httpbench --port P [--host H] [-n N] [--warmup W] [--deep K] [--budget S] [--save DIR]
+ *             PATH...
  *     for each PATH: W untimed then N timed GETs on one keep-alive connection; prints
  *     "http <name> p50_ms=… p99_ms=… n=… bytes=…". With --deep K, first follows next_cursor
- *     K pages from PATH (untimed), then times fetching page K+1 with that cursor.
+ *     K pages from PATH (untimed), then times fetching page K+1 with that cursor. --save DIR
+ *     writes the last body of the i-th PATH to DIR/i.body (compared with tapio-querybench's).
  *   httpbench --port P --duration S PATH...
  *     hammer mode: GETs the PATHs round-robin for S seconds, prints the request count.
  *   httpbench --sqlite FILE [-n N] [--warmup W] [--deep K] --type T --node N
  *     the same three queries against SQLite (summary by type per hour over 24 h, the
- *     filtered first page, a keyset page K pages deep), printed the same way.
+ *     filtered first page, a keyset page K pages deep), printed the same way. Each run
+ *     produces what the API returns: one JSON document in a fresh buffer (the stored JSON of
+ *     the rows joined into {"occurrences":[…],"next_cursor":…}; the summary's groups as
+ *     {"by":"type",…,"groups":{type:[{"t":…,"count":…}]}}), freed at the end of the run.
  *   Sampling of one query stops early (with at least 3 samples, n= says how many) once it
  *   took more than --budget seconds (default 30): a 10 s query does not run 200 times.
  */
@@ -32,56 +37,12 @@
 #include <sqlite3.h>
 #endif
 
-static uint64_t now_ns(void);
+#include "benchstat.h"
 
-/* Time budget per query (seconds): stop sampling early (at least 3 samples) past it. */
-static double budget_s = 30;
-
-static bool over_budget(uint64_t start, int done)
-{
-	return done >= 3 && (double)(now_ns() - start) / 1e9 > budget_s;
-}
-
-/* Warm-up stops after the first request once a quarter of the budget is spent. */
-static bool warm_enough(uint64_t start, int done)
-{
-	return done >= 1 && (double)(now_ns() - start) / 1e9 > budget_s / 4;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of n sorted samples. */
-static double pct_ms(const uint64_t *v, size_t n, double p)
-{
-	size_t k = (size_t)(p * (double)n + 0.999999);
-
-	if (k == 0)
-		k = 1;
-	if (k > n)
-		k = n;
-	return (double)v[k - 1] / 1e6;
-}
-
-static void report(const char *kind, const char *name, uint64_t *v, size_t n, size_t bytes)
-{
-	qsort(v, n, sizeof(*v), cmp_u64);
-	printf("%s %s p50_ms=%.3f p99_ms=%.3f max_ms=%.3f n=%zu bytes=%zu\n", kind, name,
-	       pct_ms(v, n, 0.50), pct_ms(v, n, 0.99), (double)v[n - 1] / 1e6, n, bytes);
-	fflush(stdout);
-}
+#define now_ns	    bench_now_ns
+#define over_budget bench_over_budget
+#define warm_enough bench_warm_enough
+#define report	    bench_report
 
 /* ---- a minimal HTTP/1.1 keep-alive client -------------------------------------------------- */
 
@@ -248,22 +209,6 @@ static int http_get(struct conn *c, const char *path)
 	return status;
 }
 
-/* next_cursor from an occurrences page into cur (empty when null). */
-static void next_cursor(const char *body, char *cur, size_t len)
-{
-	const char *p = strstr(body, "\"next_cursor\":\"");
-
-	cur[0] = 0;
-	if (!p)
-		return;
-	p += 15;
-	size_t n = strcspn(p, "\"");
-	if (n >= len)
-		n = len - 1;
-	memcpy(cur, p, n);
-	cur[n] = 0;
-}
-
 static int get_ok(struct conn *c, const char *path)
 {
 	int st = http_get(c, path);
@@ -276,7 +221,8 @@ static int get_ok(struct conn *c, const char *path)
 	return 0;
 }
 
-static int bench_path(struct conn *c, const char *path, int n, int warmup, int deep)
+static int bench_path(struct conn *c, const char *path, int index, int n, int warmup, int deep,
+		      const char *save)
 {
 	char target[8192], cur[256];
 	uint64_t *v = calloc((size_t)n, sizeof(*v));
@@ -288,7 +234,7 @@ static int bench_path(struct conn *c, const char *path, int n, int warmup, int d
 		for (int i = 0; i < deep; i++) {
 			if (get_ok(c, target) < 0)
 				return -1;
-			next_cursor(c->body, cur, sizeof(cur));
+			bench_next_cursor(c->body, cur, sizeof(cur));
 			if (!cur[0]) {
 				fprintf(stderr, "httpbench: %s: no next_cursor after page %d\n",
 					path, i + 1);
@@ -309,9 +255,11 @@ static int bench_path(struct conn *c, const char *path, int n, int warmup, int d
 			return -1;
 		v[done] = now_ns() - t0;
 	}
+	if (save && bench_save_body(save, index, c->body, c->body_len) < 0)
+		return -1;
 	char name[600];
 	snprintf(name, sizeof(name), "%s%s", deep > 0 ? "deep:" : "", path);
-	report("http", name, v, (size_t)done, c->body_len);
+	report("http", name, v, NULL, (size_t)done, c->body_len);
 	free(v);
 	return 0;
 }
@@ -333,54 +281,161 @@ static int hammer(struct conn *c, char **paths, int npaths, double seconds)
 /* ---- the SQLite baseline ------------------------------------------------------------------ */
 
 #ifdef TAPIO_HAVE_SQLITE
-/* Runs a prepared statement to the end, touching every column; returns rows or -1. */
-static long run_stmt(sqlite3_stmt *s, size_t *bytes, int64_t *last_ts, int ts_col)
+/* A response body being built; a fresh one per run, as a server builds one per request. */
+struct doc {
+	char *p;
+	size_t len, cap;
+};
+
+static int doc_add(struct doc *d, const void *s, size_t n)
 {
+	if (reserve(&d->p, &d->cap, d->len + n + 1) < 0)
+		return -1;
+	memcpy(d->p + d->len, s, n);
+	d->len += n;
+	d->p[d->len] = 0;
+	return 0;
+}
+
+static int doc_str(struct doc *d, const char *s)
+{
+	return doc_add(d, s, strlen(s));
+}
+
+enum page_kind { PAGE_OCCURRENCES, PAGE_SUMMARY };
+
+struct sql_query {
+	const char *name;
+	sqlite3_stmt *stmt;
+	enum page_kind kind;
+	int limit;	   /* PAGE_OCCURRENCES: a full page has a next cursor */
+	const char *since; /* PAGE_SUMMARY: the window echoed in the document */
+	const char *until;
+};
+
+/*
+ * Runs q once and builds its document in *d (d->len = 0 first): the occurrences page as
+ * the API shapes it, {"occurrences":[json,…],"next_cursor":"<ts>-<id>"|null} (the stored
+ * JSON of each row as is; the keyset cursor is the last row's ts and id), or the summary
+ * {"by":"type","bucket_s":3600,"since":…,"until":…,"groups":{type:[{"t":…,"count":…}]}}.
+ * Returns the number of rows (and *last_ts, the last row's ts), or -1.
+ */
+static long run_query(const struct sql_query *q, struct doc *d, int64_t *last_ts)
+{
+	char tmp[160];
+	const char *prev_type = NULL;
+	char prev[64] = "";
 	long rows = 0;
 	int r;
 
-	*bytes = 0;
-	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-		for (int i = 0; i < sqlite3_column_count(s); i++) {
-			sqlite3_column_text(s, i);
-			*bytes += (size_t)sqlite3_column_bytes(s, i);
+	d->len = 0;
+	if (q->kind == PAGE_OCCURRENCES) {
+		doc_str(d, "{\"occurrences\":[");
+	} else {
+		snprintf(tmp, sizeof(tmp),
+			 "{\"by\":\"type\",\"bucket_s\":3600,\"since\":\"%s\",\"until\":\"%s\","
+			 "\"groups\":{",
+			 q->since, q->until);
+		doc_str(d, tmp);
+	}
+	while ((r = sqlite3_step(q->stmt)) == SQLITE_ROW) {
+		if (q->kind == PAGE_OCCURRENCES) {
+			/* columns: id, ts, json */
+			if (rows)
+				doc_add(d, ",", 1);
+			doc_add(d, sqlite3_column_text(q->stmt, 2),
+				(size_t)sqlite3_column_bytes(q->stmt, 2));
+			*last_ts = sqlite3_column_int64(q->stmt, 1);
+			if (rows + 1 == q->limit)
+				snprintf(tmp, sizeof(tmp), "%lld-%s", (long long)*last_ts,
+					 (const char *)sqlite3_column_text(q->stmt, 0));
+		} else {
+			/* columns: type, bucket, count; rows ordered by type */
+			prev_type = (const char *)sqlite3_column_text(q->stmt, 0);
+			if (strcmp(prev, prev_type) != 0) {
+				doc_str(d, rows ? "]," : "");
+				doc_add(d, "\"", 1);
+				doc_str(d, prev_type);
+				doc_str(d, "\":[");
+				snprintf(prev, sizeof(prev), "%s", prev_type);
+			} else {
+				doc_add(d, ",", 1);
+			}
+			snprintf(tmp, sizeof(tmp), "{\"t\":\"%s\",\"count\":%lld}",
+				 (const char *)sqlite3_column_text(q->stmt, 1),
+				 (long long)sqlite3_column_int64(q->stmt, 2));
+			doc_str(d, tmp);
 		}
-		if (ts_col >= 0)
-			*last_ts = sqlite3_column_int64(s, ts_col);
 		rows++;
 	}
-	sqlite3_reset(s);
+	sqlite3_reset(q->stmt);
+	if (q->kind == PAGE_OCCURRENCES) {
+		doc_str(d, "],\"next_cursor\":");
+		if (rows == q->limit) {
+			doc_add(d, "\"", 1);
+			doc_str(d, tmp);
+			doc_str(d, "\"}");
+		} else {
+			doc_str(d, "null}");
+		}
+	} else {
+		doc_str(d, rows ? "]}}" : "}}");
+	}
+	if (!d->p)
+		return -1;
 	return r == SQLITE_DONE ? rows : -1;
 }
 
-static int bench_stmt(sqlite3 *db, const char *name, sqlite3_stmt *s, int n, int warmup)
+static int bench_query(sqlite3 *db, const struct sql_query *q, int index, int n, int warmup,
+		       const char *save)
 {
-	uint64_t *v = calloc((size_t)n, sizeof(*v));
+	uint64_t *v = calloc((size_t)n, sizeof(*v)), *cpu = calloc((size_t)n, sizeof(*cpu));
+	struct doc d = {0};
 	size_t bytes = 0;
 	int64_t ts;
 	long rows = 0;
 
-	if (!v)
-		return -1;
+	if (!v || !cpu)
+		goto fail;
 	uint64_t start = now_ns();
 	int done = 0;
-	for (int i = 0; i < warmup && !warm_enough(start, i); i++)
-		if (run_stmt(s, &bytes, &ts, -1) < 0)
+	for (int i = 0; i < warmup && !warm_enough(start, i); i++) {
+		if (run_query(q, &d, &ts) < 0)
 			goto fail;
+		free(d.p);
+		d = (struct doc){0};
+	}
 	for (start = now_ns(); done < n && !over_budget(start, done); done++) {
-		uint64_t t0 = now_ns();
-		if ((rows = run_stmt(s, &bytes, &ts, -1)) < 0)
+		uint64_t t0 = now_ns(), c0 = bench_cpu_ns();
+		if ((rows = run_query(q, &d, &ts)) < 0)
 			goto fail;
+		bytes = d.len;
+		bool last = done + 1 == n || over_budget(start, done + 1);
+		if (!last) {
+			free(d.p);
+			d = (struct doc){0};
+		}
 		v[done] = now_ns() - t0;
+		cpu[done] = bench_cpu_ns() - c0;
+		if (last) {
+			/* the last run: keep the document (to save it) outside the timed part */
+			if (save && bench_save_body(save, index, d.p, d.len) < 0)
+				goto fail;
+			free(d.p);
+			d = (struct doc){0};
+		}
 	}
 	char full[256];
-	snprintf(full, sizeof(full), "%s(rows=%ld)", name, rows);
-	report("sqlite", full, v, (size_t)done, bytes);
+	snprintf(full, sizeof(full), "%s(rows=%ld)", q->name, rows);
+	report("sqlite", full, v, cpu, (size_t)done, bytes);
 	free(v);
+	free(cpu);
 	return 0;
 fail:
-	fprintf(stderr, "httpbench: sqlite %s: %s\n", name, sqlite3_errmsg(db));
+	fprintf(stderr, "httpbench: sqlite %s: %s\n", q->name, sqlite3_errmsg(db));
+	free(d.p);
 	free(v);
+	free(cpu);
 	return -1;
 }
 
@@ -395,13 +450,24 @@ static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
 	return s;
 }
 
+/* RFC 3339 of ns, floored to the minute (the summary's echoed window). */
+static void minute_rfc3339(int64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000ll / 60 * 60);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:00.000000000Z", &tm);
+}
+
 static int bench_sqlite(const char *file, int n, int warmup, int deep, const char *type,
-			const char *node)
+			const char *node, const char *save)
 {
 	sqlite3 *db;
-	sqlite3_stmt *sum, *filt, *page;
+	sqlite3_stmt *sum = NULL, *filt = NULL, *page = NULL;
 	int64_t max_ts = 0, since, cursor_ts;
-	size_t bytes;
+	char since_s[64], until_s[64];
+	struct doc d = {0};
 	int rc = -1;
 
 	if (sqlite3_open_v2(file, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
@@ -417,38 +483,49 @@ static int bench_sqlite(const char *file, int n, int warmup, int deep, const cha
 	sqlite3_finalize(mx);
 	/* "since=24h" relative to the newest row, like the API's relative to now */
 	since = max_ts - 86400ll * 1000000000ll;
-	sum = prep(db, "SELECT type, strftime('%Y-%m-%dT%H:00:00Z', ts / 1000000000, "
+	minute_rfc3339(since, since_s, sizeof(since_s));
+	minute_rfc3339(max_ts + 60000000000ll, until_s, sizeof(until_s));
+	sum = prep(db, "SELECT type, strftime('%Y-%m-%dT%H:00:00.000000000Z', ts / 1000000000, "
 		       "'unixepoch') AS bucket, count(*) FROM occurrences WHERE ts >= ?1 "
-		       "GROUP BY type, bucket");
-	filt = prep(db, "SELECT id, ts, type, node, severity, json FROM occurrences "
+		       "GROUP BY type, bucket ORDER BY type, bucket");
+	filt = prep(db, "SELECT id, ts, json FROM occurrences "
 			"WHERE type = ?1 AND node = ?2 ORDER BY ts DESC LIMIT 100");
-	page = prep(db, "SELECT id, ts, type, node, severity, json FROM occurrences "
+	page = prep(db, "SELECT id, ts, json FROM occurrences "
 			"WHERE ts < ?1 ORDER BY ts DESC LIMIT 100");
 	if (!sum || !filt || !page)
 		goto out;
 	sqlite3_bind_int64(sum, 1, since);
 	sqlite3_bind_text(filt, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(filt, 2, node, -1, SQLITE_STATIC);
-	if (bench_stmt(db, "summary", sum, n, warmup) < 0 ||
-	    bench_stmt(db, "filtered", filt, n, warmup) < 0)
+	struct sql_query qs = {.name = "summary",
+			       .stmt = sum,
+			       .kind = PAGE_SUMMARY,
+			       .since = since_s,
+			       .until = until_s},
+			 qf = {.name = "filtered", .stmt = filt, .limit = 100},
+			 qp = {.name = "deep", .stmt = page, .limit = 100};
+	if (bench_query(db, &qs, 0, n, warmup, save) < 0 ||
+	    bench_query(db, &qf, 1, n, warmup, save) < 0)
 		goto out;
 	/* keyset pagination: follow `deep` pages, then time the next one */
 	cursor_ts = max_ts + 1;
 	for (int i = 0; i < deep; i++) {
 		sqlite3_bind_int64(page, 1, cursor_ts);
-		if (run_stmt(page, &bytes, &cursor_ts, 1) < 0)
+		if (run_query(&qp, &d, &cursor_ts) < 0)
 			goto out;
 	}
 	sqlite3_bind_int64(page, 1, cursor_ts);
 	char name[64];
 	snprintf(name, sizeof(name), "deep%d", deep);
-	if (bench_stmt(db, name, page, n, warmup) < 0)
+	qp.name = name;
+	if (bench_query(db, &qp, 2, n, warmup, save) < 0)
 		goto out;
+	rc = 0;
+out:
+	free(d.p);
 	sqlite3_finalize(sum);
 	sqlite3_finalize(filt);
 	sqlite3_finalize(page);
-	rc = 0;
-out:
 	sqlite3_close(db);
 	return rc;
 }
@@ -457,20 +534,15 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"host", required_argument, NULL, 'H'},
-	    {"port", required_argument, NULL, 'p'},
-	    {"n", required_argument, NULL, 'n'},
-	    {"warmup", required_argument, NULL, 'w'},
-	    {"deep", required_argument, NULL, 'd'},
-	    {"duration", required_argument, NULL, 'D'},
-	    {"sqlite", required_argument, NULL, 's'},
-	    {"type", required_argument, NULL, 't'},
-	    {"node", required_argument, NULL, 'N'},
-	    {"budget", required_argument, NULL, 'B'},
-	    {NULL, 0, NULL, 0},
+	    {"host", required_argument, NULL, 'H'},   {"port", required_argument, NULL, 'p'},
+	    {"n", required_argument, NULL, 'n'},      {"warmup", required_argument, NULL, 'w'},
+	    {"deep", required_argument, NULL, 'd'},   {"duration", required_argument, NULL, 'D'},
+	    {"sqlite", required_argument, NULL, 's'}, {"type", required_argument, NULL, 't'},
+	    {"node", required_argument, NULL, 'N'},   {"budget", required_argument, NULL, 'B'},
+	    {"save", required_argument, NULL, 'S'},   {NULL, 0, NULL, 0},
 	};
 	struct conn c = {.host = "127.0.0.1"};
-	const char *sqlite = NULL, *type = NULL, *node = NULL;
+	const char *sqlite = NULL, *type = NULL, *node = NULL, *save = NULL;
 	int n = 100, warmup = 5, deep = 0, ch;
 	double duration = 0;
 
@@ -504,7 +576,10 @@ int main(int argc, char **argv)
 			node = optarg;
 			break;
 		case 'B':
-			budget_s = atof(optarg);
+			bench_budget_s = atof(optarg);
+			break;
+		case 'S':
+			save = optarg;
 			break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of httpbench.c\n");
@@ -519,7 +594,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "httpbench: --sqlite needs --type and --node\n");
 			return 2;
 		}
-		return bench_sqlite(sqlite, n, warmup, deep, type, node) < 0 ? 1 : 0;
+		return bench_sqlite(sqlite, n, warmup, deep, type, node, save) < 0 ? 1 : 0;
 #else
 		fprintf(stderr, "httpbench: built without SQLite\n");
 		return 2;
@@ -534,7 +609,7 @@ int main(int argc, char **argv)
 	if (duration > 0)
 		return hammer(&c, argv + optind, argc - optind, duration) < 0 ? 1 : 0;
 	for (int i = optind; i < argc; i++)
-		if (bench_path(&c, argv[i], n, warmup, deep) < 0)
+		if (bench_path(&c, argv[i], i - optind, n, warmup, deep, save) < 0)
 			return 1;
 	return 0;
 }
