@@ -1396,9 +1396,12 @@ static bool meta_matches(const struct store_query *q, uint64_t until,
 	return true;
 }
 
-/* Reads and delivers the record at off. Returns 0, or -errno for a read failure. */
+/*
+ * Reads and delivers the record at off (known: its decoded header, or NULL). Returns 0, or
+ * -errno for a read failure.
+ */
 static int deliver(struct store *s, struct scan_state *ss, struct seg_reader *r, uint64_t seg_id,
-		   uint64_t off, bool backward)
+		   uint64_t off, bool backward, const struct store_record_meta *known)
 {
 	const uint8_t *p;
 	int err = seg_reader_get(r, off, SEG_REC_OVERHEAD, backward, &p);
@@ -1406,7 +1409,10 @@ static int deliver(struct store *s, struct scan_state *ss, struct seg_reader *r,
 		return err;
 	uint32_t len = seg_get_u32(p), crc = seg_get_u32(p + 4);
 	struct store_record_meta m;
-	seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
+	if (known)
+		m = *known; /* the caller decoded this header already */
+	else
+		seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
 	const void *data = NULL;
 	size_t dlen = 0;
 	if (!ss->q->meta_only) {
@@ -1509,7 +1515,7 @@ static int scan_postings(struct store *s, struct scan_state *ss, struct store_se
 		}
 		if (!meta_matches(q, ss->until, &m))
 			continue; /* outside the time range (or an index that disagrees) */
-		err = deliver(s, ss, r, seg->id, off, !fwd);
+		err = deliver(s, ss, r, seg->id, off, !fwd, &m);
 		if (err)
 			return err;
 	}
@@ -1565,7 +1571,7 @@ static int walk_range(struct store *s, struct scan_state *ss, struct store_segme
 		ss->examined += off >= lo && off < hi;
 		if (off >= lo && off < hi && meta_matches(q, ss->until, &m)) {
 			if (fwd) {
-				err = deliver(s, ss, r, seg->id, off, false);
+				err = deliver(s, ss, r, seg->id, off, false, &m);
 				if (err)
 					return err;
 			} else {
@@ -1585,7 +1591,7 @@ static int walk_range(struct store *s, struct scan_state *ss, struct store_segme
 		off += SEG_REC_PREFIX + len;
 	}
 	for (size_t k = ss->n_offs; k > 0 && !ss->stop; k--) {
-		err = deliver(s, ss, r, seg->id, ss->offs[k - 1], true);
+		err = deliver(s, ss, r, seg->id, ss->offs[k - 1], true, NULL);
 		if (err)
 			return err;
 	}
