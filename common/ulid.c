@@ -155,14 +155,27 @@ static int decode_char(char c)
 	return letters[c - 'A'];
 }
 
+/* 1 for every Crockford base32 digit (either case), built once from decode_char. */
+static unsigned char valid_digit[256];
+
+static void valid_digit_init(void)
+{
+	for (int c = 0; c < 256; c++)
+		valid_digit[c] = decode_char((char)c) >= 0;
+}
+
 int ulid_validate(const char *s)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	unsigned ok = 1;
+
 	if (!s)
 		return -EINVAL;
+	pthread_once(&once, valid_digit_init);
+	/* no early exit: ingest validates every id and nearly all are valid */
 	for (int i = 0; i < 26; i++)
-		if (decode_char(s[i]) < 0)
-			return -EINVAL;
-	if (s[26] != '\0' || decode_char(s[0]) > 7)
+		ok &= valid_digit[(unsigned char)s[i]];
+	if (!ok || s[26] != '\0' || decode_char(s[0]) > 7)
 		return -EINVAL;
 	return 0;
 }
