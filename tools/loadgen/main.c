@@ -219,8 +219,10 @@ static struct lg_run *run_at(struct agent *a, size_t i)
 	return &a->runs[(a->rhead + i) & (a->rcap - 1)];
 }
 
-/* Stamps the occurrences submitted since the last call with ts (one run, or the last one
- * extended when it has the same stamp). */
+/*
+ * Stamps the occurrences submitted since the last call with ts: one more run, or the last one
+ * extended when it has the same stamp.
+ */
 static void note_run(struct agent *a, uint64_t ts)
 {
 	uint64_t last_end = a->nruns ? run_at(a, a->nruns - 1)->end : a->runs_from;
@@ -320,8 +322,7 @@ static void on_sealed(void *arg, uint64_t seq, uint32_t count)
 		a->bhead = 0;
 	}
 	b = &a->batches[(a->bhead + a->nbatches++) % a->bcap];
-	/* the batch holds the `count` occurrences submitted before this seal that no batch took
-	 * yet */
+	/* it holds the `count` occurrences submitted before this seal that no batch took yet */
 	b->seq = seq;
 	b->count = count;
 	b->first = a->submitted - count;
@@ -390,7 +391,6 @@ static void on_dropped(void *arg, uint64_t seq, uint32_t count)
 	struct agent *a = arg;
 	struct lg_batch *b;
 
-	(void)count;
 	b = find_batch(a, seq);
 	if (b) {
 		b->state = 2;
