@@ -21,26 +21,44 @@
 
 /* ---- writer ---- */
 
+/*
+ * The writer's cursor. Each value reserves its worst case once (a string: 6 bytes per byte of
+ * its array, a number its widest text) and is then written without further checks. Summed
+ * over an occurrence those worst cases stay below TAPIO_OCC_JSON_MAX, so a caller's buffer of
+ * that size never runs out early; a smaller buffer is written through a scratch copy (see
+ * occ_json_write), which keeps -ENOSPC exact.
+ */
 struct jw {
-	char *buf;
-	size_t len; /* capacity, NUL included */
-	size_t pos;
+	char *o;   /* next byte */
+	char *end; /* where the NUL goes: the last byte of the buffer */
 	bool full;
 };
 
-static void jw_raw(struct jw *w, const char *s, size_t n)
+__extension__ typedef unsigned __int128 u128;
+
+static inline bool jw_room(struct jw *w, size_t n)
 {
-	if (w->full)
-		return;
-	if (w->pos + n >= w->len) {
+	if (w->full || (size_t)(w->end - w->o) < n) {
 		w->full = true;
-		return;
+		return false;
 	}
-	memcpy(w->buf + w->pos, s, n);
-	w->pos += n;
+	return true;
 }
 
-static void jw_lit(struct jw *w, const char *s)
+static inline void jw_raw(struct jw *w, const char *s, size_t n)
+{
+	if (!jw_room(w, n))
+		return;
+	memcpy(w->o, s, n);
+	w->o += n;
+}
+
+/* A string literal and its length, known at compile time. */
+#define LIT(s) s, sizeof(s) - 1
+/* A key as it follows an earlier member: ,"key": */
+#define KEY(k) LIT(",\"" k "\":")
+
+static inline void jw_lit(struct jw *w, const char *s)
 {
 	jw_raw(w, s, strlen(s));
 }
@@ -77,99 +95,308 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 	return need;
 }
 
-/* Writes a JSON string from at most max bytes of s (a fixed char array, maybe unterminated). */
+/* Bytes a JSON string takes as they are: printable ASCII except '"' and '\\'. */
+static const bool json_plain[256] = {
+    [0x20 ... 0x21] = true,
+    [0x23 ... 0x5b] = true,
+    [0x5d ... 0x7e] = true,
+};
+
+#define ONES  0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static inline uint64_t load64(const unsigned char *p)
+{
+	uint64_t x;
+
+	memcpy(&x, p, sizeof(x));
+	return x;
+}
+
+/* Nonzero when a byte of x is zero. */
+static inline uint64_t zero_byte(uint64_t x)
+{
+	return (x - ONES) & ~x & HIGHS;
+}
+
+/*
+ * Nonzero when a byte of x is not json_plain: below 0x20 (NUL included), 0x7f and above, '"'
+ * or '\\'. Each test is exact as a whole (a borrow or carry only follows a byte that is itself
+ * caught).
+ */
+static inline uint64_t special8(uint64_t x)
+{
+	uint64_t ctl_or_high = ((x - ONES * 0x20) & ~x) | (x + ONES) | x;
+
+	return (ctl_or_high & HIGHS) | zero_byte(x ^ (ONES * '"')) | zero_byte(x ^ (ONES * '\\'));
+}
+
+/*
+ * Writes a JSON string from at most max bytes of s (a fixed char array, maybe unterminated).
+ * Clean runs are copied a word at a time; a word is only read when every byte before it was
+ * plain, so nothing past the array and no word after the terminating NUL's is read.
+ */
 static void jw_str(struct jw *w, const char *s, size_t max)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strnlen(s, max), i = 0, run = 0;
+	size_t i = 0;
+	char *o;
 
-	jw_raw(w, "\"", 1);
-	while (i < n) {
-		unsigned char c = p[i];
-		char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+	if (!jw_room(w, 2 + 6 * max))
+		return;
+	o = w->o;
+	*o++ = '"';
+	for (;;) {
+		unsigned char c;
+		uint64_t x;
 		size_t seq;
 
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-			run++;
-			i++;
-			continue;
+		while (i + 8 <= max && !special8(x = load64(p + i))) {
+			memcpy(o, &x, sizeof(x));
+			o += 8;
+			i += 8;
 		}
-		if (c >= 0x80 && (seq = utf8_seq_len(p + i, n - i)) > 0) {
-			run += seq;
+		while (i < max && json_plain[p[i]])
+			*o++ = (char)p[i++];
+		if (i == max || (c = p[i]) == '\0')
+			break;
+		/* a NUL inside the sequence fails its continuation-byte test: the end stays put */
+		if (c >= 0x80 && (seq = utf8_seq_len(p + i, max - i)) > 0) {
+			memcpy(o, p + i, seq);
+			o += seq;
 			i += seq;
 			continue;
 		}
-		/* flush the printable run, then the escape */
-		jw_raw(w, (const char *)p + i - run, run);
-		run = 0;
 		if (c == '"' || c == '\\') {
-			esc[1] = (char)c;
-			jw_raw(w, esc, 2);
-		} else if (c >= 0x80) {
-			/* a byte outside valid UTF-8 → U+F7XX, mapped back by the parser */
-			esc[2] = 'f';
-			esc[3] = '7';
-			jw_raw(w, esc, 6);
+			o[0] = '\\';
+			o[1] = (char)c;
+			o += 2;
 		} else {
-			jw_raw(w, esc, 6); /* control characters and DEL */
+			/* control characters and DEL as \u00XX; a byte outside valid UTF-8 as
+			 * U+F7XX, mapped back by the parser */
+			memcpy(o, c >= 0x80 ? "\\uf7" : "\\u00", 4);
+			o[4] = hex[c >> 4];
+			o[5] = hex[c & 15];
+			o += 6;
 		}
 		i++;
 	}
-	jw_raw(w, (const char *)p + i - run, run);
-	jw_raw(w, "\"", 1);
+	*o++ = '"';
+	w->o = o;
 }
 
 #define JW_STR(w, field) jw_str(w, field, sizeof(field))
 
-static void jw_key(struct jw *w, const char *key)
+static inline void jw_kstr(struct jw *w, const char *key, size_t klen, const char *s, size_t max)
 {
-	jw_raw(w, ",\"", 2);
-	jw_lit(w, key);
-	jw_raw(w, "\":", 2);
-}
-
-static void jw_kstr(struct jw *w, const char *key, const char *s, size_t max)
-{
-	jw_key(w, key);
+	jw_raw(w, key, klen);
 	jw_str(w, s, max);
 }
 
-/* Decimal digits of v into the end of tmp[24]; returns the first digit (no printf: hot path). */
-static char *u64_digits(uint64_t v, char tmp[24])
+static const char digits2[200] = "00010203040506070809101112131415161718192021222324252627282930"
+				 "31323334353637383940414243444546474849505152535455565758596061"
+				 "62636465666768697071727374757677787980818283848586878889909192"
+				 "93949596979899";
+
+/* Writes the decimal digits of v at o (at most 20 bytes); returns the end (no printf). */
+static inline char *put_u64(char *o, uint64_t v)
 {
-	char *p = tmp + 24;
+	char tmp[20], *p = tmp + sizeof(tmp);
+	size_t n;
 
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	return p;
-}
-
-static void jw_u64(struct jw *w, uint64_t v)
-{
-	char tmp[24];
-	char *p = u64_digits(v, tmp);
-
-	jw_raw(w, p, (size_t)(tmp + 24 - p));
-}
-
-static void jw_ku64(struct jw *w, const char *key, uint64_t v)
-{
-	jw_key(w, key);
-	jw_u64(w, v);
-}
-
-static void jw_ki64(struct jw *w, const char *key, int64_t v)
-{
-	jw_key(w, key);
-	if (v < 0) {
-		jw_raw(w, "-", 1);
-		jw_u64(w, (uint64_t)0 - (uint64_t)v);
-	} else {
-		jw_u64(w, (uint64_t)v);
+	while (v >= 100) {
+		p -= 2;
+		memcpy(p, digits2 + 2 * (v % 100), 2);
+		v /= 100;
 	}
+	if (v >= 10) {
+		p -= 2;
+		memcpy(p, digits2 + 2 * v, 2);
+	} else {
+		*--p = (char)('0' + v);
+	}
+	n = (size_t)(tmp + sizeof(tmp) - p);
+	memcpy(o, p, n);
+	return o + n;
+}
+
+static inline void jw_u64(struct jw *w, uint64_t v)
+{
+	if (jw_room(w, 20))
+		w->o = put_u64(w->o, v);
+}
+
+static inline void jw_ku64(struct jw *w, const char *key, size_t klen, uint64_t v)
+{
+	if (!jw_room(w, klen + 20))
+		return;
+	memcpy(w->o, key, klen);
+	w->o = put_u64(w->o + klen, v);
+}
+
+static inline void jw_ki64(struct jw *w, const char *key, size_t klen, int64_t v)
+{
+	if (!jw_room(w, klen + 21))
+		return;
+	memcpy(w->o, key, klen);
+	w->o += klen;
+	if (v < 0) {
+		*w->o++ = '-';
+		w->o = put_u64(w->o, (uint64_t)0 - (uint64_t)v);
+	} else {
+		w->o = put_u64(w->o, (uint64_t)v);
+	}
+}
+
+/* 10^0 … 10^21 */
+static const u128 pow10_128[22] = {
+    1ull,
+    10ull,
+    100ull,
+    1000ull,
+    10000ull,
+    100000ull,
+    1000000ull,
+    10000000ull,
+    100000000ull,
+    1000000000ull,
+    10000000000ull,
+    100000000000ull,
+    1000000000000ull,
+    10000000000000ull,
+    100000000000000ull,
+    1000000000000000ull,
+    10000000000000000ull,
+    100000000000000000ull,
+    1000000000000000000ull,
+    10000000000000000000ull,
+    (u128)10000000000000000000ull * 10,
+    (u128)10000000000000000000ull * 100,
+};
+
+int occ_json_format_double_exact(double v, char *out)
+{
+	uint64_t bits, m;
+	unsigned sh;
+	int e2, x0;
+	char *o = out;
+
+	if (v == 0) { /* -0 too */
+		*o = '0';
+		return 1;
+	}
+	if (!(fabs(v) >= 1e-4 && fabs(v) < 1e15)) /* NaN fails too */
+		return 0;
+	memcpy(&bits, &v, sizeof(bits));
+	/* |v| = m / 2^sh exactly: a normal double, m with its implicit bit, 3 <= sh <= 66 */
+	m = (bits & ((1ull << 52) - 1)) | 1ull << 52;
+	e2 = (int)(bits >> 52 & 0x7ff) - 1023; /* floor(log2 |v|) */
+	sh = (unsigned)(52 - e2);
+	/* floor(e2 · log10 2): floor(log10 |v|) is x0 or x0 + 1 */
+	x0 = (e2 * 78913) >> 18;
+	for (int prec = 15; prec <= 17; prec++) {
+		const uint64_t lo = (uint64_t)pow10_128[prec - 1], hi = (uint64_t)pow10_128[prec];
+		u128 n, r, half = (u128)1 << (sh - 1);
+		uint64_t q;
+		int x = x0, s, last, len;
+		char dig[17];
+
+		/* q = floor(|v| · 10^s), s = prec - 1 - x, with prec digits: x is the exponent */
+		for (;;) {
+			s = prec - 1 - x; /* 0 <= s <= 21 */
+			n = (u128)m * pow10_128[s];
+			q = (uint64_t)(n >> sh);
+			if (q < hi || x > x0)
+				break;
+			x++;
+		}
+		if (q < lo || q >= hi)
+			return 0; /* cannot happen; decline rather than trust it */
+		/* round half to even on the exact remainder, as glibc's printf does */
+		r = n & (((u128)1 << sh) - 1);
+		if (r > half || (r == half && (q & 1)))
+			q++;
+		/* does the decimal q · 10^-s read back as v (strtod: nearest, ties to even)? Its
+		 * neighbours' midpoints are (2m ± 1) / 2^(sh+1); below a power of two the lower
+		 * one is (4m - 1) / 2^(sh+2). */
+		if (prec < 17) {
+			u128 qd = (u128)q << (sh + 1), up = (u128)(2 * m + 1) * pow10_128[s], down;
+			bool even = !(m & 1), ok;
+
+			if (m == 1ull << 52) {
+				qd <<= 1;
+				up <<= 1;
+				down = (u128)(4 * m - 1) * pow10_128[s];
+			} else {
+				down = (u128)(2 * m - 1) * pow10_128[s];
+			}
+			ok = (qd < up && qd > down) || (even && (qd == up || qd == down));
+			if (!ok)
+				continue;
+		}
+		if (q == hi) { /* rounded up to the next power of ten */
+			q = lo;
+			x++;
+		}
+		if (x >= prec)
+			return 0; /* %g would switch to an exponent */
+		/* %.{prec}g in fixed notation: the prec digits of q, the point after x + 1 of
+		 * them (or "0." and -x - 1 zeros), trailing zeros of the fraction dropped */
+		for (int i = prec - 1; i >= 0; i--) {
+			dig[i] = (char)('0' + q % 10);
+			q /= 10;
+		}
+		last = prec - 1;
+		while (last > 0 && last > x && dig[last] == '0')
+			last--;
+		if (bits >> 63)
+			*o++ = '-';
+		if (x >= 0) {
+			memcpy(o, dig, (size_t)x + 1);
+			o += x + 1;
+			if (last > x) {
+				*o++ = '.';
+				memcpy(o, dig + x + 1, (size_t)(last - x));
+				o += last - x;
+			}
+		} else {
+			memcpy(o, "0.000", (size_t)(1 - x));
+			o += 1 - x;
+			memcpy(o, dig, (size_t)last + 1);
+			o += last + 1;
+		}
+		len = (int)(o - out);
+		return len;
+	}
+	return 0;
+}
+
+/* The general case: the shortest of %.15g/%.16g/%.17g that reads back as v. */
+static int dbl_printf(double v, char *out)
+{
+	int n = 0;
+
+	for (int prec = 15; prec <= 17; prec++) {
+		n = snprintf(out, 32, "%.*g", prec, v);
+		if (strtod(out, NULL) == v)
+			break;
+	}
+	return n;
+}
+
+int occ_json_format_double(double v, char *out)
+{
+	int n;
+
+	if (!isfinite(v)) {
+		memcpy(out, "null", 4);
+		return 4;
+	}
+	if (v == 0)
+		v = 0;
+	n = occ_json_format_double_exact(v, out);
+	return n > 0 ? n : dbl_printf(v, out);
 }
 
 /*
@@ -178,66 +405,54 @@ static void jw_ki64(struct jw *w, const char *key, int64_t v)
  * as the integer 0 and break write→parse→write identity); NaN/Inf, which JSON cannot hold,
  * as null.
  */
-static void jw_kdbl(struct jw *w, const char *key, double v)
+static void jw_kdbl(struct jw *w, const char *key, size_t klen, double v)
 {
-	char tmp[32];
-	int n = 0;
-
-	jw_key(w, key);
-	if (!isfinite(v)) {
-		jw_lit(w, "null");
+	if (!jw_room(w, klen + 32))
 		return;
-	}
-	if (v == 0)
-		v = 0;
-	for (int prec = 15; prec <= 17; prec++) {
-		n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
-		if (strtod(tmp, NULL) == v)
-			break;
-	}
-	jw_raw(w, tmp, (size_t)n);
+	memcpy(w->o, key, klen);
+	w->o += klen;
+	w->o += occ_json_format_double(v, w->o);
 }
 
-static void jw_ktime(struct jw *w, const char *key, uint64_t ns)
+static void jw_ktime(struct jw *w, const char *key, size_t klen, uint64_t ns)
 {
-	char tmp[40];
-	int n = clock_format_rfc3339(ns, tmp, sizeof(tmp));
+	int n;
 
-	jw_key(w, key);
-	jw_raw(w, "\"", 1);
-	jw_raw(w, tmp, n > 0 ? (size_t)n : 0);
-	jw_raw(w, "\"", 1);
-}
-
-static const char *family_name(uint8_t family)
-{
-	return family == 4 ? "ipv4" : family == 6 ? "ipv6" : "unknown";
+	if (!jw_room(w, klen + 33))
+		return;
+	memcpy(w->o, key, klen);
+	w->o += klen;
+	*w->o++ = '"';
+	n = clock_format_rfc3339(ns, w->o, 31);
+	w->o += n > 0 ? n : 0;
+	*w->o++ = '"';
 }
 
 static void write_network(struct jw *w, const struct tapio_occurrence *occ)
 {
 	const struct tapio_occ_network *n = &occ->data.network;
 
-	jw_ku64(w, "pid", n->pid);
-	jw_kstr(w, "comm", n->comm, sizeof(n->comm));
-	jw_kstr(w, "src_ip", n->src_ip, sizeof(n->src_ip));
-	jw_kstr(w, "dst_ip", n->dst_ip, sizeof(n->dst_ip));
-	jw_ku64(w, "src_port", n->src_port);
-	jw_ku64(w, "dst_port", n->dst_port);
-	jw_key(w, "family");
-	jw_raw(w, "\"", 1);
-	jw_lit(w, family_name(n->family));
-	jw_raw(w, "\"", 1);
-	jw_kstr(w, "protocol", "tcp", 4);
+	jw_ku64(w, KEY("pid"), n->pid);
+	jw_kstr(w, KEY("comm"), n->comm, sizeof(n->comm));
+	jw_kstr(w, KEY("src_ip"), n->src_ip, sizeof(n->src_ip));
+	jw_kstr(w, KEY("dst_ip"), n->dst_ip, sizeof(n->dst_ip));
+	jw_ku64(w, KEY("src_port"), n->src_port);
+	jw_ku64(w, KEY("dst_port"), n->dst_port);
+	if (n->family == 4)
+		jw_raw(w, LIT(",\"family\":\"ipv4\",\"protocol\":\"tcp\""));
+	else if (n->family == 6)
+		jw_raw(w, LIT(",\"family\":\"ipv6\",\"protocol\":\"tcp\""));
+	else
+		jw_raw(w, LIT(",\"family\":\"unknown\",\"protocol\":\"tcp\""));
 	if (n->old_state[0])
-		jw_kstr(w, "old_state", n->old_state, sizeof(n->old_state));
+		jw_kstr(w, KEY("old_state"), n->old_state, sizeof(n->old_state));
 	if (n->new_state[0])
-		jw_kstr(w, "new_state", n->new_state, sizeof(n->new_state));
-	jw_ku64(w, "total_retrans", n->total_retrans);
-	jw_ku64(w, "snd_cwnd", n->snd_cwnd);
+		jw_kstr(w, KEY("new_state"), n->new_state, sizeof(n->new_state));
+	jw_ku64(w, KEY("total_retrans"), n->total_retrans);
+	jw_ku64(w, KEY("snd_cwnd"), n->snd_cwnd);
 	if (occ->type == TAPIO_OCC_RTT_DEGRADATION) {
-		jw_kdbl(w, "baseline_ms", n->baseline_ms);
-		jw_kdbl(w, "current_ms", n->current_ms);
+		jw_kdbl(w, KEY("baseline_ms"), n->baseline_ms);
+		jw_kdbl(w, KEY("current_ms"), n->current_ms);
 	}
 }
 
@@ -245,81 +460,78 @@ static void write_container(struct jw *w, const struct tapio_occurrence *occ)
 {
 	const struct tapio_occ_container *c = &occ->data.container;
 
-	jw_ku64(w, "pid", c->pid);
-	jw_ku64(w, "tid", c->tid);
-	jw_kstr(w, "comm", c->comm, sizeof(c->comm));
-	jw_ki64(w, "exit_code", c->exit_code);
-	jw_ki64(w, "signal", c->signal);
-	jw_key(w, "core_dumped");
-	jw_lit(w, c->core_dumped ? "true" : "false");
-	jw_ku64(w, "cgroup_id", c->cgroup_id);
-	jw_kstr(w, "cgroup_path", c->cgroup_path, sizeof(c->cgroup_path));
-	jw_ku64(w, "memory_usage_bytes", c->memory_usage_bytes);
-	jw_ku64(w, "memory_limit_bytes", c->memory_limit_bytes);
-	jw_ku64(w, "rss_bytes", c->rss_bytes);
+	jw_ku64(w, KEY("pid"), c->pid);
+	jw_ku64(w, KEY("tid"), c->tid);
+	jw_kstr(w, KEY("comm"), c->comm, sizeof(c->comm));
+	jw_ki64(w, KEY("exit_code"), c->exit_code);
+	jw_ki64(w, KEY("signal"), c->signal);
+	if (c->core_dumped)
+		jw_raw(w, LIT(",\"core_dumped\":true"));
+	else
+		jw_raw(w, LIT(",\"core_dumped\":false"));
+	jw_ku64(w, KEY("cgroup_id"), c->cgroup_id);
+	jw_kstr(w, KEY("cgroup_path"), c->cgroup_path, sizeof(c->cgroup_path));
+	jw_ku64(w, KEY("memory_usage_bytes"), c->memory_usage_bytes);
+	jw_ku64(w, KEY("memory_limit_bytes"), c->memory_limit_bytes);
+	jw_ku64(w, KEY("rss_bytes"), c->rss_bytes);
 }
 
 static void write_storage(struct jw *w, const struct tapio_occurrence *occ)
 {
 	const struct tapio_occ_storage *s = &occ->data.storage;
 
-	jw_ku64(w, "pid", s->pid);
-	jw_kstr(w, "comm", s->comm, sizeof(s->comm));
-	jw_ku64(w, "dev_major", s->dev_major);
-	jw_ku64(w, "dev_minor", s->dev_minor);
-	jw_ku64(w, "sector", s->sector);
-	jw_ku64(w, "bytes", s->bytes);
-	jw_kstr(w, "opcode", s->opcode, sizeof(s->opcode));
-	jw_kdbl(w, "latency_ms", s->latency_ms);
-	jw_ki64(w, "error_code", s->error_code);
+	jw_ku64(w, KEY("pid"), s->pid);
+	jw_kstr(w, KEY("comm"), s->comm, sizeof(s->comm));
+	jw_ku64(w, KEY("dev_major"), s->dev_major);
+	jw_ku64(w, KEY("dev_minor"), s->dev_minor);
+	jw_ku64(w, KEY("sector"), s->sector);
+	jw_ku64(w, KEY("bytes"), s->bytes);
+	jw_kstr(w, KEY("opcode"), s->opcode, sizeof(s->opcode));
+	jw_kdbl(w, KEY("latency_ms"), s->latency_ms);
+	jw_ki64(w, KEY("error_code"), s->error_code);
 }
 
 static void write_node(struct jw *w, const struct tapio_occurrence *occ)
 {
 	const struct tapio_occ_node *n = &occ->data.node;
 
-	jw_ki64(w, "cpu", n->cpu);
+	jw_ki64(w, KEY("cpu"), n->cpu);
 	if (occ->type == TAPIO_OCC_MEMORY_PRESSURE) {
-		jw_kdbl(w, "memory_some_avg10", n->memory_some_avg10);
-		jw_kdbl(w, "memory_full_avg10", n->memory_full_avg10);
+		jw_kdbl(w, KEY("memory_some_avg10"), n->memory_some_avg10);
+		jw_kdbl(w, KEY("memory_full_avg10"), n->memory_full_avg10);
 		return;
 	}
-	jw_ku64(w, "cycles", n->cycles);
-	jw_ku64(w, "instructions", n->instructions);
-	jw_ku64(w, "stall_cycles", n->stall_cycles);
-	jw_kdbl(w, "ipc", n->ipc);
-	jw_kdbl(w, "stall_pct", n->stall_pct);
+	jw_ku64(w, KEY("cycles"), n->cycles);
+	jw_ku64(w, KEY("instructions"), n->instructions);
+	jw_ku64(w, KEY("stall_cycles"), n->stall_cycles);
+	jw_kdbl(w, KEY("ipc"), n->ipc);
+	jw_kdbl(w, KEY("stall_pct"), n->stall_pct);
 }
 
-ssize_t occ_json_write(const struct tapio_occurrence *occ, char *buf, size_t len)
+/* The document into buf[0..len) (len >= 1); returns its length or -ENOSPC. */
+static ssize_t write_occurrence(const struct tapio_occurrence *occ, char *buf, size_t len)
 {
-	struct jw w = {.buf = buf, .len = len};
-	const struct tapio_catalogue_entry *cat;
+	const struct tapio_catalogue_entry *cat = &tapio_catalogue[occ->type];
+	struct jw w = {.o = buf, .end = buf + len - 1};
 
-	if (len > 0)
-		buf[0] = '\0';
-	if ((unsigned)occ->type >= TAPIO_OCC__COUNT)
-		return -EINVAL;
-	cat = &tapio_catalogue[occ->type];
-
-	jw_lit(&w, "{\"id\":");
+	jw_raw(&w, LIT("{\"id\":"));
 	JW_STR(&w, occ->id);
-	jw_ktime(&w, "timestamp", occ->timestamp_ns);
-	jw_lit(&w, ",\"source\":\"tapio\",\"type\":\"");
+	jw_ktime(&w, KEY("timestamp"), occ->timestamp_ns);
+	jw_raw(&w, LIT(",\"source\":\"tapio\",\"type\":\""));
 	jw_lit(&w, cat->type);
-	jw_lit(&w, "\",\"severity\":\"");
+	jw_raw(&w, LIT("\",\"severity\":\""));
 	jw_lit(&w, tapio_severity_name(occ->severity));
-	jw_lit(&w, "\",\"outcome\":\"");
+	jw_raw(&w, LIT("\",\"outcome\":\""));
 	jw_lit(&w, tapio_outcome_name(occ->outcome));
-	jw_lit(&w, "\",\"protocol_version\":\"1.0\",\"error\":{\"code\":\"");
+	jw_raw(&w, LIT("\",\"protocol_version\":\"1.0\",\"error\":{\"code\":\""));
 	jw_lit(&w, cat->error_code);
-	jw_lit(&w, "\",\"message\":");
+	jw_raw(&w, LIT("\",\"message\":"));
 	JW_STR(&w, occ->error_message);
-	jw_lit(&w, "},\"context\":{\"cluster\":");
+	jw_raw(&w, LIT("},\"context\":{\"cluster\":"));
 	JW_STR(&w, occ->cluster);
-	jw_lit(&w, ",\"node\":");
+	jw_raw(&w, LIT(",\"node\":"));
 	JW_STR(&w, occ->node);
-	jw_lit(&w, "},\"data\":{\"config_generation\":");
+	jw_raw(&w, LIT("},\"data\":{\"config_generation\":"));
 	jw_u64(&w, occ->config_generation);
 	switch (cat->observer) {
 	case TAPIO_OBS_NETWORK:
@@ -337,18 +549,38 @@ ssize_t occ_json_write(const struct tapio_occurrence *occ, char *buf, size_t len
 		break;
 	}
 	if (occ->count > 0) {
-		jw_ku64(&w, "count", occ->count);
-		jw_ktime(&w, "first_seen", occ->first_seen_ns);
-		jw_ktime(&w, "last_seen", occ->last_seen_ns);
+		jw_ku64(&w, KEY("count"), occ->count);
+		jw_ktime(&w, KEY("first_seen"), occ->first_seen_ns);
+		jw_ktime(&w, KEY("last_seen"), occ->last_seen_ns);
 	}
-	jw_lit(&w, "}}");
-	if (w.full) {
-		if (len > 0)
-			buf[0] = '\0';
+	jw_raw(&w, LIT("}}"));
+	if (w.full)
 		return -ENOSPC;
+	*w.o = '\0';
+	return w.o - buf;
+}
+
+ssize_t occ_json_write(const struct tapio_occurrence *occ, char *buf, size_t len)
+{
+	char scratch[TAPIO_OCC_JSON_MAX];
+	ssize_t n;
+
+	if (len > 0)
+		buf[0] = '\0';
+	if ((unsigned)occ->type >= TAPIO_OCC__COUNT)
+		return -EINVAL;
+	if (len >= TAPIO_OCC_JSON_MAX) {
+		n = write_occurrence(occ, buf, len);
+		if (n < 0)
+			buf[0] = '\0';
+		return n;
 	}
-	buf[w.pos] = '\0';
-	return (ssize_t)w.pos;
+	/* a small buffer: the values' worst cases may not fit where the text itself would */
+	n = write_occurrence(occ, scratch, sizeof(scratch));
+	if (n < 0 || (size_t)n >= len)
+		return -ENOSPC;
+	memcpy(buf, scratch, (size_t)n + 1);
+	return n;
 }
 
 /* ---- parser ---- */

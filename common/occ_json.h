@@ -22,6 +22,20 @@
 ssize_t occ_json_write(const struct tapio_occurrence *occ, char *buf, size_t len);
 
 /*
+ * A double as occ_json_write writes it: the shortest of printf's %.15g, %.16g and %.17g that
+ * strtod reads back as v, "0" for -0, "null" for NaN and ±Inf. Writes at most 32 bytes at out
+ * (maybe a NUL after the text) and returns the text's length; never fails.
+ */
+int occ_json_format_double(double v, char *out);
+/*
+ * The exact integer path of occ_json_format_double, without printf or strtod: for 0 and
+ * 1e-4 <= |v| < 1e15 writes the same text (at most 24 bytes, no NUL) and returns its length;
+ * returns 0 (declined) for anything else, which occ_json_format_double prints with snprintf.
+ * Public for the tests that hold it to the printf reference.
+ */
+int occ_json_format_double_exact(double v, char *out);
+
+/*
  * Parses one JSON object produced by occ_json_write (or an equivalent one) back into *occ.
  * Returns 0, or -EINVAL with a reason in err (unknown type, missing field, bad value).
  */

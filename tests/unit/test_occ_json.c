@@ -591,3 +591,721 @@ Test(occ_json, escapes_every_control_char, .timeout = 5)
 	cr_assert_eq(occ_json_parse(buf, strlen(buf), &back, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(back.error_message, occ.error_message);
 }
+
+/*
+ * ---- the reference: the writer as it was before it was made fast (commit 068ba60), kept
+ * verbatim but for its names, to hold the fast one to byte identity ----
+ */
+
+struct ref_jw {
+	char *buf;
+	size_t len; /* capacity, NUL included */
+	size_t pos;
+	bool full;
+};
+
+static void ref_jw_raw(struct ref_jw *w, const char *s, size_t n)
+{
+	if (w->full)
+		return;
+	if (w->pos + n >= w->len) {
+		w->full = true;
+		return;
+	}
+	memcpy(w->buf + w->pos, s, n);
+	w->pos += n;
+}
+
+static void ref_jw_lit(struct ref_jw *w, const char *s)
+{
+	ref_jw_raw(w, s, strlen(s));
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when s[0] starts none. */
+static size_t ref_utf8_seq_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t need;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		need = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		need = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		need = 4;
+	else
+		return 0;
+	/* the second byte's range rules out overlongs, surrogates and > U+10FFFF */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (n < need || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < need; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return need;
+}
+
+/* Writes a JSON string from at most max bytes of s (a fixed char array, maybe unterminated). */
+static void ref_jw_str(struct ref_jw *w, const char *s, size_t max)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strnlen(s, max), i = 0, run = 0;
+
+	ref_jw_raw(w, "\"", 1);
+	while (i < n) {
+		unsigned char c = p[i];
+		char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+		size_t seq;
+
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+			run++;
+			i++;
+			continue;
+		}
+		if (c >= 0x80 && (seq = ref_utf8_seq_len(p + i, n - i)) > 0) {
+			run += seq;
+			i += seq;
+			continue;
+		}
+		/* flush the printable run, then the escape */
+		ref_jw_raw(w, (const char *)p + i - run, run);
+		run = 0;
+		if (c == '"' || c == '\\') {
+			esc[1] = (char)c;
+			ref_jw_raw(w, esc, 2);
+		} else if (c >= 0x80) {
+			/* a byte outside valid UTF-8 → U+F7XX, mapped back by the parser */
+			esc[2] = 'f';
+			esc[3] = '7';
+			ref_jw_raw(w, esc, 6);
+		} else {
+			ref_jw_raw(w, esc, 6); /* control characters and DEL */
+		}
+		i++;
+	}
+	ref_jw_raw(w, (const char *)p + i - run, run);
+	ref_jw_raw(w, "\"", 1);
+}
+
+#define REF_JW_STR(w, field) ref_jw_str(w, field, sizeof(field))
+
+static void ref_jw_key(struct ref_jw *w, const char *key)
+{
+	ref_jw_raw(w, ",\"", 2);
+	ref_jw_lit(w, key);
+	ref_jw_raw(w, "\":", 2);
+}
+
+static void ref_jw_kstr(struct ref_jw *w, const char *key, const char *s, size_t max)
+{
+	ref_jw_key(w, key);
+	ref_jw_str(w, s, max);
+}
+
+/* Decimal digits of v into the end of tmp[24]; returns the first digit (no printf: hot path). */
+static char *ref_u64_digits(uint64_t v, char tmp[24])
+{
+	char *p = tmp + 24;
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return p;
+}
+
+static void ref_jw_u64(struct ref_jw *w, uint64_t v)
+{
+	char tmp[24];
+	char *p = ref_u64_digits(v, tmp);
+
+	ref_jw_raw(w, p, (size_t)(tmp + 24 - p));
+}
+
+static void ref_jw_ku64(struct ref_jw *w, const char *key, uint64_t v)
+{
+	ref_jw_key(w, key);
+	ref_jw_u64(w, v);
+}
+
+static void ref_jw_ki64(struct ref_jw *w, const char *key, int64_t v)
+{
+	ref_jw_key(w, key);
+	if (v < 0) {
+		ref_jw_raw(w, "-", 1);
+		ref_jw_u64(w, (uint64_t)0 - (uint64_t)v);
+	} else {
+		ref_jw_u64(w, (uint64_t)v);
+	}
+}
+
+/*
+ * Shortest of %.15g/%.16g/%.17g that reads back as the same double, so values stay
+ * readable ("ipc":1.25) and still round-trip. -0 is written as 0 (JSON "-0" would read back
+ * as the integer 0 and break write→parse→write identity); NaN/Inf, which JSON cannot hold,
+ * as null.
+ */
+static void ref_jw_kdbl(struct ref_jw *w, const char *key, double v)
+{
+	char tmp[32];
+	int n = 0;
+
+	ref_jw_key(w, key);
+	if (!isfinite(v)) {
+		ref_jw_lit(w, "null");
+		return;
+	}
+	if (v == 0)
+		v = 0;
+	for (int prec = 15; prec <= 17; prec++) {
+		n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+		if (strtod(tmp, NULL) == v)
+			break;
+	}
+	ref_jw_raw(w, tmp, (size_t)n);
+}
+
+static void ref_jw_ktime(struct ref_jw *w, const char *key, uint64_t ns)
+{
+	char tmp[40];
+	int n = clock_format_rfc3339(ns, tmp, sizeof(tmp));
+
+	ref_jw_key(w, key);
+	ref_jw_raw(w, "\"", 1);
+	ref_jw_raw(w, tmp, n > 0 ? (size_t)n : 0);
+	ref_jw_raw(w, "\"", 1);
+}
+
+static const char *ref_family_name(uint8_t family)
+{
+	return family == 4 ? "ipv4" : family == 6 ? "ipv6" : "unknown";
+}
+
+static void ref_write_network(struct ref_jw *w, const struct tapio_occurrence *occ)
+{
+	const struct tapio_occ_network *n = &occ->data.network;
+
+	ref_jw_ku64(w, "pid", n->pid);
+	ref_jw_kstr(w, "comm", n->comm, sizeof(n->comm));
+	ref_jw_kstr(w, "src_ip", n->src_ip, sizeof(n->src_ip));
+	ref_jw_kstr(w, "dst_ip", n->dst_ip, sizeof(n->dst_ip));
+	ref_jw_ku64(w, "src_port", n->src_port);
+	ref_jw_ku64(w, "dst_port", n->dst_port);
+	ref_jw_key(w, "family");
+	ref_jw_raw(w, "\"", 1);
+	ref_jw_lit(w, ref_family_name(n->family));
+	ref_jw_raw(w, "\"", 1);
+	ref_jw_kstr(w, "protocol", "tcp", 4);
+	if (n->old_state[0])
+		ref_jw_kstr(w, "old_state", n->old_state, sizeof(n->old_state));
+	if (n->new_state[0])
+		ref_jw_kstr(w, "new_state", n->new_state, sizeof(n->new_state));
+	ref_jw_ku64(w, "total_retrans", n->total_retrans);
+	ref_jw_ku64(w, "snd_cwnd", n->snd_cwnd);
+	if (occ->type == TAPIO_OCC_RTT_DEGRADATION) {
+		ref_jw_kdbl(w, "baseline_ms", n->baseline_ms);
+		ref_jw_kdbl(w, "current_ms", n->current_ms);
+	}
+}
+
+static void ref_write_container(struct ref_jw *w, const struct tapio_occurrence *occ)
+{
+	const struct tapio_occ_container *c = &occ->data.container;
+
+	ref_jw_ku64(w, "pid", c->pid);
+	ref_jw_ku64(w, "tid", c->tid);
+	ref_jw_kstr(w, "comm", c->comm, sizeof(c->comm));
+	ref_jw_ki64(w, "exit_code", c->exit_code);
+	ref_jw_ki64(w, "signal", c->signal);
+	ref_jw_key(w, "core_dumped");
+	ref_jw_lit(w, c->core_dumped ? "true" : "false");
+	ref_jw_ku64(w, "cgroup_id", c->cgroup_id);
+	ref_jw_kstr(w, "cgroup_path", c->cgroup_path, sizeof(c->cgroup_path));
+	ref_jw_ku64(w, "memory_usage_bytes", c->memory_usage_bytes);
+	ref_jw_ku64(w, "memory_limit_bytes", c->memory_limit_bytes);
+	ref_jw_ku64(w, "rss_bytes", c->rss_bytes);
+}
+
+static void ref_write_storage(struct ref_jw *w, const struct tapio_occurrence *occ)
+{
+	const struct tapio_occ_storage *s = &occ->data.storage;
+
+	ref_jw_ku64(w, "pid", s->pid);
+	ref_jw_kstr(w, "comm", s->comm, sizeof(s->comm));
+	ref_jw_ku64(w, "dev_major", s->dev_major);
+	ref_jw_ku64(w, "dev_minor", s->dev_minor);
+	ref_jw_ku64(w, "sector", s->sector);
+	ref_jw_ku64(w, "bytes", s->bytes);
+	ref_jw_kstr(w, "opcode", s->opcode, sizeof(s->opcode));
+	ref_jw_kdbl(w, "latency_ms", s->latency_ms);
+	ref_jw_ki64(w, "error_code", s->error_code);
+}
+
+static void ref_write_node(struct ref_jw *w, const struct tapio_occurrence *occ)
+{
+	const struct tapio_occ_node *n = &occ->data.node;
+
+	ref_jw_ki64(w, "cpu", n->cpu);
+	if (occ->type == TAPIO_OCC_MEMORY_PRESSURE) {
+		ref_jw_kdbl(w, "memory_some_avg10", n->memory_some_avg10);
+		ref_jw_kdbl(w, "memory_full_avg10", n->memory_full_avg10);
+		return;
+	}
+	ref_jw_ku64(w, "cycles", n->cycles);
+	ref_jw_ku64(w, "instructions", n->instructions);
+	ref_jw_ku64(w, "stall_cycles", n->stall_cycles);
+	ref_jw_kdbl(w, "ipc", n->ipc);
+	ref_jw_kdbl(w, "stall_pct", n->stall_pct);
+}
+
+static ssize_t ref_occ_json_write(const struct tapio_occurrence *occ, char *buf, size_t len)
+{
+	struct ref_jw w = {.buf = buf, .len = len};
+	const struct tapio_catalogue_entry *cat;
+
+	if (len > 0)
+		buf[0] = '\0';
+	if ((unsigned)occ->type >= TAPIO_OCC__COUNT)
+		return -EINVAL;
+	cat = &tapio_catalogue[occ->type];
+
+	ref_jw_lit(&w, "{\"id\":");
+	REF_JW_STR(&w, occ->id);
+	ref_jw_ktime(&w, "timestamp", occ->timestamp_ns);
+	ref_jw_lit(&w, ",\"source\":\"tapio\",\"type\":\"");
+	ref_jw_lit(&w, cat->type);
+	ref_jw_lit(&w, "\",\"severity\":\"");
+	ref_jw_lit(&w, tapio_severity_name(occ->severity));
+	ref_jw_lit(&w, "\",\"outcome\":\"");
+	ref_jw_lit(&w, tapio_outcome_name(occ->outcome));
+	ref_jw_lit(&w, "\",\"protocol_version\":\"1.0\",\"error\":{\"code\":\"");
+	ref_jw_lit(&w, cat->error_code);
+	ref_jw_lit(&w, "\",\"message\":");
+	REF_JW_STR(&w, occ->error_message);
+	ref_jw_lit(&w, "},\"context\":{\"cluster\":");
+	REF_JW_STR(&w, occ->cluster);
+	ref_jw_lit(&w, ",\"node\":");
+	REF_JW_STR(&w, occ->node);
+	ref_jw_lit(&w, "},\"data\":{\"config_generation\":");
+	ref_jw_u64(&w, occ->config_generation);
+	switch (cat->observer) {
+	case TAPIO_OBS_NETWORK:
+		ref_write_network(&w, occ);
+		break;
+	case TAPIO_OBS_CONTAINER:
+		ref_write_container(&w, occ);
+		break;
+	case TAPIO_OBS_STORAGE:
+		ref_write_storage(&w, occ);
+		break;
+	case TAPIO_OBS_NODE:
+	default:
+		ref_write_node(&w, occ);
+		break;
+	}
+	if (occ->count > 0) {
+		ref_jw_ku64(&w, "count", occ->count);
+		ref_jw_ktime(&w, "first_seen", occ->first_seen_ns);
+		ref_jw_ktime(&w, "last_seen", occ->last_seen_ns);
+	}
+	ref_jw_lit(&w, "}}");
+	if (w.full) {
+		if (len > 0)
+			buf[0] = '\0';
+		return -ENOSPC;
+	}
+	buf[w.pos] = '\0';
+	return (ssize_t)w.pos;
+}
+
+/* The old writer's double text (ref_jw_kdbl without the key). */
+static int ref_double(double v, char tmp[32])
+{
+	int n = 0;
+
+	if (!isfinite(v))
+		return snprintf(tmp, 32, "null");
+	if (v == 0)
+		v = 0;
+	for (int prec = 15; prec <= 17; prec++) {
+		n = snprintf(tmp, 32, "%.*g", prec, v);
+		if (strtod(tmp, NULL) == v)
+			break;
+	}
+	return n;
+}
+
+/* xorshift64*: reproducible without touching rand()'s state */
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state >> 12;
+	rnd_state ^= rnd_state << 25;
+	rnd_state ^= rnd_state >> 27;
+	return rnd_state * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t rnd_below(uint64_t n)
+{
+	return rnd() % n;
+}
+
+static double bits_double(uint64_t b)
+{
+	double v;
+
+	memcpy(&v, &b, sizeof(v));
+	return v;
+}
+
+static uint64_t in_range, exact_taken;
+
+/* v as the writer writes it and as the reference does: the same bytes, or the test fails. */
+static void check_double(double v)
+{
+	char want[32], got[40], exact[40];
+	int nw = ref_double(v, want), ng, ne;
+
+	memset(got, 'x', sizeof(got));
+	ng = occ_json_format_double(v, got);
+	cr_assert(ng == nw && memcmp(got, want, (size_t)nw) == 0,
+		  "%a (%.17g): \"%.*s\", reference \"%s\"", v, v, ng, got, want);
+	ne = occ_json_format_double_exact(v, exact);
+	if (ne > 0) {
+		cr_assert(ne == nw && memcmp(exact, want, (size_t)nw) == 0,
+			  "%a (%.17g): exact \"%.*s\", reference \"%s\"", v, v, ne, exact, want);
+		cr_assert_leq(ne, 24);
+	}
+	if (v == 0 || (fabs(v) >= 1e-4 && fabs(v) < 1e15)) {
+		in_range++;
+		exact_taken += ne > 0;
+	} else {
+		cr_assert_eq(ne, 0, "%a (%.17g) should be declined", v, v);
+	}
+}
+
+Test(occ_json, doubles_match_the_printf_reference, .timeout = 120)
+{
+	static const double edges[] = {0.0,
+				       -0.0,
+				       1e-4,
+				       -1e-4,
+				       0.0001000000000000001,
+				       9.99e14,
+				       999999999999999.0,
+				       999999999999999.9,
+				       99999999999999.99,
+				       9999999999999.999,
+				       0.1 + 0.2,
+				       0.1,
+				       0.5,
+				       1.5,
+				       2.5,
+				       1234567890123.125,
+				       1234567890123.375,
+				       123456789012.0625,
+				       0.30000000000000004,
+				       1.0 / 3.0,
+				       2.0 / 3.0,
+				       100,
+				       1e14,
+				       1e15,
+				       1e-5,
+				       5e-324,
+				       2.2250738585072014e-308,
+				       1.7976931348623157e308,
+				       1e300,
+				       -7.5,
+				       -523.4567890123,
+				       9007199254740993.0,
+				       4503599627370496.5,
+				       NAN,
+				       -NAN,
+				       INFINITY,
+				       -INFINITY};
+
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		check_double(edges[i]);
+		check_double(nextafter(edges[i], INFINITY));
+		check_double(nextafter(edges[i], -INFINITY));
+	}
+	/* powers of two and ten and their neighbours (where the binade is uneven) */
+	for (int e = -20; e <= 55; e++) {
+		check_double(ldexp(1, e));
+		check_double(nextafter(ldexp(1, e), 0));
+		check_double(-nextafter(ldexp(1, e), INFINITY));
+	}
+	for (int e = -6; e <= 16; e++) {
+		double p = pow(10, e);
+
+		check_double(p);
+		check_double(nextafter(p, 0));
+		check_double(nextafter(p, INFINITY));
+	}
+	for (int i = 0; i < 300000; i++) {
+		uint64_t cycles = 1000000000ull + rnd_below(1000000000);
+		int k = (int)rnd_below(7);
+		double p10 = pow(10, k);
+		double m = (double)rnd_below(1000000000000000ull) / pow(10, (double)rnd_below(16));
+
+		/* any bit pattern: every exponent, NaNs, infinities, subnormals */
+		check_double(bits_double(rnd()));
+		/* log-uniform over the exact path's range and a little beyond */
+		check_double((rnd() & 1 ? -1 : 1) * pow(10, -5 + 21.0 * (double)rnd() / 0x1p64));
+		/* decimals with 1–6 places, as people (and /proc) write them */
+		check_double((double)(int64_t)rnd_below(1000000000000ull) / p10);
+		check_double(-(double)rnd_below(10000000) / p10);
+		check_double(floor(m));
+		/* what the observers compute (tools/occgen.c, agent/observer/node.c) */
+		check_double((double)(cycles / (1 + rnd_below(4))) / (double)cycles);
+		check_double((double)rnd_below(cycles) / (double)cycles);
+		check_double(100.0 * (double)(cycles / (2 + rnd_below(3))) / (double)cycles);
+		check_double(10.0 + (double)rnd_below(900) / 10.0);
+		check_double((10.0 + (double)rnd_below(900) / 10.0) / 2);
+		check_double((double)rnd_below(30000) / 10.0);
+		check_double((1.0 + (double)rnd_below(40)) * (2.0 + (double)rnd_below(8)));
+		check_double((double)rnd_below(1000000) / 1e6 * (double)rnd_below(1000));
+		/* exact ties at 15 and 16 digits: binary fractions with many digits */
+		check_double((double)rnd_below(1ull << 40) / 1024.0);
+		check_double((double)rnd_below(1ull << 52) /
+			     (double)(1ull << (10 + rnd_below(40))));
+	}
+	/* the exact path takes (nearly) every value in its range: declines are for %g's e-form */
+	cr_assert_geq(exact_taken, in_range - in_range / 100000, "%llu of %llu",
+		      (unsigned long long)exact_taken, (unsigned long long)in_range);
+}
+
+/* A random string for a char[size]: plain runs, escapes, UTF-8 good and bad, maybe no NUL. */
+static void rnd_text(char *dst, size_t size)
+{
+	static const char *const pieces[] = {
+	    "a",
+	    "node-0042",
+	    "The quick brown fox ",
+	    "\"",
+	    "\\",
+	    "\n",
+	    "\x01",
+	    "\x1f",
+	    "\x7f",
+	    "\xc3\xa9",
+	    "\xe6\x97\xa5",
+	    "\xf0\x9f\x98\x80",
+	    "\xed\xa0\x80",
+	    "\xc0\xaf",
+	    "\xe2\x82",
+	    "\xff",
+	    "\x80",
+	    "\xf4\x90\x80\x80",
+	    "/kubepods/burstable/pod",
+	    " ",
+	    "~",
+	    "\xef\x9f\xbf",
+	};
+	size_t n = 0, want = rnd_below(size + 1); /* == size: the whole array, no NUL */
+
+	while (n < want) {
+		const char *p = pieces[rnd_below(sizeof(pieces) / sizeof(pieces[0]))];
+		size_t len = strlen(p);
+
+		if (rnd_below(4) == 0) { /* often long plain runs, to cross word boundaries */
+			p = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.:/";
+			len = 1 + rnd_below(strlen(p));
+		}
+		if (len > want - n)
+			len = want - n;
+		memcpy(dst + n, p, len);
+		n += len;
+	}
+	if (n < size)
+		dst[n] = '\0';
+	/* garbage after the NUL must not be read into the output */
+	for (size_t i = n + 1; i < size; i++)
+		dst[i] = (char)rnd();
+}
+
+static double rnd_double(void)
+{
+	switch (rnd_below(5)) {
+	case 0:
+		return bits_double(rnd());
+	case 1:
+		return (double)rnd_below(1000000) / 1000.0;
+	case 2:
+		return (double)rnd_below(1000000000) / (double)(1 + rnd_below(1000000000));
+	case 3:
+		return -(double)rnd_below(100);
+	default:
+		return 100.0 * (double)rnd_below(1000) / 1000.0;
+	}
+}
+
+static void rnd_occurrence(struct tapio_occurrence *occ)
+{
+	enum tapio_occ_type t = (enum tapio_occ_type)rnd_below(TAPIO_OCC__COUNT);
+
+	memset(occ, 0, sizeof(*occ));
+	occurrence_init(occ, t, rnd(), "n", "c");
+	occ->severity = (enum tapio_severity)rnd_below(TAPIO_SEV__COUNT + 1);
+	occ->outcome = (enum tapio_outcome)rnd_below(TAPIO_OUT__COUNT + 1);
+	if (rnd_below(4) == 0)
+		rnd_text(occ->id, sizeof(occ->id));
+	rnd_text(occ->error_message, sizeof(occ->error_message));
+	rnd_text(occ->cluster, sizeof(occ->cluster));
+	rnd_text(occ->node, sizeof(occ->node));
+	occ->config_generation = rnd() >> rnd_below(64);
+	if (rnd_below(2)) {
+		occ->count = (uint32_t)rnd();
+		occ->first_seen_ns = rnd_below(2) ? occ->timestamp_ns : rnd();
+		occ->last_seen_ns = occ->first_seen_ns + rnd_below(1000000000000ull);
+	}
+	switch (tapio_catalogue[t].observer) {
+	case TAPIO_OBS_NETWORK: {
+		struct tapio_occ_network *n = &occ->data.network;
+
+		n->pid = (uint32_t)rnd();
+		rnd_text(n->comm, sizeof(n->comm));
+		rnd_text(n->src_ip, sizeof(n->src_ip));
+		rnd_text(n->dst_ip, sizeof(n->dst_ip));
+		n->src_port = (uint16_t)rnd();
+		n->dst_port = (uint16_t)rnd();
+		n->family = (uint8_t)(rnd_below(3) == 0 ? rnd() : rnd_below(2) ? 4 : 6);
+		rnd_text(n->old_state, sizeof(n->old_state));
+		rnd_text(n->new_state, sizeof(n->new_state));
+		n->total_retrans = (uint32_t)rnd();
+		n->snd_cwnd = (uint32_t)(rnd() >> rnd_below(64));
+		n->baseline_ms = rnd_double();
+		n->current_ms = rnd_double();
+		break;
+	}
+	case TAPIO_OBS_CONTAINER: {
+		struct tapio_occ_container *c = &occ->data.container;
+
+		c->pid = (uint32_t)rnd();
+		c->tid = (uint32_t)rnd();
+		rnd_text(c->comm, sizeof(c->comm));
+		c->exit_code = (int32_t)rnd();
+		c->signal = (int32_t)(rnd() >> rnd_below(64));
+		c->core_dumped = rnd_below(2);
+		c->cgroup_id = rnd();
+		rnd_text(c->cgroup_path, sizeof(c->cgroup_path));
+		c->memory_usage_bytes = rnd() >> rnd_below(64);
+		c->memory_limit_bytes = rnd();
+		c->rss_bytes = rnd() >> rnd_below(64);
+		break;
+	}
+	case TAPIO_OBS_STORAGE: {
+		struct tapio_occ_storage *s = &occ->data.storage;
+
+		s->pid = (uint32_t)rnd();
+		rnd_text(s->comm, sizeof(s->comm));
+		s->dev_major = (uint32_t)rnd();
+		s->dev_minor = (uint32_t)(rnd() >> rnd_below(64));
+		s->sector = rnd();
+		s->bytes = (uint32_t)rnd();
+		rnd_text(s->opcode, sizeof(s->opcode));
+		s->latency_ms = rnd_double();
+		s->error_code = -(int32_t)rnd_below(200);
+		break;
+	}
+	default: {
+		struct tapio_occ_node *n = &occ->data.node;
+
+		n->cpu = rnd_below(2) ? -1 : (int32_t)rnd();
+		n->cycles = rnd();
+		n->instructions = rnd() >> rnd_below(64);
+		n->stall_cycles = rnd();
+		n->ipc = rnd_double();
+		n->stall_pct = rnd_double();
+		n->memory_some_avg10 = rnd_double();
+		n->memory_full_avg10 = rnd_double();
+		break;
+	}
+	}
+}
+
+Test(occ_json, writer_matches_the_reference_byte_for_byte, .timeout = 120)
+{
+	static char got[TAPIO_OCC_JSON_MAX + 64], want[TAPIO_OCC_JSON_MAX + 64];
+
+	for (int i = 0; i < 200000; i++) {
+		struct tapio_occurrence occ;
+		size_t len = i % 4 ? TAPIO_OCC_JSON_MAX : rnd_below(TAPIO_OCC_JSON_MAX + 64);
+		ssize_t ng, nw;
+
+		rnd_occurrence(&occ);
+		memset(got, 'x', sizeof(got));
+		memset(want, 'x', sizeof(want));
+		ng = occ_json_write(&occ, got, len);
+		nw = ref_occ_json_write(&occ, want, len);
+		cr_assert_eq(ng, nw, "case %d (len %zu): %zd, reference %zd\n%s", i, len, ng, nw,
+			     want);
+		if (ng < 0) {
+			/* a failed write leaves "" and (unlike the old one) nothing else */
+			cr_assert(len == 0 || got[0] == '\0', "case %d (len %zu)", i, len);
+			for (size_t k = len ? 1 : 0; k < sizeof(got); k++)
+				cr_assert_eq(got[k], 'x', "case %d (len %zu): byte %zu written", i,
+					     len, k);
+			continue;
+		}
+		/* the text and its NUL; scratch bytes may follow, but never past len */
+		cr_assert(memcmp(got, want, (size_t)nw + 1) == 0, "case %d (len %zu):\n%s\n%s", i,
+			  len, got, want);
+		for (size_t k = len; k < sizeof(got); k++)
+			cr_assert_eq(got[k], 'x', "case %d (len %zu): byte %zu written", i, len, k);
+	}
+}
+
+Test(occ_json, every_observer_at_its_worst_fits, .timeout = 10)
+{
+	static char buf[TAPIO_OCC_JSON_MAX], want[TAPIO_OCC_JSON_MAX];
+
+	for (int t = 0; t < TAPIO_OCC__COUNT; t++) {
+		struct tapio_occurrence occ;
+		ssize_t n;
+
+		fill(&occ, (enum tapio_occ_type)t);
+		/* every string byte a 6-byte escape, no NUL, every number at its widest */
+		memset(occ.id, 0x01, sizeof(occ.id));
+		memset(occ.error_message, 0x01, sizeof(occ.error_message));
+		memset(occ.cluster, 0xfe, sizeof(occ.cluster));
+		memset(occ.node, 0x80, sizeof(occ.node));
+		memset(&occ.data, 0xff, sizeof(occ.data));
+		switch (tapio_catalogue[t].observer) {
+		case TAPIO_OBS_NETWORK:
+			occ.data.network.baseline_ms = -0x1.fffffffffffffp-1000;
+			occ.data.network.current_ms = -2.2250738585072014e-308;
+			break;
+		case TAPIO_OBS_STORAGE:
+			occ.data.storage.latency_ms = -0x1.fffffffffffffp-1000;
+			occ.data.storage.error_code = INT32_MIN;
+			break;
+		case TAPIO_OBS_CONTAINER:
+			occ.data.container.exit_code = occ.data.container.signal = INT32_MIN;
+			break;
+		default:
+			occ.data.node.cpu = INT32_MIN;
+			occ.data.node.ipc = occ.data.node.stall_pct = -0x1.fffffffffffffp-1000;
+			occ.data.node.memory_some_avg10 = -0x1.fffffffffffffp-1000;
+			occ.data.node.memory_full_avg10 = -0x1.fffffffffffffp-1000;
+			break;
+		}
+		occ.config_generation = UINT64_MAX;
+		occ.count = UINT32_MAX;
+		occ.timestamp_ns = occ.first_seen_ns = occ.last_seen_ns = UINT64_MAX;
+		n = occ_json_write(&occ, buf, sizeof(buf));
+		cr_assert_gt(n, 0, "%s: %zd", tapio_catalogue[t].type, n);
+		cr_assert_eq(ref_occ_json_write(&occ, want, sizeof(want)), n);
+		cr_assert_str_eq(buf, want);
+	}
+}
