@@ -91,42 +91,66 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 	*y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
-/* Writes v as exactly `width` decimal digits (zero-padded; higher digits are dropped). */
-static void put_digits(char *p, uint64_t v, int width)
+static const char digits2[200] = "00010203040506070809101112131415161718192021222324252627282930"
+				 "31323334353637383940414243444546474849505152535455565758596061"
+				 "62636465666768697071727374757677787980818283848586878889909192"
+				 "93949596979899";
+
+/* Writes v (0..99) as two digits. */
+static inline void put2(char *p, unsigned v)
 {
-	for (int i = width - 1; i >= 0; i--) {
-		p[i] = (char)('0' + v % 10);
-		v /= 10;
-	}
+	memcpy(p, digits2 + 2 * v, 2);
 }
+
+/*
+ * The last day formatted, per thread: the timestamps of a page (and the three of one
+ * occurrence) mostly share their date, and the calendar conversion costs more than the rest.
+ */
+static _Thread_local struct {
+	uint64_t day;
+	char text[11]; /* "YYYY-MM-DDT" */
+	bool valid;
+} date_cache;
 
 /* Hand-rolled instead of snprintf: this runs for every occurrence written as JSON. */
 int clock_format_rfc3339(uint64_t wall_ns, char *buf, size_t len)
 {
-	uint64_t secs = wall_ns / NSEC_PER_SEC;
+	uint64_t secs = wall_ns / NSEC_PER_SEC, day = secs / 86400;
 	uint32_t nsec = (uint32_t)(wall_ns % NSEC_PER_SEC);
-	uint32_t sod = (uint32_t)(secs % 86400);
-	int64_t y;
-	unsigned mo, d;
+	uint32_t sod = (uint32_t)(secs % 86400), lo;
 
 	if (len < 31)
 		return -ENOSPC;
-	civil_from_days((int64_t)(secs / 86400), &y, &mo, &d);
-	if (y < 0 || y > 9999)
-		return -ERANGE;
-	put_digits(buf, (uint64_t)y, 4);
-	buf[4] = '-';
-	put_digits(buf + 5, mo, 2);
-	buf[7] = '-';
-	put_digits(buf + 8, d, 2);
-	buf[10] = 'T';
-	put_digits(buf + 11, sod / 3600, 2);
+	if (!date_cache.valid || date_cache.day != day) {
+		int64_t y;
+		unsigned mo, d;
+
+		civil_from_days((int64_t)day, &y, &mo, &d);
+		if (y < 0 || y > 9999)
+			return -ERANGE;
+		put2(date_cache.text, (unsigned)(y / 100));
+		put2(date_cache.text + 2, (unsigned)(y % 100));
+		date_cache.text[4] = '-';
+		put2(date_cache.text + 5, mo);
+		date_cache.text[7] = '-';
+		put2(date_cache.text + 8, d);
+		date_cache.text[10] = 'T';
+		date_cache.day = day;
+		date_cache.valid = true;
+	}
+	memcpy(buf, date_cache.text, 11);
+	put2(buf + 11, sod / 3600);
 	buf[13] = ':';
-	put_digits(buf + 14, sod / 60 % 60, 2);
+	put2(buf + 14, sod / 60 % 60);
 	buf[16] = ':';
-	put_digits(buf + 17, sod % 60, 2);
+	put2(buf + 17, sod % 60);
 	buf[19] = '.';
-	put_digits(buf + 20, nsec, 9);
+	buf[20] = (char)('0' + nsec / 100000000);
+	lo = nsec % 100000000;
+	put2(buf + 21, lo / 1000000);
+	put2(buf + 23, lo / 10000 % 100);
+	put2(buf + 25, lo / 100 % 100);
+	put2(buf + 27, lo % 100);
 	buf[29] = 'Z';
 	buf[30] = '\0';
 	return 30;

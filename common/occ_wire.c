@@ -554,3 +554,11 @@ int occ_wire_batch_decode(struct occ_wire_batch *b, size_t budget, struct tapio_
 	b->unpack_bytes = st.mem;
 	return 0;
 }
+
+int occ_wire_decode_occurrence(const uint8_t *p, size_t len, struct tapio_occurrence *occ)
+{
+	struct occ_state st = {0};
+
+	memset(occ, 0, sizeof(*occ));
+	return decode_occurrence(&st, occ, p, p + len);
+}

@@ -51,4 +51,13 @@ int occ_wire_batch_scan(const uint8_t *payload, size_t len, struct occ_wire_batc
 int occ_wire_batch_decode(struct occ_wire_batch *b, size_t budget, struct tapio_occurrence *occ,
 			  const uint8_t **wire, size_t *wire_len);
 
+/*
+ * One packed tapio.v1.Occurrence p[0..len) (as the store keeps it) into *occ, zeroed first and
+ * filled exactly as protobuf-c unpack + occ_from_proto would fill it, under the same canonical
+ * shape rules as the batch decoder (without a memory budget: the caller bounds len). Returns 0,
+ * or -1 (declined: not canonical, or occ_from_proto would refuse it); then *occ holds garbage
+ * and the caller decodes the bytes generically. occurrence_validate() stays the caller's job.
+ */
+int occ_wire_decode_occurrence(const uint8_t *p, size_t len, struct tapio_occurrence *occ);
+
 #endif

@@ -324,9 +324,6 @@ static void arena_free(void *ctx, void *ptr)
 	(void)ptr; /* released all at once by codec_arena_reset */
 }
 
-/* Stored occurrences up to this size take the wire decoder; larger ones protobuf-c. */
-#define WIRE_MAX_OCC 8192u
-
 struct page {
 	struct store_pos upper, last;
 	uint32_t limit, n;
@@ -336,26 +333,13 @@ struct page {
 	struct codec_arena arena; /* one record's unpacked message at a time */
 	ProtobufCAllocator alloc;
 	struct tapio_occurrence occ;
-	uint8_t frame[WIRE_MAX_OCC + 16]; /* a record as the one occurrence of a batch frame */
 };
-
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-
-	for (; v >= 0x80; v >>= 7)
-		p[n++] = (uint8_t)(v | 0x80);
-	p[n++] = (uint8_t)v;
-	return n;
-}
 
 /*
  * One stored occurrence (a packed tapio.v1.Occurrence) into p->occ; returns 0 or -1 (it does
  * not decode). The wire decoder (common/occ_wire.h) gives exactly what protobuf-c + occ_from_
- * proto give, without either; it reads EventBatch frames, so the record goes to it as the
- * one occurrence of a frame (Frame.event_batch = 4 holding EventBatch.occurrences = 3). What
- * it declines (a non-canonical encoding, a larger record) is unpacked by protobuf-c into the
- * page's arena and converted by occ_from_proto.
+ * proto give, without either; what it declines (a non-canonical encoding) is unpacked by
+ * protobuf-c into the page's arena and converted by occ_from_proto.
  */
 static int decode_stored(struct page *p, const uint8_t *data, size_t len)
 {
@@ -363,24 +347,8 @@ static int decode_stored(struct page *p, const uint8_t *data, size_t len)
 	char err[160];
 	int r = -1;
 
-	if (len <= WIRE_MAX_OCC) {
-		uint8_t inner[10];
-		size_t ni = put_varint(inner, len), n = 0;
-		struct occ_wire_batch b;
-		const uint8_t *wire;
-		size_t wire_len;
-
-		p->frame[n++] = 4 << 3 | 2;
-		n += put_varint(p->frame + n, 1 + ni + len);
-		p->frame[n++] = 3 << 3 | 2;
-		memcpy(p->frame + n, inner, ni);
-		n += ni;
-		memcpy(p->frame + n, data, len);
-		n += len;
-		if (occ_wire_batch_scan(p->frame, n, &b) == 0 && b.n == 1 &&
-		    occ_wire_batch_decode(&b, SIZE_MAX, &p->occ, &wire, &wire_len) == 0)
-			return 0;
-	}
+	if (occ_wire_decode_occurrence(data, len, &p->occ) == 0)
+		return 0;
 	/* no free_unpacked: the arena reset below releases the message, which owns nothing */
 	msg = tapio__v1__occurrence__unpack(&p->alloc, len, data);
 	if (msg && occ_from_proto(msg, &p->occ, err, sizeof(err)) == 0)
@@ -446,7 +414,7 @@ static void get_occurrences(struct controller *c, const struct api_request *rq,
 		api_error(rs, 500, "INTERNAL", "out of memory");
 		return;
 	}
-	memset(p, 0, offsetof(struct page, occ)); /* occ and frame are scratch */
+	memset(p, 0, offsetof(struct page, occ)); /* occ is scratch */
 	codec_arena_init(&p->arena);
 	p->alloc = (ProtobufCAllocator){
 	    .alloc = arena_alloc, .free = arena_free, .allocator_data = &p->arena};

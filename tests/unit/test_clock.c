@@ -157,3 +157,53 @@ Test(clock, now_functions, .timeout = 5)
 	cr_assert_leq(a, b);
 	cr_assert_gt(w, 1700000000ull * NS); /* after 2023 */
 }
+
+/* The format as snprintf + gmtime_r would write it (the reference for the cached one). */
+static void ref_format(uint64_t ns, char out[64])
+{
+	struct tm tm;
+	time_t t = (time_t)(ns / NS);
+
+	gmtime_r(&t, &tm);
+	snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%09lluZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned long long)(ns % NS));
+}
+
+Test(clock, format_cached_date_matches_reference, .timeout = 20)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull, ns = 1795613992123456789ull;
+
+	/* runs within a day (the cached date), across midnights, and jumps between days */
+	for (int i = 0; i < 400000; i++) {
+		char want[64], got[40];
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		switch (x % 4) {
+		case 0:
+			ns = x % (253402300799ull * NS); /* anywhere up to 9999-12-31 */
+			break;
+		case 1:
+			ns += x % NS;
+			break;
+		case 2:
+			ns = (ns / (86400 * NS) + 1) * 86400 * NS - 1 + x % 3; /* around midnight */
+			break;
+		default:
+			ns -= x % (3600 * NS) < ns ? x % (3600 * NS) : 0;
+			break;
+		}
+		ref_format(ns, want);
+		cr_assert_eq(clock_format_rfc3339(ns, got, sizeof(got)), 30);
+		cr_assert_str_eq(got, want, "%llu", (unsigned long long)ns);
+	}
+	/* the largest input is in range (year 2554) */
+	{
+		char want[64], got[40];
+
+		ref_format(UINT64_MAX, want);
+		cr_assert_eq(clock_format_rfc3339(UINT64_MAX, got, sizeof(got)), 30);
+		cr_assert_str_eq(got, want);
+	}
+}

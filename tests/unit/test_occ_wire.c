@@ -659,3 +659,76 @@ Test(occ_wire, decoder_peek_and_consume, .timeout = 10)
 	w_free(&f);
 	w_free(&stream);
 }
+
+/*
+ * occ_wire_decode_occurrence (one stored occurrence, as the query API reads it): whatever the
+ * batch decoder takes as the one occurrence of a frame, it takes with the same struct, and what
+ * the batch decoder declines it declines.
+ */
+static void same_as_batch(const uint8_t *p, size_t len, const char *what)
+{
+	struct wbuf body = {0}, f = {0};
+	struct occ_wire_batch b;
+	struct tapio_occurrence one, batch;
+	const uint8_t *wire;
+	size_t wire_len;
+	int r1, rb;
+
+	w_field_bytes(&body, 3, p, len);
+	w_frame(&f, &body);
+	rb = occ_wire_batch_scan(f.b, f.n, &b) == 0 && b.n == 1 &&
+		     occ_wire_batch_decode(&b, SIZE_MAX, &batch, &wire, &wire_len) == 0
+		 ? 0
+		 : -1;
+	r1 = occ_wire_decode_occurrence(p, len, &one);
+	cr_assert_eq(r1, rb, "%s: single %d, batch %d", what, r1, rb);
+	if (r1 == 0)
+		cr_assert(memcmp(&one, &batch, sizeof(one)) == 0, "%s: structs differ", what);
+	w_free(&body);
+	w_free(&f);
+}
+
+Test(occ_wire, single_occurrence_decodes_as_in_a_batch, .timeout = 60)
+{
+	struct occgen g;
+	struct wbuf one = {0};
+	struct tapio_occurrence occ;
+	uint64_t x = 7;
+	size_t taken = 0;
+
+	occgen_seed(&g, 7);
+	for (uint32_t i = 0; i < 20000; i++) {
+		char what[64];
+
+		occgen_fill(&g, &occ, i, "prod-eu");
+		one.n = 0;
+		w_occurrence(&one, &occ);
+		snprintf(what, sizeof(what), "occurrence %u", i);
+		same_as_batch(one.b, one.n, what);
+		{
+			struct tapio_occurrence back;
+
+			cr_assert_eq(occ_wire_decode_occurrence(one.b, one.n, &back), 0, "%s",
+				     what);
+			taken++;
+		}
+		/* and mutated: flipped bytes, truncations */
+		for (int m = 0; m < 4; m++) {
+			uint8_t copy[4096];
+			size_t n = one.n;
+
+			memcpy(copy, one.b, n);
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			if (m == 0)
+				n = (size_t)(x % (n + 1));
+			else
+				copy[x % n] ^= (uint8_t)(1u << (x >> 32) % 8);
+			snprintf(what, sizeof(what), "occurrence %u, mutation %d", i, m);
+			same_as_batch(copy, n, what);
+		}
+	}
+	w_free(&one);
+	cr_log_info("%zu occurrences taken one at a time", taken);
+}
