@@ -34,6 +34,27 @@ static struct store *open_store(const struct store_options *o)
 	return s;
 }
 
+/* Interns nodes n0..n4 into nodes[]. */
+static void intern_five(struct store *s, uint32_t nodes[5])
+{
+	for (int i = 0; i < 5; i++) {
+		char nm[8];
+		snprintf(nm, sizeof(nm), "n%d", i);
+		store_node_intern(s, nm, &nodes[i]);
+	}
+}
+
+/* Small segments (20,000 B, a sparse entry every 16 records) and nodes n0..n4 interned. */
+static struct store *open_five_nodes(struct store_options *o, uint32_t nodes[5])
+{
+	t_options(o, dir);
+	o->segment_max_bytes = 20000;
+	o->sparse_every = 16;
+	struct store *s = open_store(o);
+	intern_five(s, nodes);
+	return s;
+}
+
 static void seg_path(char *buf, size_t len, uint64_t id, const char *ext)
 {
 	char name[64];
@@ -608,15 +629,7 @@ Test(store, node_postings_scan_equals_brute_force, .timeout = 120)
 	struct t_list model = {0};
 	uint32_t nodes[5];
 	uint64_t t0 = T_BASE_NS - 7200 * T_SEC;
-	t_options(&o, dir);
-	o.segment_max_bytes = 20000;
-	o.sparse_every = 16;
-	struct store *s = open_store(&o);
-	for (int i = 0; i < 5; i++) {
-		char nm[8];
-		snprintf(nm, sizeof(nm), "n%d", i);
-		store_node_intern(s, nm, &nodes[i]);
-	}
+	struct store *s = open_five_nodes(&o, nodes);
 	build_nodes_store(s, &model, nodes, 5, 200, t0);
 	struct store_stats st;
 	store_stats(s, &st);
@@ -739,15 +752,7 @@ Test(store, scan_work_bound_resumes_without_gaps, .timeout = 120)
 	struct t_list model = {0};
 	uint32_t nodes[5];
 	uint64_t t0 = T_BASE_NS - 7200 * T_SEC;
-	t_options(&o, dir);
-	o.segment_max_bytes = 20000;
-	o.sparse_every = 16;
-	struct store *s = open_store(&o);
-	for (int i = 0; i < 5; i++) {
-		char nm[8];
-		snprintf(nm, sizeof(nm), "n%d", i);
-		store_node_intern(s, nm, &nodes[i]);
-	}
+	struct store *s = open_five_nodes(&o, nodes);
 	build_nodes_store(s, &model, nodes, 5, 200, t0);
 	for (int d = 0; d < 2; d++) {
 		struct store_query q;
@@ -1356,15 +1361,7 @@ Test(store, mapped_reads_span_sealed_and_active_segments, .timeout = 120)
 	struct t_list model = {0};
 	uint32_t nodes[5];
 	uint64_t t0 = T_BASE_NS - 7200 * T_SEC;
-	t_options(&o, dir);
-	o.segment_max_bytes = 20000;
-	o.sparse_every = 16;
-	struct store *s = open_store(&o);
-	for (int i = 0; i < 5; i++) {
-		char nm[8];
-		snprintf(nm, sizeof(nm), "n%d", i);
-		store_node_intern(s, nm, &nodes[i]);
-	}
+	struct store *s = open_five_nodes(&o, nodes);
 	build_nodes_store(s, &model, nodes, 5, 120, t0);
 	/* a small commit that leaves records in the active segment */
 	cr_assert_eq(t_append(s, &model, 5, 5, 121, 2, nodes, 5, t0 + 4000 * T_SEC), 0);
@@ -1642,11 +1639,7 @@ Test(store, work_bound_with_fine_index_resumes_without_gaps, .timeout = 120)
 	o.segment_max_bytes = 60000;
 	o.sparse_every = 256; /* sub-blocks of 64 */
 	struct store *s = open_store(&o);
-	for (int i = 0; i < 5; i++) {
-		char nm[8];
-		snprintf(nm, sizeof(nm), "n%d", i);
-		store_node_intern(s, nm, &nodes[i]);
-	}
+	intern_five(s, nodes);
 	build_nodes_store(s, &model, nodes, 5, 400, t0);
 	for (int d = 0; d < 2; d++) {
 		struct store_query q;
