@@ -167,15 +167,16 @@ static void valid_digit_init(void)
 int ulid_validate(const char *s)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	unsigned ok = 1;
 
 	if (!s)
 		return -EINVAL;
 	pthread_once(&once, valid_digit_init);
-	/* no early exit: ingest validates every id and nearly all are valid */
+	/* stops at the first non-digit: a shorter string ends there (its NUL is not a digit),
+	 * nothing past it is read */
 	for (int i = 0; i < 26; i++)
-		ok &= valid_digit[(unsigned char)s[i]];
-	if (!ok || s[26] != '\0' || decode_char(s[0]) > 7)
+		if (!valid_digit[(unsigned char)s[i]])
+			return -EINVAL;
+	if (s[26] != '\0' || decode_char(s[0]) > 7)
 		return -EINVAL;
 	return 0;
 }

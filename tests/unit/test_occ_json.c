@@ -1292,6 +1292,7 @@ Test(occ_json, every_observer_at_its_worst_fits, .timeout = 10)
 			break;
 		case TAPIO_OBS_CONTAINER:
 			occ.data.container.exit_code = occ.data.container.signal = INT32_MIN;
+			occ.data.container.core_dumped = true; /* a bool holds 0 or 1, not 0xff */
 			break;
 		default:
 			occ.data.node.cpu = INT32_MIN;

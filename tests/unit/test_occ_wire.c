@@ -33,7 +33,8 @@ static void w_raw(struct wbuf *w, const void *p, size_t len)
 		w->b = realloc(w->b, w->cap);
 		cr_assert_not_null(w->b);
 	}
-	memcpy(w->b + w->n, p, len);
+	if (len)
+		memcpy(w->b + w->n, p, len);
 	w->n += len;
 }
 
