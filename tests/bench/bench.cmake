@@ -17,3 +17,6 @@ endif()
 add_executable(tapio-querybench bench/querybench.c)
 target_link_libraries(tapio-querybench PRIVATE tapio_controller_lib)
 set_target_properties(tapio-querybench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+# Page-cache write cost by pwrite size (why controller/store.c writes 64 KiB pieces).
+add_executable(tapio-pwritebench bench/pwritebench.c)
+set_target_properties(tapio-pwritebench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
