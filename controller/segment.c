@@ -207,6 +207,11 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 static size_t node_pos(const struct seg_index *idx, uint32_t node_id, bool *found)
 {
 	size_t lo = 0, hi = idx->n_nodes;
+	/* records come in runs of one node (a batch): try the entry the last record used */
+	if (idx->hint_node < hi && idx->nodes[idx->hint_node].node_id == node_id) {
+		*found = true;
+		return idx->hint_node;
+	}
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		if (idx->nodes[mid].node_id < node_id)
@@ -231,6 +236,11 @@ static size_t session_pos(const struct seg_index *idx, uint64_t agent, uint64_t 
 			  bool *found)
 {
 	size_t lo = 0, hi = idx->n_sessions;
+	if (idx->hint_session < hi &&
+	    session_cmp(&idx->sessions[idx->hint_session], agent, session) == 0) {
+		*found = true;
+		return idx->hint_session;
+	}
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		if (session_cmp(&idx->sessions[mid], agent, session) < 0)
@@ -294,7 +304,8 @@ int seg_index_add(struct seg_index *idx, const struct store_record_meta *m, uint
 		    .agent_key = m->agent_key, .session_id = m->session_id, .max_sequence = 0};
 		idx->n_sessions++;
 	}
-	if (idx->records % idx->sparse_every == 0) {
+	/* a block starts every sparse_every records: n_sparse blocks cover the records so far */
+	if (idx->n_sparse == 0 || idx->records == (uint64_t)idx->n_sparse * idx->sparse_every) {
 		if (grow((void **)&idx->sparse, &idx->cap_sparse, idx->n_sparse + 1,
 			 sizeof(*idx->sparse)))
 			return -ENOMEM;
@@ -308,6 +319,8 @@ int seg_index_add(struct seg_index *idx, const struct store_record_meta *m, uint
 		nd->post_ts[nd->count] = seg_post_pack(m->type, m->severity);
 	}
 	idx->nodes[pos].count++;
+	idx->hint_node = pos;
+	idx->hint_session = spos;
 	if (m->sequence > idx->sessions[spos].max_sequence)
 		idx->sessions[spos].max_sequence = m->sequence;
 	struct seg_sparse *blk = &idx->sparse[idx->n_sparse - 1];

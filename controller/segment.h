@@ -138,6 +138,8 @@ struct seg_index {
 	size_t n_sessions, cap_sessions;
 	struct seg_sparse *sparse;
 	size_t n_sparse, cap_sparse;
+	/* nodes[] and sessions[] entries of the last record added (a lookup hint, checked) */
+	size_t hint_node, hint_session;
 };
 
 void seg_index_init(struct seg_index *idx, uint64_t segment_id, uint64_t created_ns,

@@ -543,6 +543,36 @@ static int segment_create(struct store *s, uint64_t id, uint64_t created_ns)
 	return fd;
 }
 
+/*
+ * Reserves the active segment's blocks up to segment_max_bytes (at most PREALLOC_MAX) without
+ * changing its size, so appends do not allocate block by block: the kernel's page-cache write
+ * path is the commit thread's largest cost. Best effort (a file system without fallocate, a
+ * full disk: appends allocate as they go). The reserve past the last record is released when
+ * the segment is sealed or the store closed (segment_trim); the file's size, which recovery
+ * and readers go by, is never changed by it.
+ */
+#define PREALLOC_MAX (256ull << 20)
+
+static void segment_prealloc(struct store *s, int fd, uint64_t from)
+{
+	uint64_t want =
+	    s->opt.segment_max_bytes < PREALLOC_MAX ? s->opt.segment_max_bytes : PREALLOC_MAX;
+
+	if (want > from && fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(want - from)))
+		log_debug(TAG, "preallocate segment: %s (appends allocate as they go)",
+			  strerror(errno));
+}
+
+/* Releases the preallocated blocks past the active segment's last record. */
+static void segment_trim(struct store *s)
+{
+	struct store_segment *act = active_seg(s);
+
+	if (act && s->active_fd >= 0 && !s->failed && ftruncate(s->active_fd, (off_t)act->size))
+		log_warn(TAG, "release preallocated space of segment %" PRIu64 ": %s", act->id,
+			 strerror(errno));
+}
+
 /* Starts a new active segment after the current last one (caller holds no lock). */
 static int segment_start_next(struct store *s)
 {
@@ -556,6 +586,7 @@ static int segment_start_next(struct store *s)
 		free(seg);
 		return fd;
 	}
+	segment_prealloc(s, fd, SEG_HEADER_SIZE);
 	seg->id = id;
 	seg->size = SEG_HEADER_SIZE;
 	seg_index_init(&seg->idx, id, created, s->opt.sparse_every);
@@ -588,6 +619,7 @@ static int segment_seal_active(struct store *s)
 		log_error(TAG, "fdatasync segment %" PRIu64 ": %s", seg->id, strerror(-err));
 		return err;
 	}
+	segment_trim(s);
 	seg->idx.file_size = seg->size;
 	int err = seg_index_encode(&seg->idx, &img, &len);
 	if (err)
@@ -688,9 +720,24 @@ static int housekeeping(struct store *s)
  */
 #define WRITE_CHUNK (64u << 10)
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
+/*
+ * With an fsync policy, writeback of a group starts every WRITEBACK_EVERY bytes while the
+ * rest is still being written (sync_file_range, as RocksDB's bytes_per_sync), so the
+ * fdatasync at the end waits for the last piece only, not for the whole group.
+ */
+#define WRITEBACK_EVERY (1u << 20)
+
+static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, bool writeback)
 {
+	uint64_t unstarted = off; /* written, writeback not started yet */
+
 	while (len > 0) {
+		if (writeback && off - unstarted >= WRITEBACK_EVERY) {
+			/* best effort: fdatasync still writes whatever this did not */
+			(void)sync_file_range(fd, (off_t)unstarted, (off_t)(off - unstarted),
+					      SYNC_FILE_RANGE_WRITE);
+			unstarted = off;
+		}
 		ssize_t n = pwrite(fd, p, len < WRITE_CHUNK ? len : WRITE_CHUNK, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -726,7 +773,8 @@ static int commit_io(struct store *s)
 			seg_record_set_crc(rec);
 			pos += SEG_REC_PREFIX + seg_get_u32(rec);
 		}
-		err = pwrite_all(s->active_fd, s->inflight.p, s->inflight.len, act->size);
+		err = pwrite_all(s->active_fd, s->inflight.p, s->inflight.len, act->size,
+				 s->opt.fsync != STORE_FSYNC_NEVER);
 		if (err) {
 			log_error(TAG, "write segment %" PRIu64 ": %s", act->id, strerror(-err));
 			if (ftruncate(s->active_fd, (off_t)act->size) != 0)
@@ -752,17 +800,22 @@ static int commit_io(struct store *s)
 		pthread_mutex_lock(&s->lock);
 		if (sync)
 			s->st.fsyncs++;
-		uint64_t off = act->size;
+		uint64_t off = act->size, fine_every = fine_every_of(act->idx.sparse_every);
+		/* the next record that gets a fine entry, and that entry's number */
+		uint64_t fine_k = (act->idx.records + fine_every - 1) / fine_every;
+		uint64_t fine_at = fine_k * fine_every;
 		for (size_t pos = 0; pos < s->inflight.len;) {
 			const uint8_t *rec = s->inflight.p + pos;
 			uint32_t rlen = seg_get_u32(rec);
 			struct store_record_meta m;
 			seg_meta_decode(rec + SEG_REC_PREFIX, &m, NULL);
 			uint64_t nth = act->idx.records;
-			if (seg_index_add(&act->idx, &m, off, SEG_REC_PREFIX + rlen))
+			if (seg_index_add(&act->idx, &m, off, SEG_REC_PREFIX + rlen)) {
 				err = -ENOMEM;
-			else if (nth % fine_every_of(act->idx.sparse_every) == 0)
-				fine_note(act, nth / fine_every_of(act->idx.sparse_every), off);
+			} else if (nth == fine_at) {
+				fine_note(act, fine_k++, off);
+				fine_at += fine_every;
+			}
 			act->last_off = off;
 			off += SEG_REC_PREFIX + rlen;
 			pos += SEG_REC_PREFIX + rlen;
@@ -1295,6 +1348,8 @@ int store_open(const struct store_options *o, struct store **out)
 		err = segment_start_next(s);
 		if (err)
 			goto fail;
+	} else {
+		segment_prealloc(s, s->active_fd, active_seg(s)->size);
 	}
 	err = housekeeping(s);
 	if (err)
@@ -1328,6 +1383,7 @@ int store_close(struct store *s)
 		log_error(TAG, "store_close while an async commit is in flight");
 		return -EBUSY;
 	}
+	segment_trim(s);
 	for (size_t i = 0; i < s->n_segs; i++)
 		seg_free(s->segs[i]);
 	free(s->segs);

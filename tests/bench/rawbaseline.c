@@ -1,9 +1,20 @@
 /*
  * The practical ingest limit of this machine, as a baseline for bench-controller.sh: N
- * loopback TCP connections carry `bytes` in total; one receiver thread (like the
- * controller's single loop) reads them with epoll and appends everything to one file,
- * fdatasync()ing every `fsync_ms` (the controller's measured commit cadence; 0 = after every
- * read burst). Prints "bytes=B seconds=S bytes_per_s=R fsyncs=F".
+ * loopback TCP connections carry `bytes` in total; one receiver thread (like the controller's
+ * single loop) reads them with epoll into a group buffer, and one writer thread (like the
+ * controller's commit thread) appends each group to one file and fdatasync()s it.
+ *
+ * The receiver hands a group over when the writer is idle and at least `fsync_ms` passed
+ * since the last hand-over (the controller's measured commit cadence; 0 = at once), and stops
+ * reading while a full group (HIGH_WATER, the controller's default high-water mark) waits for
+ * the writer. So reading overlaps the write and fdatasync of the previous group, as in the
+ * controller: a receiver that waited for every fdatasync itself would measure the disk's sync
+ * latency, not the machine's limit. The writer uses the store's I/O practices (64 KiB writes,
+ * blocks reserved up front with fallocate, writeback started every MiB with
+ * sync_file_range), so the ratio to this measures what the controller does beyond moving
+ * bytes, not how it writes them.
+ *
+ * Prints "bytes=B seconds=S bytes_per_s=R fsyncs=F".
  * usage: tapio-rawbaseline FILE BYTES CONNS FSYNC_MS
  */
 #include <arpa/inet.h>
@@ -11,6 +22,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +32,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SENDERS 4
-#define CHUNK	65536
+#define SENDERS		4
+#define CHUNK		65536
+#define READ_MAX	(1u << 20)
+#define HIGH_WATER	(32u << 20)
+#define WRITEBACK_EVERY (1u << 20)
 
 struct sender {
 	pthread_t thread;
@@ -29,6 +44,22 @@ struct sender {
 	int n;
 	uint64_t bytes;
 };
+
+struct group {
+	uint8_t *p;
+	size_t len;
+};
+
+/* The writer's state, guarded by mu. */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct group work; /* handed over, being written (len 0: idle) */
+	bool busy, done;
+	int fd;
+	uint64_t file_off; /* bytes appended so far */
+	uint64_t fsyncs;
+} wr = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static double now_s(void)
 {
@@ -62,6 +93,74 @@ static void *send_main(void *arg)
 	return NULL;
 }
 
+/* Appends each handed-over group and fdatasync()s it, like the controller's commit. */
+static void *write_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&wr.mu);
+	for (;;) {
+		while (!wr.busy && !wr.done)
+			pthread_cond_wait(&wr.cv, &wr.mu);
+		if (!wr.busy)
+			break;
+		struct group g = wr.work;
+		pthread_mutex_unlock(&wr.mu);
+		for (size_t off = 0, unstarted = 0; off < g.len;) {
+			size_t n = g.len - off < CHUNK ? g.len - off : CHUNK;
+			ssize_t w;
+
+			if (off - unstarted >=
+			    WRITEBACK_EVERY) { /* early writeback, as the store */
+				sync_file_range(wr.fd, (off_t)(wr.file_off + unstarted),
+						(off_t)(off - unstarted), SYNC_FILE_RANGE_WRITE);
+				unstarted = off;
+			}
+			w = write(wr.fd, g.p + off, n);
+			if (w < 0) {
+				perror("rawbaseline: append");
+				exit(1);
+			}
+			off += (size_t)w;
+		}
+		wr.file_off += g.len;
+		if (fdatasync(wr.fd) != 0) {
+			perror("rawbaseline: fdatasync");
+			exit(1);
+		}
+		pthread_mutex_lock(&wr.mu);
+		wr.fsyncs++;
+		wr.busy = false;
+		pthread_cond_broadcast(&wr.cv);
+	}
+	pthread_mutex_unlock(&wr.mu);
+	return NULL;
+}
+
+/*
+ * Hands *fill to the writer when it is idle and the cadence allows (or `wait`: blocks until
+ * it is idle), taking the writer's finished buffer in exchange. Returns true when handed.
+ */
+static bool hand_over(struct group *fill, struct group *spare, bool wait, double *last,
+		      long fsync_ms)
+{
+	bool handed = false;
+
+	pthread_mutex_lock(&wr.mu);
+	while (wait && wr.busy)
+		pthread_cond_wait(&wr.cv, &wr.mu);
+	if (!wr.busy && fill->len && (wait || (now_s() - *last) * 1000 >= (double)fsync_ms)) {
+		wr.work = *fill;
+		*fill = (struct group){spare->p, 0};
+		*spare = wr.work; /* written when next handed back: the two buffers alternate */
+		wr.busy = true;
+		*last = now_s();
+		handed = true;
+		pthread_cond_broadcast(&wr.cv);
+	}
+	pthread_mutex_unlock(&wr.mu);
+	return handed;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 5) {
@@ -78,12 +177,16 @@ int main(int argc, char **argv)
 	int *cfd = calloc((size_t)conns, sizeof(int));
 	int ep = epoll_create1(0);
 	struct sender snd[SENDERS];
-	static char buf[1 << 20];
-	uint64_t got = 0, fsyncs = 0;
+	/* a group may pass HIGH_WATER by one read, as the controller's by the frames read */
+	struct group fill = {malloc(HIGH_WATER + READ_MAX), 0};
+	struct group spare = {malloc(HIGH_WATER + READ_MAX), 0};
+	pthread_t writer;
+	uint64_t got = 0;
 	int open_conns = conns;
 
-	if (out < 0 || ls < 0 || conns <= 0 || !cfd || bind(ls, (void *)&sa, sizeof(sa)) ||
-	    listen(ls, conns) || getsockname(ls, (void *)&sa, &sl)) {
+	if (out < 0 || ls < 0 || conns <= 0 || !cfd || !fill.p || !spare.p ||
+	    bind(ls, (void *)&sa, sizeof(sa)) || listen(ls, conns) ||
+	    getsockname(ls, (void *)&sa, &sl)) {
 		perror("rawbaseline: setup");
 		return 1;
 	}
@@ -99,7 +202,12 @@ int main(int argc, char **argv)
 		ev.data.fd = accept(ls, NULL, NULL);
 		epoll_ctl(ep, EPOLL_CTL_ADD, ev.data.fd, &ev);
 	}
-	double t0 = now_s(), last_sync = t0;
+	wr.fd = out;
+	/* the store's I/O practices (controller/store.c): the file's blocks reserved up front */
+	if (fallocate(out, FALLOC_FL_KEEP_SIZE, 0, (off_t)total))
+		perror("rawbaseline: fallocate (appends allocate as they go)");
+	pthread_create(&writer, NULL, write_main, NULL);
+	double t0 = now_s(), last = t0;
 
 	for (int i = 0; i < SENDERS; i++) {
 		snd[i].fds = cfd + i * conns / SENDERS;
@@ -109,16 +217,16 @@ int main(int argc, char **argv)
 	}
 	while (open_conns > 0) {
 		struct epoll_event evs[64];
-		int n = epoll_wait(ep, evs, 64, 100);
+		int n = epoll_wait(ep, evs, 64, fsync_ms > 0 ? (int)fsync_ms : 1);
 
 		for (int i = 0; i < n; i++) {
-			ssize_t r = read(evs[i].data.fd, buf, sizeof(buf));
+			/* a full group waits for the writer: reading stops (backpressure) */
+			if (fill.len >= HIGH_WATER)
+				hand_over(&fill, &spare, true, &last, fsync_ms);
+			ssize_t r = read(evs[i].data.fd, fill.p + fill.len, READ_MAX);
 
 			if (r > 0) {
-				if (write(out, buf, (size_t)r) != r) {
-					perror("rawbaseline: append");
-					return 1;
-				}
+				fill.len += (size_t)r;
 				got += (uint64_t)r;
 			} else if (r == 0) {
 				epoll_ctl(ep, EPOLL_CTL_DEL, evs[i].data.fd, NULL);
@@ -126,20 +234,24 @@ int main(int argc, char **argv)
 				open_conns--;
 			}
 		}
-		if (fsync_ms == 0 || (now_s() - last_sync) * 1000 >= (double)fsync_ms) {
-			fdatasync(out);
-			fsyncs++;
-			last_sync = now_s();
-		}
+		hand_over(&fill, &spare, false, &last, fsync_ms);
 	}
-	fdatasync(out);
-	fsyncs++;
+	hand_over(&fill, &spare, true, &last, fsync_ms); /* the last group, then wait for it */
+	pthread_mutex_lock(&wr.mu);
+	while (wr.busy)
+		pthread_cond_wait(&wr.cv, &wr.mu);
+	wr.done = true;
+	pthread_cond_broadcast(&wr.cv);
+	pthread_mutex_unlock(&wr.mu);
+	pthread_join(writer, NULL);
 	double secs = now_s() - t0;
 
 	for (int i = 0; i < SENDERS; i++)
 		pthread_join(snd[i].thread, NULL);
 	printf("bytes=%llu seconds=%.3f bytes_per_s=%.0f fsyncs=%llu\n", (unsigned long long)got,
-	       secs, (double)got / secs, (unsigned long long)fsyncs);
+	       secs, (double)got / secs, (unsigned long long)wr.fsyncs);
+	free(fill.p);
+	free(spare.p);
 	unlink(argv[1]);
 	return 0;
 }

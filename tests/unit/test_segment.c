@@ -166,6 +166,85 @@ Test(segment, index_counts_and_image_round_trip)
 	seg_index_fini(&idx);
 }
 
+/*
+ * Records arrive in runs of one node and session (a batch), and new nodes and sessions appear
+ * in the middle, shifting the sorted tables under the lookup hints: every count, posting list,
+ * session watermark and sparse block must still equal a recount of what was added.
+ */
+Test(segment, index_runs_and_insertions_match_a_recount)
+{
+	enum { N = 20000, NODES = 40, SESSIONS = 30 };
+	static struct store_record_meta recs[N];
+	uint64_t state = 0x9e3779b97f4a7c15ull, seq_max[SESSIONS] = {0};
+	struct seg_index idx;
+	size_t i = 0;
+
+	seg_index_init(&idx, 1, 1, 7);
+	while (i < N) {
+		state = state * 6364136223846793005ull + 1442695040888963407ull;
+		/* descending ids first, so each new one is inserted before the hinted entry */
+		uint32_t node = (uint32_t)(NODES - 1 - (state >> 33) % (1 + i * NODES / N)) * 5;
+		uint64_t sess = (state >> 20) % (1 + i * SESSIONS / N);
+		size_t run = 1 + (state >> 45) % 300;
+
+		for (size_t k = 0; k < run && i < N; k++, i++) {
+			recs[i] = (struct store_record_meta){
+			    .timestamp_ns = 1000 + (i * 7919) % 100000,
+			    .type = (uint8_t)(i % TAPIO_OCC__COUNT),
+			    .severity = (uint8_t)((i / 3) % TAPIO_SEV__COUNT),
+			    .node_id = node,
+			    .agent_key = SESSIONS - sess,
+			    .session_id = sess * 7,
+			    .sequence = i / 10};
+			cr_assert_eq(seg_index_add(&idx, &recs[i], SEG_HEADER_SIZE + 64 * i, 64),
+				     0);
+		}
+	}
+	cr_assert_eq(idx.records, N);
+	cr_assert_eq(idx.n_sparse, (N + 6) / 7);
+	for (size_t b = 0; b < idx.n_sparse; b++)
+		cr_assert_eq(idx.sparse[b].offset, SEG_HEADER_SIZE + 64 * 7 * b);
+	size_t nodes_seen = 0;
+	for (uint32_t nd = 0; nd < NODES * 5; nd++) {
+		const struct seg_node_count *c = seg_index_node(&idx, nd);
+		uint64_t k = 0;
+
+		for (size_t r = 0; r < N; r++) {
+			if (recs[r].node_id != nd)
+				continue;
+			cr_assert_not_null(c, "node %u", nd);
+			cr_assert_lt(k, c->count);
+			cr_assert_eq(c->post_off[k], SEG_HEADER_SIZE + 64 * r, "node %u #%llu", nd,
+				     (unsigned long long)k);
+			cr_assert_eq(c->post_ts[k], seg_post_pack(recs[r].type, recs[r].severity));
+			k++;
+		}
+		if (k) {
+			cr_assert_eq(c->count, k);
+			nodes_seen++;
+		}
+	}
+	cr_assert_eq(idx.n_nodes, nodes_seen);
+	for (size_t r = 0; r < N; r++) {
+		uint64_t sess = recs[r].session_id / 7;
+		if (recs[r].sequence > seq_max[sess])
+			seq_max[sess] = recs[r].sequence;
+	}
+	for (size_t j = 0; j < idx.n_sessions; j++) {
+		const struct seg_session *ss = &idx.sessions[j];
+		cr_assert_eq(ss->agent_key, SESSIONS - ss->session_id / 7);
+		cr_assert_eq(ss->max_sequence, seq_max[ss->session_id / 7]);
+		if (j)
+			cr_assert(ss->agent_key > ss[-1].agent_key ||
+				      (ss->agent_key == ss[-1].agent_key &&
+				       ss->session_id > ss[-1].session_id),
+				  "sessions sorted");
+	}
+	cr_assert_gt(idx.n_sessions, SESSIONS / 2);
+	cr_assert_gt(idx.n_nodes, NODES / 2);
+	seg_index_fini(&idx);
+}
+
 /* Re-seals an index image after an edit, so only the structural checks can refuse it. */
 static void reseal(uint8_t *img, size_t len)
 {

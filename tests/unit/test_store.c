@@ -194,6 +194,62 @@ Test(store, rotation_by_size_seals_with_index)
 	t_list_free(&got2);
 }
 
+static uint64_t allocated(const char *path)
+{
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "stat %s", path);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/*
+ * The active segment's blocks are reserved up to segment_max_bytes without changing its size
+ * (what recovery and readers go by); the reserve past the last record is released when the
+ * segment is sealed and when the store closes, and taken again when it reopens.
+ */
+Test(store, active_segment_preallocated_and_released)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	char p1[4200], p2[4200];
+	t_options(&o, dir);
+	o.segment_max_bytes = 4u << 20;
+	struct store *s = open_store(&o);
+	cr_assert_eq(store_node_intern(s, "n", &node), 0);
+	seg_path(p1, sizeof(p1), 1, "tseg");
+	cr_assert_eq(t_append(s, &model, 1, 1, 1, 4, &node, 1, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	off_t size = file_size(p1);
+	cr_assert_lt(size, 8192);
+	cr_assert_geq(allocated(p1), 4u << 20, "the segment's blocks are reserved");
+	cr_assert_eq(store_close(s), 0);
+	cr_assert_eq(file_size(p1), size, "closing keeps every record");
+	cr_assert_lt(allocated(p1), (uint64_t)size + 65536, "closing releases the reserve");
+
+	s = open_store(&o);
+	cr_assert_geq(allocated(p1), 4u << 20, "reopened: the active segment is reserved again");
+	struct t_list got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	/* fill it past the limit: sealed at the next commit, its reserve released */
+	struct store_stats st = {0};
+	for (uint64_t seq = 2; st.rotations == 0 && seq < 100000; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 64, &node, 1, T_BASE_NS + seq), 0);
+		cr_assert_eq(store_commit(s), 0);
+		store_stats(s, &st);
+	}
+	cr_assert_eq(st.rotations, 1);
+	cr_assert_geq(file_size(p1), 4 << 20);
+	cr_assert_lt(allocated(p1), (uint64_t)file_size(p1) + 65536, "sealed: reserve released");
+	seg_path(p2, sizeof(p2), 2, "tseg");
+	cr_assert_geq(allocated(p2), 4u << 20, "the next segment is reserved");
+	struct t_list got2 = t_scan_all(s);
+	t_assert_same(&model, &got2);
+	store_close(s);
+	t_list_free(&model);
+	t_list_free(&got);
+	t_list_free(&got2);
+}
+
 Test(store, rotation_by_age)
 {
 	struct store_options o;
