@@ -137,7 +137,8 @@ void occurrence_init(struct tapio_occurrence *occ, enum tapio_occ_type type, uin
 
 static bool terminated(const char *s, size_t len)
 {
-	return memchr(s, '\0', len) != NULL;
+	/* a string shorter than its (zeroed) array ends in a NUL: no search needed then */
+	return s[len - 1] == '\0' || memchr(s, '\0', len) != NULL;
 }
 
 /* The data strings of the member the type selects must be NUL-terminated in their arrays. */

@@ -23,6 +23,14 @@ struct agg_bucket {
 struct aggregate {
 	struct agg_bucket *ring; /* AGG_BUCKETS slots, slot = minute % AGG_BUCKETS */
 	uint64_t dropped;
+	/*
+	 * The bucket and node entry of the last record added: records come in runs of one
+	 * minute and node (a batch), so most adds skip the division and the node search.
+	 * Checked before use (the slot may have moved on to a later minute since).
+	 */
+	struct agg_bucket *hint;
+	uint64_t hint_minute, hint_start_ns;
+	uint32_t hint_node;
 };
 
 struct aggregate *aggregate_new(void)
@@ -69,9 +77,14 @@ uint64_t aggregate_dropped(const struct aggregate *a)
 	return a->dropped;
 }
 
-static int bucket_add_node(struct agg_bucket *b, uint32_t node_id)
+static int bucket_add_node(struct agg_bucket *b, uint32_t node_id, uint32_t *pos)
 {
 	uint32_t lo = 0, hi = b->n_nodes;
+
+	if (*pos < hi && b->nodes[*pos].node_id == node_id) {
+		b->nodes[*pos].count++;
+		return 0;
+	}
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 		if (b->nodes[mid].node_id < node_id)
@@ -79,6 +92,7 @@ static int bucket_add_node(struct agg_bucket *b, uint32_t node_id)
 		else
 			hi = mid;
 	}
+	*pos = lo;
 	if (lo < b->n_nodes && b->nodes[lo].node_id == node_id) {
 		b->nodes[lo].count++;
 		return 0;
@@ -101,18 +115,25 @@ int aggregate_add(struct aggregate *a, const struct store_record_meta *m)
 {
 	if (m->type >= TAPIO_OCC__COUNT || m->severity >= TAPIO_SEV__COUNT)
 		return -EINVAL;
-	uint64_t minute = m->timestamp_ns / AGG_BUCKET_NS;
-	struct agg_bucket *b = &a->ring[minute % AGG_BUCKETS];
-	if (b->used && b->minute > minute) {
-		a->dropped++;
-		return 0;
+	struct agg_bucket *b = a->hint;
+	if (!b || m->timestamp_ns - a->hint_start_ns >= AGG_BUCKET_NS || !b->used ||
+	    b->minute != a->hint_minute) {
+		uint64_t minute = m->timestamp_ns / AGG_BUCKET_NS;
+		b = &a->ring[minute % AGG_BUCKETS];
+		if (b->used && b->minute > minute) {
+			a->dropped++;
+			return 0;
+		}
+		if (!b->used || b->minute < minute) {
+			bucket_clear(b);
+			b->used = true;
+			b->minute = minute;
+		}
+		a->hint = b;
+		a->hint_minute = minute;
+		a->hint_start_ns = minute * AGG_BUCKET_NS;
 	}
-	if (!b->used || b->minute < minute) {
-		bucket_clear(b);
-		b->used = true;
-		b->minute = minute;
-	}
-	int err = bucket_add_node(b, m->node_id);
+	int err = bucket_add_node(b, m->node_id, &a->hint_node);
 	if (err)
 		return err;
 	b->by_type[m->type]++;

@@ -113,6 +113,32 @@ Test(aggregate, equals_brute_force_recount)
 	aggregate_free(a);
 }
 
+/* Records in runs of one minute and node (as batches arrive), new nodes appearing mid-run. */
+Test(aggregate, runs_of_one_minute_and_node_equal_recount)
+{
+	struct aggregate *a = aggregate_new();
+	size_t n = 6000, i = 0;
+	uint64_t start = T_BASE_NS - 7200 * T_SEC;
+	struct store_record_meta *ms = calloc(n, sizeof(*ms));
+	while (i < n) {
+		uint64_t minute = start / AGG_BUCKET_NS + t_rand() % 120;
+		/* descending ids: each new node is inserted before the hinted entry */
+		uint32_t node = (uint32_t)(30 - t_rand() % (1 + i * 30 / n));
+		for (size_t run = 1 + t_rand() % 200; run > 0 && i < n; run--, i++)
+			ms[i] = (struct store_record_meta){
+			    .timestamp_ns = minute * AGG_BUCKET_NS + t_rand() % AGG_BUCKET_NS,
+			    .type = (uint8_t)(t_rand() % TAPIO_OCC__COUNT),
+			    .severity = (uint8_t)(t_rand() % TAPIO_SEV__COUNT),
+			    .node_id = node};
+	}
+	for (i = 0; i < n; i++)
+		cr_assert_eq(aggregate_add(a, &ms[i]), 0);
+	cr_assert_eq(aggregate_dropped(a), 0);
+	check_all(a, ms, n, start);
+	free(ms);
+	aggregate_free(a);
+}
+
 Test(aggregate, ring_keeps_seven_days)
 {
 	struct aggregate *a = aggregate_new();
