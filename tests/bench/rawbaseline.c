@@ -14,8 +14,12 @@
  * sync_file_range), so the ratio to this measures what the controller does beyond moving
  * bytes, not how it writes them.
  *
+ * `serial` (the baseline of earlier sessions, kept for comparison): the receiver itself
+ * appends each read (up to 1 MiB) and calls fdatasync() once `fsync_ms` passed, so no reading
+ * happens while it waits for the disk; plain writes, nothing reserved.
+ *
  * Prints "bytes=B seconds=S bytes_per_s=R fsyncs=F".
- * usage: tapio-rawbaseline FILE BYTES CONNS FSYNC_MS
+ * usage: tapio-rawbaseline FILE BYTES CONNS FSYNC_MS [serial]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -163,10 +167,11 @@ static bool hand_over(struct group *fill, struct group *spare, bool wait, double
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: tapio-rawbaseline FILE BYTES CONNS FSYNC_MS\n");
+	if (argc < 5 || argc > 6 || (argc == 6 && strcmp(argv[5], "serial"))) {
+		fprintf(stderr, "usage: tapio-rawbaseline FILE BYTES CONNS FSYNC_MS [serial]\n");
 		return 2;
 	}
+	bool serial = argc == 6;
 	uint64_t total = strtoull(argv[2], NULL, 10);
 	int conns = atoi(argv[3]);
 	long fsync_ms = atol(argv[4]);
@@ -204,7 +209,7 @@ int main(int argc, char **argv)
 	}
 	wr.fd = out;
 	/* the store's I/O practices (controller/store.c): the file's blocks reserved up front */
-	if (fallocate(out, FALLOC_FL_KEEP_SIZE, 0, (off_t)total))
+	if (!serial && fallocate(out, FALLOC_FL_KEEP_SIZE, 0, (off_t)total))
 		perror("rawbaseline: fallocate (appends allocate as they go)");
 	pthread_create(&writer, NULL, write_main, NULL);
 	double t0 = now_s(), last = t0;
@@ -225,7 +230,13 @@ int main(int argc, char **argv)
 				hand_over(&fill, &spare, true, &last, fsync_ms);
 			ssize_t r = read(evs[i].data.fd, fill.p + fill.len, READ_MAX);
 
-			if (r > 0) {
+			if (r > 0 && serial) {
+				if (write(out, fill.p, (size_t)r) != r) {
+					perror("rawbaseline: append");
+					return 1;
+				}
+				got += (uint64_t)r;
+			} else if (r > 0) {
 				fill.len += (size_t)r;
 				got += (uint64_t)r;
 			} else if (r == 0) {
@@ -234,7 +245,17 @@ int main(int argc, char **argv)
 				open_conns--;
 			}
 		}
-		hand_over(&fill, &spare, false, &last, fsync_ms);
+		if (!serial) {
+			hand_over(&fill, &spare, false, &last, fsync_ms);
+		} else if (fsync_ms == 0 || (now_s() - last) * 1000 >= (double)fsync_ms) {
+			fdatasync(out);
+			wr.fsyncs++;
+			last = now_s();
+		}
+	}
+	if (serial) {
+		fdatasync(out);
+		wr.fsyncs++;
 	}
 	hand_over(&fill, &spare, true, &last, fsync_ms); /* the last group, then wait for it */
 	pthread_mutex_lock(&wr.mu);
