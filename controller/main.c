@@ -26,6 +26,8 @@ static const char usage[] =
     "  --segment-max-age DUR       seal a segment older than DUR (default 1h)\n"
     "  --retention-bytes N         keep at most N bytes of segments (default 10G)\n"
     "  --retention-age DUR         drop segments whose newest record is older (default 7d)\n"
+    "  --page-cache-keep N|all     keep the newest N stored bytes in page cache, drop older\n"
+    "                              pages once durable (default 256M)\n"
     "  --max-frame N               largest accepted frame payload (default 4M)\n"
     "  --idle-timeout DUR          close agents silent this long (default 90s)\n"
     "  --hello-timeout DUR         close connections without Hello (default 10s)\n"
@@ -62,6 +64,7 @@ enum {
 	OPT_DATA_DIR,
 	OPT_FSYNC,
 	OPT_SEG_BYTES,
+	OPT_CACHE_KEEP,
 	OPT_SEG_AGE,
 	OPT_RET_BYTES,
 	OPT_RET_AGE,
@@ -101,6 +104,7 @@ static const struct option options[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"fsync", required_argument, NULL, OPT_FSYNC},
     {"segment-max-bytes", required_argument, NULL, OPT_SEG_BYTES},
+    {"page-cache-keep", required_argument, NULL, OPT_CACHE_KEEP},
     {"segment-max-age", required_argument, NULL, OPT_SEG_AGE},
     {"retention-bytes", required_argument, NULL, OPT_RET_BYTES},
     {"retention-age", required_argument, NULL, OPT_RET_AGE},
@@ -328,6 +332,14 @@ int main(int argc, char **argv)
 			if (parse_size(optarg, &o.store.segment_max_bytes) < 0 ||
 			    o.store.segment_max_bytes < 4096)
 				return bad("--segment-max-bytes", optarg, "want a size >= 4k");
+			break;
+		case OPT_CACHE_KEEP:
+			if (!strcmp(optarg, "all"))
+				o.store.cache_keep_bytes = STORE_CACHE_KEEP_ALL;
+			else if (parse_size(optarg, &o.store.cache_keep_bytes) < 0 ||
+				 o.store.cache_keep_bytes < (1u << 20))
+				return bad("--page-cache-keep", optarg,
+					   "want a size >= 1M, or all");
 			break;
 		case OPT_SEG_AGE:
 			if (parse_duration_ms(optarg, &v) < 0 || v < 1000)

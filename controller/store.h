@@ -36,10 +36,17 @@ struct store_options {
 	enum store_fsync fsync;
 	uint32_t fsync_interval_ms; /* STORE_FSYNC_INTERVAL only; 0 → 1000 */
 	uint32_t sparse_every;	    /* records per sparse index block; 0 → 4096 */
+	/*
+	 * Page cache kept for the newest bytes of the store; older segment pages are dropped
+	 * (POSIX_FADV_DONTNEED) once durable. 0 → 256 MiB; STORE_CACHE_KEEP_ALL → never dropped.
+	 */
+	uint64_t cache_keep_bytes;
 	/* wall clock in UTC ns (segment ages, retention); NULL → clock_wall_ns() */
 	uint64_t (*now_ns)(void *clock_ctx);
 	void *clock_ctx;
 };
+
+#define STORE_CACHE_KEEP_ALL UINT64_MAX
 
 /* Fills *o with the defaults above (dir = NULL). */
 void store_options_defaults(struct store_options *o);

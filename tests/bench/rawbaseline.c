@@ -11,8 +11,9 @@
  * controller: a receiver that waited for every fdatasync itself would measure the disk's sync
  * latency, not the machine's limit. The writer uses the store's I/O practices (64 KiB writes,
  * blocks reserved up front with fallocate, writeback started every MiB with
- * sync_file_range), so the ratio to this measures what the controller does beyond moving
- * bytes, not how it writes them.
+ * sync_file_range, durable pages behind the newest 256 MiB handed back to the kernel), so
+ * the ratio to this measures what the controller does beyond moving bytes, not how it writes
+ * them.
  *
  * `serial` (the baseline of earlier sessions, kept for comparison): the receiver itself
  * appends each read (up to 1 MiB) and calls fdatasync() once `fsync_ms` passed, so no reading
@@ -41,6 +42,8 @@
 #define READ_MAX	(1u << 20)
 #define HIGH_WATER	(32u << 20)
 #define WRITEBACK_EVERY (1u << 20)
+#define CACHE_KEEP	(256ull << 20) /* the store's default --page-cache-keep */
+#define CACHE_DROP_STEP (8ull << 20)
 
 struct sender {
 	pthread_t thread;
@@ -62,6 +65,7 @@ static struct {
 	bool busy, done;
 	int fd;
 	uint64_t file_off; /* bytes appended so far */
+	uint64_t dropped;  /* page cache before this offset handed back */
 	uint64_t fsyncs;
 } wr = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
@@ -130,6 +134,13 @@ static void *write_main(void *arg)
 		if (fdatasync(wr.fd) != 0) {
 			perror("rawbaseline: fdatasync");
 			exit(1);
+		}
+		/* the store's page-cache window: durable pages behind the newest CACHE_KEEP go back */
+		if (wr.file_off > wr.dropped + CACHE_KEEP + CACHE_DROP_STEP) {
+			posix_fadvise(wr.fd, (off_t)wr.dropped,
+				      (off_t)(wr.file_off - CACHE_KEEP - wr.dropped),
+				      POSIX_FADV_DONTNEED);
+			wr.dropped = wr.file_off - CACHE_KEEP;
 		}
 		pthread_mutex_lock(&wr.mu);
 		wr.fsyncs++;

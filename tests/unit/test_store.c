@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -248,6 +249,69 @@ Test(store, active_segment_preallocated_and_released)
 	t_list_free(&model);
 	t_list_free(&got);
 	t_list_free(&got2);
+}
+
+/* Pages of path in [from, to) that are in the page cache, out of those in the range. */
+static size_t resident_pages(const char *path, off_t from, off_t to, size_t *pages)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0, "open %s", path);
+	from = from / pg * pg;
+	size_t len = (size_t)(to - from), n = (len + (size_t)pg - 1) / (size_t)pg, in = 0;
+	void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, from);
+	cr_assert_neq(m, MAP_FAILED);
+	unsigned char *vec = malloc(n);
+	cr_assert_eq(mincore(m, len, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		in += vec[i] & 1;
+	free(vec);
+	munmap(m, len);
+	close(fd);
+	*pages = n;
+	return in;
+}
+
+/*
+ * With a sync policy, durable pages older than the newest cache_keep_bytes are handed back to
+ * the kernel (in steps of 8 MiB), across segments; the newest stay cached; and nothing is lost.
+ */
+Test(store, page_cache_behind_the_window_is_dropped, .timeout = 120)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t node = 0;
+	char p1[4200], p2[4200], plast[4200];
+	t_options(&o, dir);
+	o.fsync = STORE_FSYNC_ALWAYS;
+	o.segment_max_bytes = 6u << 20;
+	o.cache_keep_bytes = 4u << 20;
+	struct store *s = open_store(&o);
+	cr_assert_eq(store_node_intern(s, "n", &node), 0);
+	struct store_stats st = {0};
+	/* six segments of ~6 MiB: the first two lie behind the window and one drop step */
+	for (uint64_t seq = 1; st.rotations < 5; seq++) {
+		cr_assert_eq(t_append(s, &model, 1, 1, seq, 64, &node, 1, T_BASE_NS + seq), 0);
+		cr_assert_eq(store_commit(s), 0);
+		store_stats(s, &st);
+	}
+	seg_path(p1, sizeof(p1), 1, "tseg");
+	seg_path(p2, sizeof(p2), 2, "tseg");
+	seg_path(plast, sizeof(plast), 6, "tseg");
+	size_t n, in = resident_pages(p1, 0, file_size(p1), &n);
+	cr_assert_lt(in, n / 10, "segment 1 lies wholly behind the window: %zu of %zu cached", in,
+		     n);
+	in = resident_pages(p2, 0, file_size(p2), &n);
+	cr_assert_lt(in, n / 10, "segment 2 too: %zu of %zu cached", in, n);
+	seg_path(plast, sizeof(plast), 5, "tseg");
+	off_t end = file_size(plast);
+	in = resident_pages(plast, end - (1 << 20), end, &n);
+	cr_assert_eq(in, n, "the newest sealed MiB stays cached: %zu of %zu", in, n);
+	struct t_list got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	store_close(s);
+	t_list_free(&model);
+	t_list_free(&got);
 }
 
 Test(store, rotation_by_age)
