@@ -10,7 +10,7 @@
 #     practical limit (a receiver thread and a writer thread that overlap reading with the
 #     write + fdatasync of the previous group, with the store's I/O practices) and `serial`
 #     (one thread that waits for each fdatasync itself, the baseline of sessions 1-2);
-#     ROUNDS (3) alternating rounds, median reported. Every deletion is followed by `sync`
+#     ROUNDS (5) alternating rounds, median reported. Every deletion is followed by `sync`
 #     before the next measurement: the root file system is mounted with online discard, and
 #     the discards of the previous run's gigabytes otherwise slow the next run's writes by
 #     half;
@@ -30,7 +30,7 @@ if [ "${1:-}" = "--tls" ]; then
 fi
 BUILD=${BUILD_DIR:-build}
 AGENTS=${AGENTS:-100}
-RATE=${RATE:-2000000}
+RATE=${RATE:-2500000}
 DURATION=${DURATION:-10}
 LAT_RATE=${LAT_RATE:-10000}
 LAT_DURATION=${LAT_DURATION:-20}
@@ -150,7 +150,7 @@ ingest_round() { # ingest_round N: one controller run + its raw baseline; append
 	# one line per round: acked/s first (the sort key), then everything the table needs
 	echo "$acked_s $ratio $raw_occ_s $raw_bps $wire_per_occ $acked $submitted $dropped $stored $submit_s $ctl_cpu_per_m $loop_cpu_per_m $fsyncs $fsync_ms $ratios $raws_occ_s $raws_bps" >>"$work/rounds"
 }
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 : >"$work/rounds"
 for r in $(seq 1 "$ROUNDS"); do ingest_round "$r"; done
 read -r acked_s ratio raw_occ_s raw_bps wire_per_occ acked submitted dropped stored submit_s \
