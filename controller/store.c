@@ -758,12 +758,12 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, bool w
  * Drops the page cache of durable segment bytes older than the newest cache_keep_bytes, in
  * steps of at least CACHE_DROP_STEP. Why: on the reference machine (a VM) a page-cache page
  * the kernel has to take fresh is several times dearer to fill than one just given back, so
- * an append-only store that lets its written pages pile up pays 2-3.6 s of CPU per GB in the
- * write's copy, one that hands them back as it goes 0.4-0.6 (docs/benchmarks.md); it also
- * keeps a busy store from pushing everything else out of memory. Queries read the newest data
- * (the dashboard's view) from cache; older pages come back from disk when read, and pages a
- * reader has mapped are not dropped. Runs on the committing thread after a sync, so the
- * pages are clean; errors are ignored (it is advice).
+ * an append-only store that lets its written pages pile up pays about three times the CPU
+ * per byte in the write's copy (tests/bench/pwritebench.c with and without KEEP,
+ * docs/storage-format.md); it also keeps a busy store from pushing everything else out of
+ * memory. Queries read the newest data (the dashboard's view) from cache; older pages come
+ * back from disk when read, and pages a reader has mapped are not dropped. Runs on the
+ * committing thread after a sync, so the pages are clean; errors are ignored (it is advice).
  */
 #define CACHE_DROP_STEP (8ull << 20)
 
