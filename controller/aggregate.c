@@ -26,10 +26,11 @@ struct aggregate {
 	/*
 	 * The bucket and node entry of the last record added: records come in runs of one
 	 * minute and node (a batch), so most adds skip the division and the node search.
-	 * Checked before use (the slot may have moved on to a later minute since).
+	 * Valid by construction: a bucket changes minute only in aggregate_add, which then
+	 * points the hint at it, and aggregate_reset clears the hint; the node entry is checked.
 	 */
 	struct agg_bucket *hint;
-	uint64_t hint_minute, hint_start_ns;
+	uint64_t hint_start_ns; /* the hinted minute's first ns */
 	uint32_t hint_node;
 };
 
@@ -60,6 +61,7 @@ void aggregate_reset(struct aggregate *a)
 	for (uint32_t i = 0; i < AGG_BUCKETS; i++)
 		bucket_clear(&a->ring[i]);
 	a->dropped = 0;
+	a->hint = NULL;
 }
 
 void aggregate_free(struct aggregate *a)
@@ -116,8 +118,7 @@ int aggregate_add(struct aggregate *a, const struct store_record_meta *m)
 	if (m->type >= TAPIO_OCC__COUNT || m->severity >= TAPIO_SEV__COUNT)
 		return -EINVAL;
 	struct agg_bucket *b = a->hint;
-	if (!b || m->timestamp_ns - a->hint_start_ns >= AGG_BUCKET_NS || !b->used ||
-	    b->minute != a->hint_minute) {
+	if (!b || m->timestamp_ns - a->hint_start_ns >= AGG_BUCKET_NS) {
 		uint64_t minute = m->timestamp_ns / AGG_BUCKET_NS;
 		b = &a->ring[minute % AGG_BUCKETS];
 		if (b->used && b->minute > minute) {
@@ -130,7 +131,6 @@ int aggregate_add(struct aggregate *a, const struct store_record_meta *m)
 			b->minute = minute;
 		}
 		a->hint = b;
-		a->hint_minute = minute;
 		a->hint_start_ns = minute * AGG_BUCKET_NS;
 	}
 	int err = bucket_add_node(b, m->node_id, &a->hint_node);
