@@ -785,9 +785,19 @@ static void drop_range(struct store *s, const struct store_segment *seg, uint64_
 		close(fd);
 }
 
+/* The part of segs[i] between the drop cursor and the window's start (segs[w] at w_off). */
+static void trim_span(const struct store *s, size_t i, size_t w, uint64_t w_off, uint64_t *from,
+		      uint64_t *to)
+{
+	const struct store_segment *seg = s->segs[i];
+
+	*from = seg->id < s->drop_id ? seg->size : seg->id == s->drop_id ? s->drop_off : 0;
+	*to = i == w ? w_off : seg->size;
+}
+
 static void cache_trim(struct store *s)
 {
-	uint64_t keep = s->opt.cache_keep_bytes, behind = 0;
+	uint64_t keep = s->opt.cache_keep_bytes, behind = 0, due = 0, from, to;
 	size_t w = s->n_segs;
 
 	if (keep == STORE_CACHE_KEEP_ALL || w == 0)
@@ -799,24 +809,15 @@ static void cache_trim(struct store *s)
 		return;
 	w--;
 	uint64_t w_off = s->segs[w]->size - (keep - behind);
-	uint64_t due = 0;
 	for (size_t i = 0; i <= w; i++) {
-		const struct store_segment *seg = s->segs[i];
-		uint64_t from = seg->id < s->drop_id	? seg->size
-				: seg->id == s->drop_id ? s->drop_off
-							: 0;
-		uint64_t to = i == w ? w_off : seg->size;
-		if (to > from)
-			due += to - from;
+		trim_span(s, i, w, w_off, &from, &to);
+		due += to > from ? to - from : 0;
 	}
 	if (due < CACHE_DROP_STEP)
 		return;
 	for (size_t i = 0; i <= w; i++) {
-		const struct store_segment *seg = s->segs[i];
-		if (seg->id < s->drop_id)
-			continue;
-		drop_range(s, seg, seg->id == s->drop_id ? s->drop_off : 0,
-			   i == w ? w_off : seg->size);
+		trim_span(s, i, w, w_off, &from, &to);
+		drop_range(s, s->segs[i], from, to);
 	}
 	s->drop_id = s->segs[w]->id;
 	s->drop_off = w_off;
