@@ -19,7 +19,9 @@
 #     at BATCH_MS and at the client default (200 ms): p50/p99/max from loadgen's histogram;
 #  3. controller RSS with IDLE_AGENTS connected idle agents (loadgen --rate 0), per agent,
 #     beside a trivial accept-only listener holding as many bare TCP connections.
-# Root not required; SKIP_BUILD=1 skips scripts/build.sh; INGEST_ONLY=1 runs section 1 only. Prints a markdown table and writes it to build/bench/controller.md.
+# Root not required; SKIP_BUILD=1 skips scripts/build.sh; INGEST_ONLY=1 runs section 1 only;
+# CTL_FLAGS adds controller flags to the ingest runs (e.g. "--page-cache-keep all").
+# Prints a markdown table and writes it to build/bench/controller.md.
 # `--tls`: the TLS figure instead (the same loadgen load against a plaintext and a TLS 1.3 +
 # mTLS + token controller, interleaved rounds): runs scripts/bench-tls.sh.
 set -euo pipefail
@@ -106,7 +108,8 @@ stop_ctl() { # stop_ctl NAME
 ingest_round() { # ingest_round N: one controller run + its raw baseline; appends to $work/rounds
 	local r=$1 lrc=0 c0 c1 l0 l1
 	echo "== durable ingest, round $r/$ROUNDS: $AGENTS agents, offered $RATE/s for $DURATION s (fsync always)"
-	start_ctl ingest --stats-interval 1h
+	# shellcheck disable=SC2086 # CTL_FLAGS: words on purpose
+	start_ctl ingest --stats-interval 1h ${CTL_FLAGS:-}
 	c0=$(cpu_ns "$cpid") l0=$(loop_cpu_ns "$cpid")
 	"$LOADGEN" --controller "127.0.0.1:$PORT" --agents "$AGENTS" --rate "$RATE" \
 		--duration "$DURATION" --json-summary >"$work/ingest.json" 2>"$work/loadgen.log" || lrc=$?
