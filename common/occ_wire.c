@@ -514,45 +514,63 @@ int occ_wire_batch_scan(const uint8_t *payload, size_t len, struct occ_wire_batc
 	return 0;
 }
 
-int occ_wire_batch_decode(struct occ_wire_batch *b, size_t budget, struct tapio_occurrence *occ,
-			  const uint8_t **wire, size_t *wire_len)
+void occ_wire_iter_init(struct occ_wire_iter *it, const struct occ_wire_batch *b)
 {
-	const uint8_t *p = b->body, *end = b->body + b->body_len;
-	struct occ_state st = {0};
-	size_t i = 0, members = 0;
+	it->p = b->body;
+	it->end = b->body + b->body_len;
+	it->i = 0;
+	it->members = 0;
+	it->mem = sizeof(Tapio__V1__Frame) + sizeof(Tapio__V1__EventBatch) +
+		  b->n * sizeof(Tapio__V1__Occurrence *);
+}
 
-	st.mem = sizeof(Tapio__V1__Frame) + sizeof(Tapio__V1__EventBatch);
-	if (b->n) {
-		st.mem += b->n * sizeof(Tapio__V1__Occurrence *);
-		/* all at once: one large memset instead of a slow small one per occurrence */
-		memset(occ, 0, b->n * sizeof(*occ));
-	}
-	while (p < end) {
-		uint8_t key = *p++;
+int occ_wire_iter_next(struct occ_wire_iter *it, struct occ_wire_batch *b, size_t budget,
+		       struct tapio_occurrence *occ, const uint8_t **wire, size_t *wire_len)
+{
+	struct occ_state st = {.mem = it->mem};
+
+	while (it->p < it->end) {
+		uint8_t key = *it->p++;
 		uint64_t v;
 		size_t n;
 
-		members++;
+		it->members++;
 		if (key != (3 << 3 | 2)) {
-			if (read_varint(&p, end, &v) < 0) /* scanned already: cannot fail */
+			if (read_varint(&it->p, it->end, &v) < 0) /* scanned already: cannot fail */
 				return -1;
 			continue;
 		}
-		if (read_len(&p, end, &n) < 0 || i == b->n ||
-		    decode_occurrence(&st, &occ[i], p, p + n) < 0)
+		if (read_len(&it->p, it->end, &n) < 0 || it->i == b->n)
 			return -1;
-		wire[i] = p;
-		wire_len[i] = n;
-		i++;
-		p += n;
-		if (st.mem > budget)
+		memset(occ, 0, sizeof(*occ));
+		if (decode_occurrence(&st, occ, it->p, it->p + n) < 0)
 			return -1;
+		*wire = it->p;
+		*wire_len = n;
+		it->i++;
+		it->p += n;
+		it->mem = st.mem;
+		return st.mem > budget ? -1 : 1;
 	}
-	st.mem += slab_bytes(members);
-	if (i != b->n || st.mem > budget)
+	it->mem += slab_bytes(it->members);
+	if (it->i != b->n || it->mem > budget)
 		return -1;
-	b->unpack_bytes = st.mem;
+	b->unpack_bytes = it->mem;
 	return 0;
+}
+
+int occ_wire_batch_decode(struct occ_wire_batch *b, size_t budget, struct tapio_occurrence *occ,
+			  const uint8_t **wire, size_t *wire_len)
+{
+	struct occ_wire_iter it;
+	size_t i = 0;
+	int r;
+
+	occ_wire_iter_init(&it, b);
+	/* the scan counted b->n occurrences: next never returns more */
+	while ((r = occ_wire_iter_next(&it, b, budget, &occ[i], &wire[i], &wire_len[i])) == 1)
+		i++;
+	return r;
 }
 
 int occ_wire_decode_occurrence(const uint8_t *p, size_t len, struct tapio_occurrence *occ)

@@ -52,6 +52,22 @@ int occ_wire_batch_decode(struct occ_wire_batch *b, size_t budget, struct tapio_
 			  const uint8_t **wire, size_t *wire_len);
 
 /*
+ * Step 2 one occurrence at a time, so the caller can use each while it is still in the cache
+ * (the batch decoder above is these in a loop): after occ_wire_iter_init, every
+ * occ_wire_iter_next decodes the next occurrence into *occ (zeroed first) and its received
+ * bytes into *wire and *wire_len and returns 1; after the last one it checks the whole frame, sets
+ * b->unpack_bytes and returns 0. -1 at any step means the frame is declined, as above.
+ */
+struct occ_wire_iter {
+	const uint8_t *p, *end;
+	size_t i, members, mem;
+};
+
+void occ_wire_iter_init(struct occ_wire_iter *it, const struct occ_wire_batch *b);
+int occ_wire_iter_next(struct occ_wire_iter *it, struct occ_wire_batch *b, size_t budget,
+		       struct tapio_occurrence *occ, const uint8_t **wire, size_t *wire_len);
+
+/*
  * One packed tapio.v1.Occurrence p[0..len) (as the store keeps it) into *occ, zeroed first and
  * filled exactly as protobuf-c unpack + occ_from_proto would fill it, under the same canonical
  * shape rules as the batch decoder (without a memory budget: the caller bounds len). Returns 0,

@@ -502,6 +502,12 @@ static int scratch_reserve(struct ingest *in, size_t n)
 	if (!(p = realloc(in->sc_wire_len, ncap * sizeof(*in->sc_wire_len))))
 		return -ENOMEM;
 	in->sc_wire_len = p;
+	if (!(p = realloc(in->sc_fast, ncap * sizeof(*in->sc_fast))))
+		return -ENOMEM;
+	in->sc_fast = p;
+	if (!(p = realloc(in->sc_nodes, ncap * sizeof(*in->sc_nodes))))
+		return -ENOMEM;
+	in->sc_nodes = p;
 	in->sc_cap = ncap;
 	return 0;
 }
@@ -556,21 +562,33 @@ static bool wire_slices(struct conn *c, const Tapio__V1__EventBatch *b)
 }
 
 /*
- * Occurrence i of b, converted (into *tmp) and validated: fast[i] when the frame came through
- * the fast path (already converted by occ_wire_batch_decode, exactly as occ_from_proto would
- * have), else b->occurrences[i]. Returns it, or NULL with the reason in err.
+ * Occurrence i of b, converted (into *tmp) and validated. Returns it, or NULL with the reason
+ * in err.
  */
-static const struct tapio_occurrence *batch_occurrence(const Tapio__V1__EventBatch *b,
-						       const struct tapio_occurrence *fast,
-						       size_t i, struct tapio_occurrence *tmp,
-						       char *err, size_t errlen)
+static const struct tapio_occurrence *batch_occurrence(const Tapio__V1__EventBatch *b, size_t i,
+						       struct tapio_occurrence *tmp, char *err,
+						       size_t errlen)
 {
-	const struct tapio_occurrence *o = fast ? &fast[i] : tmp;
-
-	if (!fast &&
-	    (!b->occurrences[i] || occ_from_proto(b->occurrences[i], tmp, err, errlen) < 0))
+	if (!b->occurrences[i] || occ_from_proto(b->occurrences[i], tmp, err, errlen) < 0)
 		return NULL;
-	return occurrence_validate(o, err, errlen) < 0 ? NULL : o;
+	return occurrence_validate(tmp, err, errlen) < 0 ? NULL : tmp;
+}
+
+/*
+ * Occurrence i of a fast-path batch decoded again into *tmp from its received bytes (which the
+ * fast path decoded once already, so this cannot fail): for the rare uses of the whole
+ * occurrence after the fast path kept only its summary. Validates it into err when asked.
+ */
+static const struct tapio_occurrence *
+fast_again(struct ingest *in, size_t i, struct tapio_occurrence *tmp, char *err, size_t errlen)
+{
+	if (occ_wire_decode_occurrence(in->sc_wire[i], in->sc_wire_len[i], tmp) < 0) {
+		snprintf(err, errlen, "fast path decode not repeatable");
+		return NULL;
+	}
+	if (err && occurrence_validate(tmp, err, errlen) == 0)
+		snprintf(err, errlen, "fast path validation not repeatable");
+	return tmp;
 }
 
 /*
@@ -582,18 +600,18 @@ static const struct tapio_occurrence *batch_occurrence(const Tapio__V1__EventBat
  * validated message only when the frame had unknown fields or an unusual shape, or when the
  * slice is longer than any canonical encoding could be (repeated fields), so a stored payload
  * never carries bytes we did not understand and never exceeds pack_bound. With `fast` (the
- * frame's occurrences as the fast path decoded them, in->sc_wire holding their slices) b
- * carries only the batch's numbers. Returns 0 and *stored, or -errno from the store or
- * allocation. Allocates nothing in the steady state: the arrays and any packed bytes live in
- * the ingest's scratch.
+ * fast path's summary of each occurrence, decoded and validated by drain_fast, in->sc_wire
+ * holding their slices) b carries only the batch's numbers. Returns 0 and *stored, or -errno
+ * from the store or allocation. Allocates nothing in the steady state: the arrays and any
+ * packed bytes live in the ingest's scratch.
  */
 static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b,
-			const struct tapio_occurrence *fast, uint64_t *stored)
+			const struct ingest_fast_occ *fast, uint64_t *stored)
 {
 	struct ingest *in = c->in;
 	size_t n = b->n_occurrences, k = 0, total = 0, packed = 0;
 	struct tapio_occurrence tmp;
-	uint32_t node_id = 0;
+	uint32_t node_id = 0, last_run = 0;
 	char last_node[TAPIO_NAME_LEN];
 	bool have_node = false, sliced;
 	char err[160];
@@ -607,11 +625,16 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b,
 	sliced = fast || wire_slices(c, b);
 	for (size_t i = 0; i < n; i++) {
 		struct store_record_meta *m = &in->sc_meta[k];
-		const struct tapio_occurrence *occ;
+		const struct tapio_occurrence *occ = NULL;
+		const char *node;
+		bool same_node;
 		size_t sz;
 
-		occ = batch_occurrence(b, fast, i, &tmp, err, sizeof(err));
-		if (!occ) {
+		if (fast && !fast[i].valid)
+			(void)fast_again(in, i, &tmp, err, sizeof(err));
+		else if (!fast)
+			occ = batch_occurrence(b, i, &tmp, err, sizeof(err));
+		if (fast ? !fast[i].valid : !occ) {
 			in->stats.invalid_occurrences++;
 			c->agent->invalid_occurrences++;
 			LOG_RATELIMITED(LOG_WARN, TAG,
@@ -619,9 +642,12 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b,
 					c->agent->id, err);
 			continue;
 		}
-		/* an agent's batch almost always names one node: intern it once per batch */
-		if (!have_node || strcmp(last_node, occ->node) != 0) {
-			if (store_node_intern(in->store, occ->node, &node_id) < 0) {
+		/* an agent's batch almost always names one node: intern it once per run */
+		node = fast ? in->sc_nodes[fast[i].node_run] : occ->node;
+		same_node = have_node &&
+			    (fast ? fast[i].node_run == last_run : strcmp(last_node, node) == 0);
+		if (!same_node) {
+			if (store_node_intern(in->store, node, &node_id) < 0) {
 				in->stats.invalid_occurrences++;
 				c->agent->invalid_occurrences++;
 				LOG_RATELIMITED(LOG_WARN, TAG,
@@ -630,13 +656,18 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b,
 				have_node = false;
 				continue;
 			}
-			memcpy(last_node, occ->node, sizeof(last_node));
+			if (fast)
+				last_run = fast[i].node_run;
+			else
+				memcpy(last_node, node, sizeof(last_node));
 			have_node = true;
 		}
 		if (sliced && in->sc_wire_len[i] <= in->pack_bound) {
 			sz = in->sc_wire_len[i];
 			in->sc_rec[k] = in->sc_wire[i];
 		} else {
+			if (!occ && !(occ = fast_again(in, i, &tmp, NULL, 0)))
+				return -EPROTO;
 			if ((r = repack(in, occ, packed, &sz)) < 0)
 				return r;
 			in->sc_rec[k] = NULL; /* in sc_bytes, which may still move */
@@ -644,9 +675,15 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b,
 			packed += sz;
 		}
 		in->sc_len[k] = sz;
-		m->timestamp_ns = occ->timestamp_ns;
-		m->type = (uint8_t)occ->type;
-		m->severity = (uint8_t)occ->severity;
+		if (fast) {
+			m->timestamp_ns = fast[i].timestamp_ns;
+			m->type = fast[i].type;
+			m->severity = fast[i].severity;
+		} else {
+			m->timestamp_ns = occ->timestamp_ns;
+			m->type = (uint8_t)occ->type;
+			m->severity = (uint8_t)occ->severity;
+		}
 		m->node_id = node_id;
 		m->agent_key = c->agent_key;
 		m->session_id = c->sess.session_id;
@@ -677,7 +714,7 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b,
 }
 
 static void on_batch(struct conn *c, const Tapio__V1__EventBatch *b,
-		     const struct tapio_occurrence *fast)
+		     const struct ingest_fast_occ *fast)
 {
 	struct ingest *in = c->in;
 	uint64_t now = clock_wall_ns(), durable = 0, seq = b->sequence, stored = 0;
@@ -798,9 +835,9 @@ int ingest_send_agent(struct ingest *in, struct registry_agent *a, const Tapio__
 	return conn_send(c, f) == 0 ? 0 : -EPIPE;
 }
 
-/* Handles one frame; `fast`: the batch's occurrences when the fast path decoded it. */
+/* Handles one frame; `fast`: the batch's occurrences' summary when the fast path decoded it. */
 static void handle_frame(struct conn *c, const Tapio__V1__Frame *f,
-			 const struct tapio_occurrence *fast)
+			 const struct ingest_fast_occ *fast)
 {
 	struct ingest *in = c->in;
 	Tapio__V1__ErrorCode code = TAPIO__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED;
@@ -886,41 +923,59 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 /*
  * The EventBatch fast path (common/occ_wire.h): when the next complete frame is a batch in
- * the canonical shape, decodes it straight into occurrences in the loop's arena (no
- * protobuf-c, nothing allocated in the steady state) and handles it. Returns 1 when it did,
- * 0 when there is no complete frame or the frame is for the generic decoder, which then
- * handles it exactly as before (errors, counters, Error frames). The occurrences never take
- * more memory than the generic decode of the same frame may (codec_unpack_budget).
+ * the canonical shape, decodes it straight from the wire (no protobuf-c, nothing allocated in
+ * the steady state) and handles it. Each occurrence is decoded into one reused struct and
+ * validated at once, while it is in the cache, and only what append_batch needs of it is kept
+ * (in->sc_fast, in->sc_nodes); nothing is counted or interned before the frame is handled.
+ * Returns 1 when it did, 0 when there is no complete frame or the frame is for the generic
+ * decoder, which then handles it exactly as before (errors, counters, Error frames). The
+ * summaries never take more memory than the generic decode of the same frame may
+ * (codec_unpack_budget).
  */
 static int drain_fast(struct conn *c)
 {
 	struct ingest *in = c->in;
 	Tapio__V1__Frame f = TAPIO__V1__FRAME__INIT;
 	Tapio__V1__EventBatch eb = TAPIO__V1__EVENT_BATCH__INIT;
-	struct tapio_occurrence *occ = NULL;
+	struct tapio_occurrence *one = &in->sc_one;
 	struct occ_wire_batch b;
+	struct occ_wire_iter it;
 	const uint8_t *payload = NULL;
-	size_t len = 0;
+	size_t len = 0, budget, runs = 0;
+	char err[160];
+	int r;
 
 	if (codec_decoder_peek(&c->dec, &payload, &len) != 1 ||
 	    occ_wire_batch_scan(payload, len, &b) < 0 ||
-	    b.n > codec_unpack_budget(len) / sizeof(*occ))
+	    b.n > codec_unpack_budget(len) / sizeof(struct tapio_occurrence) ||
+	    (b.n && scratch_reserve(in, b.n) < 0))
 		return 0;
-	if (b.n && (scratch_reserve(in, b.n) < 0 ||
-		    !(occ = codec_arena_alloc(&in->arena, b.n * sizeof(*occ)))))
-		return 0;
-	if (occ_wire_batch_decode(&b, codec_unpack_budget(len), occ, in->sc_wire, in->sc_wire_len) <
-	    0) {
-		codec_arena_reset(&in->arena);
-		return 0;
+	budget = codec_unpack_budget(len);
+	occ_wire_iter_init(&it, &b);
+	for (size_t i = 0; (r = occ_wire_iter_next(&it, &b, budget, one, &in->sc_wire[i],
+						   &in->sc_wire_len[i])) == 1;
+	     i++) {
+		struct ingest_fast_occ *fo = &in->sc_fast[i];
+
+		fo->valid = occurrence_validate(one, err, sizeof(err)) == 0;
+		if (!fo->valid)
+			continue;
+		fo->timestamp_ns = one->timestamp_ns;
+		fo->type = (uint8_t)one->type;
+		fo->severity = (uint8_t)one->severity;
+		if (!runs || strcmp(in->sc_nodes[runs - 1], one->node) != 0)
+			memcpy(in->sc_nodes[runs++], one->node, sizeof(one->node));
+		fo->node_run = (uint32_t)(runs - 1);
 	}
+	if (r < 0)
+		return 0;
 	codec_decoder_consume(&c->dec, b.unpack_bytes);
 	eb.session_id = b.session_id;
 	eb.sequence = b.sequence;
 	eb.n_occurrences = b.n;
 	f.msg_case = TAPIO__V1__FRAME__MSG_EVENT_BATCH;
 	f.event_batch = &eb;
-	handle_frame(c, &f, occ);
+	handle_frame(c, &f, in->sc_fast);
 	codec_arena_reset(&in->arena);
 	return 1;
 }
@@ -1337,11 +1392,15 @@ void ingest_fini(struct ingest *in)
 	free(in->sc_off);
 	free(in->sc_wire);
 	free(in->sc_wire_len);
+	free(in->sc_fast);
+	free(in->sc_nodes);
 	free(in->sc_bytes);
 	in->sc_meta = NULL;
 	in->sc_rec = NULL;
 	in->sc_len = in->sc_off = in->sc_wire_len = NULL;
 	in->sc_wire = NULL;
+	in->sc_fast = NULL;
+	in->sc_nodes = NULL;
 	in->sc_bytes = NULL;
 	in->sc_cap = in->sc_bytes_cap = 0;
 	in->controller_id = in->host = in->token = NULL;

@@ -137,6 +137,8 @@ Test(ingest, gaps_accepted_invalid_occurrences_dropped, .timeout = 60)
 	cr_assert_eq(ctl_dump_count(&ctl, NULL), 4);
 	cr_assert(ctl_log_has(&ctl, "gaps=1 "));
 	cr_assert(ctl_log_has(&ctl, "invalid=1 "));
+	/* the reason is the validator's, also when the fast path kept only a summary */
+	cr_assert(ctl_log_has(&ctl, "dropped invalid occurrence: context.node not set"));
 }
 
 Test(ingest, heartbeat_and_config_frames_accepted, .timeout = 60)

@@ -7,6 +7,10 @@
  * its batch durable arrives, (ack time - timestamp) goes into a log-linear histogram, and the
  * summary prints its p50/p99/max (end-to-end latency, client batching delay included).
  * --rate 0 submits nothing: the agents connect and stay idle for --duration (memory tests).
+ * --rate max is closed-loop: every agent keeps --window bytes of sealed batches unacknowledged
+ * and submits the next batch as soon as it is below that (a saturation test, where a fixed
+ * rate above capacity would only make the clients drop and count the excess: that costs the
+ * machine under test CPU and memory churn for evidence that is then thrown away).
  *
  * loadgen shares the machine with the controller it measures, so every cycle it spends is
  * taken from the measurement. Occurrences are pre-packed once (a pool of POOL_SIZE realistic
@@ -40,14 +44,15 @@
 #include "common/ulid.h"
 #include "tools/occgen.h"
 
-#define TAG	       "loadgen"
-#define POOL_SIZE      4096
-#define TICK_MS	       1
-#define DRAIN_TIMEOUT  30000 /* ms to wait for acks after the submit phase */
-#define MAX_CATCHUP_MS 100   /* never submit more than this much of the rate in one tick */
-#define HIST_SUB       16u   /* log-linear latency histogram: 16 sub-buckets per power of 2 */
-#define HIST_BUCKETS   (64u * HIST_SUB)
-#define PACKED_MAX     4096 /* a pool entry packed without its Context (checked at start) */
+#define TAG		  "loadgen"
+#define POOL_SIZE	  4096
+#define TICK_MS		  1
+#define DRAIN_TIMEOUT	  30000 /* ms to wait for acks after the submit phase */
+#define MAX_CATCHUP_MS	  100	/* never submit more than this much of the rate in one tick */
+#define HIST_SUB	  16u	/* log-linear latency histogram: 16 sub-buckets per power of 2 */
+#define HIST_BUCKETS	  (64u * HIST_SUB)
+#define LG_DEFAULT_WINDOW (2ull << 20) /* --window: per agent, under --rate max */
+#define PACKED_MAX	  4096 /* a pool entry packed without its Context (checked at start) */
 
 /*
  * One pool entry: where its per-submit fields sit (0 = absent) and its packed bytes. Entries
@@ -115,6 +120,8 @@ struct loadgen {
 	uint16_t port;
 	uint32_t nagents;
 	double rate;
+	bool rate_max;	 /* --rate max: closed-loop */
+	uint64_t window; /* --window: unacknowledged bytes per agent under --rate max */
 	double duration;
 	uint32_t batch;
 	uint32_t batch_ms;
@@ -670,6 +677,28 @@ static bool all_drained(struct loadgen *lg)
 	return t.queue_depth == 0;
 }
 
+/*
+ * --rate max: every agent below its window of unacknowledged bytes gets whole batches until it
+ * is not (its client seals each at batch_max occurrences).
+ */
+static void top_up(struct loadgen *lg, uint64_t now_ns)
+{
+	uint32_t batch = lg->batch ? lg->batch : CLIENT_DEFAULT_BATCH_MAX;
+
+	for (uint32_t i = 0; i < lg->nagents; i++) {
+		struct agent *a = &lg->agents[i];
+		struct client_stats s;
+
+		for (;;) {
+			client_counters(a->client, &s);
+			if (s.queue_bytes >= lg->window)
+				break;
+			submit_n(lg, a, batch, now_ns);
+			lg->submitted += batch;
+		}
+	}
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct loadgen *lg = t->data;
@@ -685,6 +714,10 @@ static void on_tick(uv_timer_t *t)
 			lg->submit_end_ns = now;
 			lg->phase = 1;
 			lg->drain_deadline_ns = now + (uint64_t)DRAIN_TIMEOUT * 1000000ull;
+			return;
+		}
+		if (lg->rate_max) {
+			top_up(lg, clock_wall_ns());
 			return;
 		}
 		due = (uint64_t)(lg->rate * elapsed);
@@ -723,20 +756,21 @@ static void print_summary(struct loadgen *lg)
 	double lmax = (double)lg->lat_max_us / 1000.0;
 
 	if (lg->json) {
-		printf(
-		    "{\"agents\":%u,\"rate\":%.0f,\"duration_s\":%.3f,\"submitted\":%" PRIu64
-		    ",\"acked\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"dropped_queue\":%" PRIu64
-		    ",\"dropped_spool\":%" PRIu64 ",\"unacked\":%" PRIu64
-		    ",\"batches_sent\":%" PRIu64 ",\"batches_acked\":%" PRIu64
-		    ",\"batches_resent\":%" PRIu64 ",\"send_failures\":%" PRIu64
-		    ",\"reconnects\":%" PRIu64 ",\"elapsed_s\":%.3f,\"acked_per_s\":%.0f"
-		    ",\"batch_ms\":%u,\"latency_samples\":%" PRIu64
-		    ",\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_max_ms\":%.3f}\n",
-		    lg->nagents, lg->rate, submit_s, t->submitted, t->occurrences_acked, dropped,
-		    t->dropped_queue, t->dropped_spool, unacked, t->batches_sent, t->batches_acked,
-		    t->batches_resent, t->send_failures, t->reconnects, ack_s, acked_per_s,
-		    lg->batch_ms ? lg->batch_ms : CLIENT_DEFAULT_BATCH_MAX_MS, lg->lat_n, p50, p99,
-		    lmax);
+		printf("{\"agents\":%u,\"rate\":%.0f,\"duration_s\":%.3f,\"submitted\":%" PRIu64
+		       ",\"acked\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"dropped_queue\":%" PRIu64
+		       ",\"dropped_spool\":%" PRIu64 ",\"unacked\":%" PRIu64
+		       ",\"batches_sent\":%" PRIu64 ",\"batches_acked\":%" PRIu64
+		       ",\"batches_resent\":%" PRIu64 ",\"send_failures\":%" PRIu64
+		       ",\"reconnects\":%" PRIu64 ",\"elapsed_s\":%.3f,\"acked_per_s\":%.0f"
+		       ",\"batch_ms\":%u,\"latency_samples\":%" PRIu64
+		       ",\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_max_ms\":%.3f"
+		       ",\"window\":%" PRIu64 "}\n",
+		       lg->nagents, lg->rate_max ? 0.0 : lg->rate, submit_s, t->submitted,
+		       t->occurrences_acked, dropped, t->dropped_queue, t->dropped_spool, unacked,
+		       t->batches_sent, t->batches_acked, t->batches_resent, t->send_failures,
+		       t->reconnects, ack_s, acked_per_s,
+		       lg->batch_ms ? lg->batch_ms : CLIENT_DEFAULT_BATCH_MAX_MS, lg->lat_n, p50,
+		       p99, lmax, lg->rate_max ? lg->window : 0);
 	} else {
 		printf("agents        %u\n", lg->nagents);
 		printf("submitted     %" PRIu64 " in %.3f s (%.0f/s)\n", t->submitted, submit_s,
@@ -778,11 +812,12 @@ static void usage(FILE *f)
 	fprintf(
 	    f,
 	    "usage: tapio-loadgen --controller HOST:PORT --agents N --rate R --duration S\n"
-	    "                     [--batch B] [--batch-ms MS] [--spool-dir DIR]\n"
+	    "                     [--batch B] [--batch-ms MS] [--window BYTES] [--spool-dir DIR]\n"
 	    "                     [--acked-log FILE] [--node-prefix P] [--seed X]\n"
 	    "                     [--json-summary] [--token T | --token-file F]\n"
 	    "                     [--tls-ca F [--tls-cert F --tls-key F] [--tls-server-name N]]\n"
-	    "  --rate is occurrences per second over all agents (0: connect and stay idle);\n"
+	    "  --rate is occurrences per second over all agents (0: connect and stay idle;\n"
+	    "  max: closed-loop, each agent keeps --window bytes unacknowledged, default 2 MiB);\n"
 	    "  --duration in seconds; --batch-ms is the client's batch time (default 200).\n");
 }
 
@@ -792,6 +827,7 @@ static int parse_args(struct loadgen *lg, int argc, char **argv)
 	    {"controller", required_argument, NULL, 'c'},
 	    {"agents", required_argument, NULL, 'a'},
 	    {"rate", required_argument, NULL, 'r'},
+	    {"window", required_argument, NULL, 'w'},
 	    {"duration", required_argument, NULL, 'd'},
 	    {"batch", required_argument, NULL, 'b'},
 	    {"batch-ms", required_argument, NULL, 'm'},
@@ -815,6 +851,7 @@ static int parse_args(struct loadgen *lg, int argc, char **argv)
 
 	lg->nagents = 1;
 	lg->rate = 1000;
+	lg->window = LG_DEFAULT_WINDOW;
 	lg->duration = 10;
 	lg->node_prefix = "node";
 	lg->seed = 1;
@@ -841,12 +878,27 @@ static int parse_args(struct loadgen *lg, int argc, char **argv)
 			break;
 		}
 		case 'r':
+			if (strcmp(optarg, "max") == 0) {
+				lg->rate_max = true;
+				break;
+			}
+			lg->rate_max = false;
 			lg->rate = strtod(optarg, &end);
 			if (errno || *end || lg->rate < 0) {
-				fprintf(stderr, "tapio-loadgen: --rate must be >= 0\n");
+				fprintf(stderr, "tapio-loadgen: --rate must be >= 0 or max\n");
 				return -1;
 			}
 			break;
+		case 'w': {
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (errno || *end || v < 1024 || v > (1ull << 30)) {
+				fprintf(stderr,
+					"tapio-loadgen: --window must be 1024..2^30 bytes\n");
+				return -1;
+			}
+			lg->window = v;
+			break;
+		}
 		case 'd':
 			lg->duration = strtod(optarg, &end);
 			if (errno || *end || lg->duration <= 0) {
