@@ -78,6 +78,12 @@ struct buf {
 	size_t len, cap;
 };
 
+/* A pending record as the index update needs it. */
+struct pend_rec {
+	struct store_record_meta m;
+	uint32_t size; /* the whole record's, prefix included */
+};
+
 struct store {
 	struct store_options opt;
 	char *dir;
@@ -90,12 +96,15 @@ struct store {
 	size_t n_segs, cap_segs;
 	int active_fd;
 
-	/* loop thread: the group being built, and its session watermarks (struct sess_mark) */
-	struct buf pending, pending_marks;
+	/*
+	 * loop thread: the group being built, its session watermarks (struct sess_mark) and each
+	 * record's meta and size (struct pend_rec: the index update reads these, not the records)
+	 */
+	struct buf pending, pending_marks, pending_recs;
 	uint64_t appended_ticket;
 
 	/* the group being committed */
-	struct buf inflight, inflight_marks;
+	struct buf inflight, inflight_marks, inflight_recs;
 	struct buf inflight_nodes; /* node table image to persist first (len 0: none) */
 	uint32_t inflight_node_count;
 	uint64_t inflight_ticket;
@@ -730,16 +739,19 @@ static int housekeeping(struct store *s)
  */
 #define WRITEBACK_EVERY (1u << 20)
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, bool writeback)
+/*
+ * Writes p[0..len) at off. *unstarted: where the bytes written but not yet given to writeback
+ * begin, carried from call to call.
+ */
+static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, bool writeback,
+		      uint64_t *unstarted)
 {
-	uint64_t unstarted = off; /* written, writeback not started yet */
-
 	while (len > 0) {
-		if (writeback && off - unstarted >= WRITEBACK_EVERY) {
+		if (writeback && off - *unstarted >= WRITEBACK_EVERY) {
 			/* best effort: fdatasync still writes whatever this did not */
-			(void)sync_file_range(fd, (off_t)unstarted, (off_t)(off - unstarted),
+			(void)sync_file_range(fd, (off_t)*unstarted, (off_t)(off - *unstarted),
 					      SYNC_FILE_RANGE_WRITE);
-			unstarted = off;
+			*unstarted = off;
 		}
 		ssize_t n = pwrite(fd, p, len < WRITE_CHUNK ? len : WRITE_CHUNK, (off_t)off);
 		if (n < 0) {
@@ -750,6 +762,41 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, bool w
 		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * The group's records are CRC'd and written a slice of this many bytes at a time, so the
+ * write copies each slice from the cache the CRC just brought it into, instead of reading the
+ * whole group from memory twice.
+ */
+#define CRC_SLICE (256u << 10)
+
+/*
+ * Fills in the CRC of every record of the group (appended without it, which keeps the CRC off
+ * the loop) and writes the group at the end of the active segment.
+ */
+static int write_group(struct store *s, const struct store_segment *act)
+{
+	const struct pend_rec *pr = (const struct pend_rec *)(const void *)s->inflight_recs.p;
+	size_t n = s->inflight_recs.len / sizeof(*pr), r = 0, pos = 0;
+	uint64_t unstarted = act->size;
+	bool writeback = s->opt.fsync != STORE_FSYNC_NEVER;
+
+	while (pos < s->inflight.len) {
+		size_t from = pos;
+
+		while (r < n && (pos == from || pos - from < CRC_SLICE)) {
+			seg_record_set_crc(s->inflight.p + pos);
+			pos += pr[r++].size;
+		}
+		if (pos == from) /* records and their sizes disagree: never */
+			return -EIO;
+		int err = pwrite_all(s->active_fd, s->inflight.p + from, pos - from,
+				     act->size + from, writeback, &unstarted);
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -838,15 +885,7 @@ static int commit_io(struct store *s)
 		}
 	}
 	if (s->inflight.len) {
-		/* records are appended without their CRC: computing it here keeps it off the loop */
-		for (size_t pos = 0; pos < s->inflight.len;) {
-			uint8_t *rec = s->inflight.p + pos;
-
-			seg_record_set_crc(rec);
-			pos += SEG_REC_PREFIX + seg_get_u32(rec);
-		}
-		err = pwrite_all(s->active_fd, s->inflight.p, s->inflight.len, act->size,
-				 s->opt.fsync != STORE_FSYNC_NEVER);
+		err = write_group(s, act);
 		if (err) {
 			log_error(TAG, "write segment %" PRIu64 ": %s", act->id, strerror(-err));
 			if (ftruncate(s->active_fd, (off_t)act->size) != 0)
@@ -876,21 +915,18 @@ static int commit_io(struct store *s)
 		/* the next record that gets a fine entry, and that entry's number */
 		uint64_t fine_k = (act->idx.records + fine_every - 1) / fine_every;
 		uint64_t fine_at = fine_k * fine_every;
-		for (size_t pos = 0; pos < s->inflight.len;) {
-			const uint8_t *rec = s->inflight.p + pos;
-			uint32_t rlen = seg_get_u32(rec);
-			struct store_record_meta m;
-			seg_meta_decode(rec + SEG_REC_PREFIX, &m, NULL);
+		const struct pend_rec *pr =
+		    (const struct pend_rec *)(const void *)s->inflight_recs.p;
+		for (size_t i = 0; i < s->inflight_recs.len / sizeof(*pr); i++) {
 			uint64_t nth = act->idx.records;
-			if (seg_index_add(&act->idx, &m, off, SEG_REC_PREFIX + rlen)) {
+			if (seg_index_add(&act->idx, &pr[i].m, off, pr[i].size)) {
 				err = -ENOMEM;
 			} else if (nth == fine_at) {
 				fine_note(act, fine_k++, off);
 				fine_at += fine_every;
 			}
 			act->last_off = off;
-			off += SEG_REC_PREFIX + rlen;
-			pos += SEG_REC_PREFIX + rlen;
+			off += pr[i].size;
 		}
 		act->size = off;
 		pthread_mutex_unlock(&s->lock);
@@ -925,6 +961,10 @@ static int commit_begin(struct store *s)
 	s->inflight_marks = s->pending_marks;
 	s->pending_marks = t;
 	s->pending_marks.len = 0;
+	t = s->inflight_recs;
+	s->inflight_recs = s->pending_recs;
+	s->pending_recs = t;
+	s->pending_recs.len = 0;
 	s->inflight_ticket = s->appended_ticket;
 	return 0;
 }
@@ -943,6 +983,7 @@ static void commit_finish(struct store *s, int status)
 		sess_note(s, mk[i].agent, mk[i].session, mk[i].seq, true);
 	s->inflight.len = 0;
 	s->inflight_marks.len = 0;
+	s->inflight_recs.len = 0;
 	s->durable_ticket = s->inflight_ticket;
 	s->nodes_durable = s->inflight_node_count;
 }
@@ -1107,13 +1148,18 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 		    meta[i].sequence != meta[i + 1].sequence)
 			marks++;
 	}
-	if (buf_reserve(&s->pending_marks, marks * sizeof(struct sess_mark)))
+	if (buf_reserve(&s->pending_marks, marks * sizeof(struct sess_mark)) ||
+	    buf_reserve(&s->pending_recs, n * sizeof(struct pend_rec)))
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		/* the CRC is filled in by commit_io, in the thread pool for async commits */
+		struct pend_rec pr = {.m = meta[i], .size = (uint32_t)seg_record_size(len[i])};
+
 		seg_record_encode_nocrc(s->pending.p + s->pending.len, &meta[i],
 					i == n - 1 ? SEG_FLAG_BATCH_END : 0, rec[i], len[i]);
-		s->pending.len += seg_record_size(len[i]);
+		s->pending.len += pr.size;
+		memcpy(s->pending_recs.p + s->pending_recs.len, &pr, sizeof(pr));
+		s->pending_recs.len += sizeof(pr);
 		/* a batch is almost always one agent/session/sequence: note it once */
 		if (i == n - 1 || !same_session(&meta[i], &meta[i + 1]) ||
 		    meta[i].sequence != meta[i + 1].sequence) {
@@ -1478,6 +1524,8 @@ int store_close(struct store *s)
 	free(s->inflight.p);
 	free(s->pending_marks.p);
 	free(s->inflight_marks.p);
+	free(s->pending_recs.p);
+	free(s->inflight_recs.p);
 	free(s->inflight_nodes.p);
 	free(s->cur_waiters.w);
 	free(s->next_waiters.w);
