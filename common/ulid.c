@@ -156,21 +156,22 @@ static int decode_char(char c)
 }
 
 /* 1 for every Crockford base32 digit (either case), built once from decode_char. */
-static unsigned char valid_digit[256];
+/* Crockford base32 digits, either case (as decode_char reads them); checked by a unit test. */
+static const unsigned char valid_digit[256] = {
+    ['0' ... '9'] = 1, ['A' ... 'H'] = 1, ['J' ... 'K'] = 1, ['M' ... 'N'] = 1,
+    ['P' ... 'T'] = 1, ['V' ... 'Z'] = 1, ['a' ... 'h'] = 1, ['j' ... 'k'] = 1,
+    ['m' ... 'n'] = 1, ['p' ... 't'] = 1, ['v' ... 'z'] = 1,
+};
 
-static void valid_digit_init(void)
+bool ulid_is_digit(char c)
 {
-	for (int c = 0; c < 256; c++)
-		valid_digit[c] = decode_char((char)c) >= 0;
+	return valid_digit[(unsigned char)c] != 0;
 }
 
 int ulid_validate(const char *s)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
 	if (!s)
 		return -EINVAL;
-	pthread_once(&once, valid_digit_init);
 	/* stops at the first non-digit: a shorter string ends there (its NUL is not a digit),
 	 * nothing past it is read */
 	for (int i = 0; i < 26; i++)

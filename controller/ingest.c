@@ -963,7 +963,8 @@ static int drain_fast(struct conn *c)
 		fo->timestamp_ns = one->timestamp_ns;
 		fo->type = (uint8_t)one->type;
 		fo->severity = (uint8_t)one->severity;
-		if (!runs || strcmp(in->sc_nodes[runs - 1], one->node) != 0)
+		/* both NUL-padded to the end of the array (zeroed, copied whole): one fixed compare */
+		if (!runs || memcmp(in->sc_nodes[runs - 1], one->node, sizeof(one->node)) != 0)
 			memcpy(in->sc_nodes[runs++], one->node, sizeof(one->node));
 		fo->node_run = (uint32_t)(runs - 1);
 	}

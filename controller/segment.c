@@ -22,34 +22,6 @@ static const char idx_magic[8] = {'T', 'A', 'P', 'I', 'O', 'I', 'D', 'X'};
 #define IDX_POSTING_SIZE  5u /* u32 offset + u8 (type << 4 | severity) */
 #define IDX_MAX_FILE_SIZE (256u << 20)
 
-void seg_put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-void seg_put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-uint32_t seg_get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-uint64_t seg_get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 uint32_t seg_crc32(const void *buf, size_t len)
 {
 	/* libdeflate's crc32 is zlib's CRC-32, with PCLMULQDQ folding where the CPU has it

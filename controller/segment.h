@@ -7,10 +7,12 @@
 #ifndef TAPIO_CONTROLLER_SEGMENT_H
 #define TAPIO_CONTROLLER_SEGMENT_H
 
+#include <endian.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/occurrence.h"
 
@@ -37,10 +39,34 @@ struct store_record_meta {
 };
 
 /* Little-endian helpers (the on-disk byte order). */
-void seg_put_u32(uint8_t *p, uint32_t v);
-void seg_put_u64(uint8_t *p, uint64_t v);
-uint32_t seg_get_u32(const uint8_t *p);
-uint64_t seg_get_u64(const uint8_t *p);
+/* Inline: every record's prefix and meta go through these on the ingest and query paths. */
+static inline void seg_put_u32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline void seg_put_u64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline uint32_t seg_get_u32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le32toh(v);
+}
+
+static inline uint64_t seg_get_u64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
+}
 /* CRC-32 (IEEE, the same value as zlib's crc32; computed by libdeflate) of len bytes. */
 uint32_t seg_crc32(const void *buf, size_t len);
 

@@ -45,6 +45,23 @@ Test(ulid, validate_rejects, .timeout = 5)
 	cr_assert_eq(ulid_time_ms("garbage", &ms), -EINVAL);
 }
 
+/* The digit table is written out by hand: every byte value against the alphabet. */
+Test(ulid, digit_table_is_the_crockford_alphabet, .timeout = 5)
+{
+	char id[27];
+
+	for (int c = 0; c < 256; c++) {
+		int up = c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c;
+		bool want = c != 0 && strchr(crockford, up) != NULL;
+
+		cr_assert_eq(ulid_is_digit((char)c), want, "byte %d", c);
+		/* and ulid_validate agrees, in the last position (any digit may be there) */
+		memcpy(id, "01ARZ3NDEKTSV4RRFFQ69G5FAV", 27);
+		id[25] = (char)c;
+		cr_assert_eq(ulid_validate(id) == 0, want, "byte %d", c);
+	}
+}
+
 Test(ulid, monotonic_and_unique_100k, .timeout = 30)
 {
 	enum { N = 100000 };
