@@ -918,7 +918,20 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct conn *c = container_of((uv_tcp_t *)h, struct conn, tcp);
 
 	buf->base = (char *)c->in->rbuf;
-	buf->len = INGEST_READ_BUF;
+	/*
+	 * this iteration's read budget spent: no buffer, so libuv reads nothing and calls
+	 * on_read with UV_ENOBUFS; the socket stays ready and is read next iteration, after the
+	 * loop has run the commit completions that arrived meanwhile (a loop that read everything
+	 * ready first delayed them by 8 ms per 60 ms commit at full load, and the writer with them)
+	 */
+	buf->len = c->in->iter_bytes < INGEST_ITER_BYTES ? INGEST_READ_BUF : 0;
+}
+
+static void on_iter(uv_prepare_t *h)
+{
+	struct ingest *in = container_of(h, struct ingest, iter);
+
+	in->iter_bytes = 0;
 }
 
 /*
@@ -1118,7 +1131,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	struct conn *c = container_of((uv_tcp_t *)s, struct conn, tcp);
 	const uint8_t *p = (const uint8_t *)buf->base;
 
-	if (nread == 0)
+	if (nread == 0 || nread == UV_ENOBUFS) /* ENOBUFS: budget spent (on_alloc) */
 		return;
 	if (nread < 0) {
 		if (nread != UV_EOF)
@@ -1127,6 +1140,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	c->in->stats.bytes_in += (uint64_t)nread;
+	c->in->iter_bytes += (uint64_t)nread;
 	if (c->tls ? feed_tls(c, p, (size_t)nread) < 0 : feed_plain(c, p, (size_t)nread) < 0)
 		return;
 	if (codec_decoder_pending(&c->dec) == 0 && c->dec.buf) {
@@ -1264,6 +1278,8 @@ static void maybe_stopped(struct ingest *in)
 		}
 		if (!uv_is_closing((uv_handle_t *)&in->sweep))
 			uv_close((uv_handle_t *)&in->sweep, on_handle_closed);
+		if (!uv_is_closing((uv_handle_t *)&in->iter))
+			uv_close((uv_handle_t *)&in->iter, on_handle_closed);
 		return;
 	}
 	if (in->handles_open == 0 && in->stats.current == 0 && in->on_stopped) {
@@ -1350,9 +1366,11 @@ int ingest_start(struct ingest *in, uv_loop_t *loop, const struct ingest_options
 	in->opt.token = in->token;
 	uv_tcp_init(loop, &in->server);
 	uv_timer_init(loop, &in->sweep);
+	uv_prepare_init(loop, &in->iter);
 	in->server.data = in;
 	in->sweep.data = in;
-	in->handles_open = 2;
+	in->iter.data = in;
+	in->handles_open = 3;
 	r = uv_tcp_bind(&in->server, (const struct sockaddr *)&ss, 0);
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)&in->server, in->opt.backlog, on_connection);
@@ -1361,6 +1379,7 @@ int ingest_start(struct ingest *in, uv_loop_t *loop, const struct ingest_options
 	if (r < 0) {
 		uv_close((uv_handle_t *)&in->server, on_handle_closed);
 		uv_close((uv_handle_t *)&in->sweep, on_handle_closed);
+		uv_close((uv_handle_t *)&in->iter, on_handle_closed);
 		return r;
 	}
 	in->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
@@ -1368,6 +1387,8 @@ int ingest_start(struct ingest *in, uv_loop_t *loop, const struct ingest_options
 	in->listening = true;
 	uv_timer_start(&in->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
 	uv_unref((uv_handle_t *)&in->sweep);
+	uv_prepare_start(&in->iter, on_iter);
+	uv_unref((uv_handle_t *)&in->iter);
 	return 0;
 }
 

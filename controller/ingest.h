@@ -29,7 +29,13 @@
 #include "controller/registry.h"
 #include "controller/store.h"
 
-#define INGEST_READ_BUF		  (64u << 10)
+#define INGEST_READ_BUF (64u << 10)
+/*
+ * Bytes read per loop iteration, over all connections: past it the rest wait for the next
+ * iteration (still ready: nothing is lost), so the loop gets back to the thread pool's commit
+ * notifications within a few milliseconds however many connections have data.
+ */
+#define INGEST_ITER_BYTES	  (1u << 20)
 #define INGEST_ERROR_CODES	  9 /* Tapio__V1__ErrorCode values 0..8 */
 #define INGEST_DEFAULT_PORT	  7070
 #define INGEST_DEFAULT_BACKLOG	  1024
@@ -111,9 +117,11 @@ struct ingest {
 	struct aggregate *aggregate; /* may be NULL */
 	uv_tcp_t server;
 	uv_timer_t sweep;
-	int port; /* bound port */
+	uv_prepare_t iter;   /* resets iter_bytes before each poll */
+	uint64_t iter_bytes; /* read in this loop iteration (INGEST_ITER_BYTES) */
+	int port;	     /* bound port */
 	bool listening, stopping, closing_handles;
-	int handles_open;	  /* server + sweep timer */
+	int handles_open;	  /* server + sweep timer + iter */
 	struct conn *conns;	  /* every open connection */
 	struct conn *ack_waiters; /* connections waiting for a commit to Ack */
 	uint8_t *rbuf;		  /* the loop-wide read buffer */
