@@ -216,6 +216,44 @@ Test(loadgen, everything_submitted_is_acked_and_stored_once)
 	cr_assert_eq(check_store(acked), submitted);
 }
 
+/*
+ * --rate max is closed-loop: each agent keeps at most --window bytes unacknowledged and sends
+ * whole batches as Acks free room, so nothing is dropped however fast the controller is. With
+ * 4 x 2 MiB in flight the controller also runs out of its per-iteration read budget
+ * (INGEST_ITER_BYTES) again and again: the connections it leaves for the next iteration must
+ * be read then, not dropped (no reconnect).
+ */
+Test(loadgen, rate_max_is_closed_loop_and_drops_nothing, .timeout = 120)
+{
+	uint16_t port = free_port();
+	pid_t ctl = start_controller(port);
+	char cmd[1024], summary[256], acked[256];
+	json_t *j;
+	uint64_t submitted;
+
+	snprintf(summary, sizeof(summary), "%s/summary-max.json", tmp);
+	snprintf(acked, sizeof(acked), "%s/acked-max.log", tmp);
+	snprintf(cmd, sizeof(cmd),
+		 "%s --controller 127.0.0.1:%u --agents 4 --rate max --window 2097152 --duration 2 "
+		 "--batch 64 --node-prefix lgmax --seed 9 --acked-log %s --json-summary > %s "
+		 "2>>%s/loadgen.log",
+		 BIN("tapio-loadgen"), port, acked, summary, tmp);
+	cr_assert_eq(WEXITSTATUS(system(cmd)), 0, "loadgen did not get everything acked");
+	j = read_summary(summary);
+	submitted = jint(j, "submitted");
+	cr_assert_gt(submitted, 10000, "a loopback controller takes far more than 5k/s");
+	cr_assert_eq(submitted % 64, 0, "whole batches only");
+	cr_assert_eq(jint(j, "acked"), submitted);
+	cr_assert_eq(jint(j, "dropped"), 0);
+	cr_assert_eq(jint(j, "window"), 2097152);
+	cr_assert_eq(jint(j, "reconnects"), 0);
+	cr_assert_eq(jint(j, "batches_resent"), 0);
+	json_decref(j);
+	kill(ctl, SIGTERM);
+	cr_assert_eq(wait_exit(ctl), 0);
+	cr_assert_eq(check_store(acked), submitted);
+}
+
 Test(loadgen, controller_kill_9_loses_nothing_acked)
 {
 	uint16_t port = free_port();
