@@ -1752,6 +1752,11 @@ uint64_t client_session_id(const struct client *c)
 	return c->session;
 }
 
+uint64_t client_queue_bytes(const struct client *c)
+{
+	return c->mem_bytes;
+}
+
 void client_counters(const struct client *c, struct client_stats *out)
 {
 	*out = c->st;

@@ -178,6 +178,8 @@ void client_set_config(struct client *c, uint64_t generation, const char *hash);
 
 uint64_t client_session_id(const struct client *c);
 void client_counters(const struct client *c, struct client_stats *out);
+/* client_counters' queue_bytes alone (bytes of batches held in memory), for a sender's pacing. */
+uint64_t client_queue_bytes(const struct client *c);
 
 /*
  * Seals the open batch, waits for pending spool writes, closes the connection and every

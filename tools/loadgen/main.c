@@ -687,14 +687,13 @@ static void top_up(struct loadgen *lg, uint64_t now_ns)
 
 	for (uint32_t i = 0; i < lg->nagents; i++) {
 		struct agent *a = &lg->agents[i];
-		struct client_stats s;
+		uint64_t held;
 
-		for (;;) {
-			client_counters(a->client, &s);
-			if (s.queue_bytes >= lg->window)
-				break;
+		while ((held = client_queue_bytes(a->client)) < lg->window) {
 			submit_n(lg, a, batch, now_ns);
 			lg->submitted += batch;
+			if (client_queue_bytes(a->client) <= held)
+				break; /* the client dropped it (counted): try again next tick */
 		}
 	}
 }
@@ -891,9 +890,11 @@ static int parse_args(struct loadgen *lg, int argc, char **argv)
 			break;
 		case 'w': {
 			unsigned long long v = strtoull(optarg, &end, 10);
-			if (errno || *end || v < 1024 || v > (1ull << 30)) {
+			/* below the client's queue bound, which would drop what the window asks for */
+			if (errno || *end || v < 1024 || v > CLIENT_DEFAULT_QUEUE_BYTES / 2) {
 				fprintf(stderr,
-					"tapio-loadgen: --window must be 1024..2^30 bytes\n");
+					"tapio-loadgen: --window must be 1024..%llu bytes\n",
+					(unsigned long long)CLIENT_DEFAULT_QUEUE_BYTES / 2);
 				return -1;
 			}
 			lg->window = v;
