@@ -189,22 +189,37 @@ static size_t check_store(const char *acked_log)
 	return nstored;
 }
 
+/*
+ * Runs loadgen (its flags in args, plus --acked-log and --json-summary) against port until it
+ * exits 0 with everything acked, and returns its summary; the acked ids go to acked.
+ */
+static json_t *run_loadgen_acked(uint16_t port, const char *args, const char *name, char *acked,
+				 size_t acked_len)
+{
+	char cmd[1024], summary[256];
+
+	snprintf(summary, sizeof(summary), "%s/summary-%s.json", tmp, name);
+	snprintf(acked, acked_len, "%s/acked-%s.log", tmp, name);
+	snprintf(cmd, sizeof(cmd),
+		 "%s --controller 127.0.0.1:%u %s --acked-log %s --json-summary > %s "
+		 "2>>%s/loadgen.log",
+		 BIN("tapio-loadgen"), port, args, acked, summary, tmp);
+	cr_assert_eq(WEXITSTATUS(system(cmd)), 0, "loadgen did not get everything acked");
+	return read_summary(summary);
+}
+
 Test(loadgen, everything_submitted_is_acked_and_stored_once)
 {
 	uint16_t port = free_port();
 	pid_t ctl = start_controller(port);
-	char cmd[1024], summary[256], acked[256];
+	char acked[256];
 	json_t *j;
 	uint64_t submitted;
 
-	snprintf(summary, sizeof(summary), "%s/summary.json", tmp);
-	snprintf(acked, sizeof(acked), "%s/acked.log", tmp);
-	snprintf(cmd, sizeof(cmd),
-		 "%s --controller 127.0.0.1:%u --agents 3 --rate 20000 --duration 2 --batch 256 "
-		 "--node-prefix lg --seed 7 --acked-log %s --json-summary > %s 2>>%s/loadgen.log",
-		 BIN("tapio-loadgen"), port, acked, summary, tmp);
-	cr_assert_eq(WEXITSTATUS(system(cmd)), 0, "loadgen did not get everything acked");
-	j = read_summary(summary);
+	j = run_loadgen_acked(port,
+			      "--agents 3 --rate 20000 --duration 2 --batch 256 --node-prefix lg "
+			      "--seed 7",
+			      "rate", acked, sizeof(acked));
 	submitted = jint(j, "submitted");
 	cr_assert_gt(submitted, 30000, "rate 20000/s for 2 s");
 	cr_assert_eq(jint(j, "acked"), submitted);
@@ -227,19 +242,14 @@ Test(loadgen, rate_max_is_closed_loop_and_drops_nothing, .timeout = 120)
 {
 	uint16_t port = free_port();
 	pid_t ctl = start_controller(port);
-	char cmd[1024], summary[256], acked[256];
+	char acked[256];
 	json_t *j;
 	uint64_t submitted;
 
-	snprintf(summary, sizeof(summary), "%s/summary-max.json", tmp);
-	snprintf(acked, sizeof(acked), "%s/acked-max.log", tmp);
-	snprintf(cmd, sizeof(cmd),
-		 "%s --controller 127.0.0.1:%u --agents 4 --rate max --window 2097152 --duration 2 "
-		 "--batch 64 --node-prefix lgmax --seed 9 --acked-log %s --json-summary > %s "
-		 "2>>%s/loadgen.log",
-		 BIN("tapio-loadgen"), port, acked, summary, tmp);
-	cr_assert_eq(WEXITSTATUS(system(cmd)), 0, "loadgen did not get everything acked");
-	j = read_summary(summary);
+	j = run_loadgen_acked(port,
+			      "--agents 4 --rate max --window 2097152 --duration 2 --batch 64 "
+			      "--node-prefix lgmax --seed 9",
+			      "max", acked, sizeof(acked));
 	submitted = jint(j, "submitted");
 	cr_assert_gt(submitted, 10000, "a loopback controller takes far more than 5k/s");
 	cr_assert_eq(submitted % 64, 0, "whole batches only");
