@@ -474,40 +474,36 @@ static size_t occ_pack_bound(void)
 	return sizeof(struct tapio_occurrence) + 12 * fields + code + 256;
 }
 
+/* Grows the array *arr of elem-byte elements to ncap of them. Returns 0 or -ENOMEM. */
+static int grow_to(void *arr, size_t elem, size_t ncap)
+{
+	void *p, **slot = arr;
+
+	if (!(p = realloc(*slot, ncap * elem)))
+		return -ENOMEM;
+	*slot = p;
+	return 0;
+}
+
 /* Grows the append_batch scratch arrays to hold n records. Returns 0 or -ENOMEM. */
 static int scratch_reserve(struct ingest *in, size_t n)
 {
 	size_t ncap = in->sc_cap ? in->sc_cap : 64;
-	void *p;
 
 	if (n <= in->sc_cap)
 		return 0;
 	while (ncap < n)
 		ncap *= 2;
-	if (!(p = realloc(in->sc_meta, ncap * sizeof(*in->sc_meta))))
+	/* each grown array stays valid (and larger) if a later one fails; sc_cap is the least */
+	if (grow_to(&in->sc_meta, sizeof(*in->sc_meta), ncap) ||
+	    grow_to(&in->sc_rec, sizeof(*in->sc_rec), ncap) ||
+	    grow_to(&in->sc_len, sizeof(*in->sc_len), ncap) ||
+	    grow_to(&in->sc_off, sizeof(*in->sc_off), ncap) ||
+	    grow_to(&in->sc_wire, sizeof(*in->sc_wire), ncap) ||
+	    grow_to(&in->sc_wire_len, sizeof(*in->sc_wire_len), ncap) ||
+	    grow_to(&in->sc_fast, sizeof(*in->sc_fast), ncap) ||
+	    grow_to(&in->sc_nodes, sizeof(*in->sc_nodes), ncap))
 		return -ENOMEM;
-	in->sc_meta = p;
-	if (!(p = realloc(in->sc_rec, ncap * sizeof(*in->sc_rec))))
-		return -ENOMEM;
-	in->sc_rec = p;
-	if (!(p = realloc(in->sc_len, ncap * sizeof(*in->sc_len))))
-		return -ENOMEM;
-	in->sc_len = p;
-	if (!(p = realloc(in->sc_off, ncap * sizeof(*in->sc_off))))
-		return -ENOMEM;
-	in->sc_off = p;
-	if (!(p = realloc(in->sc_wire, ncap * sizeof(*in->sc_wire))))
-		return -ENOMEM;
-	in->sc_wire = p;
-	if (!(p = realloc(in->sc_wire_len, ncap * sizeof(*in->sc_wire_len))))
-		return -ENOMEM;
-	in->sc_wire_len = p;
-	if (!(p = realloc(in->sc_fast, ncap * sizeof(*in->sc_fast))))
-		return -ENOMEM;
-	in->sc_fast = p;
-	if (!(p = realloc(in->sc_nodes, ncap * sizeof(*in->sc_nodes))))
-		return -ENOMEM;
-	in->sc_nodes = p;
 	in->sc_cap = ncap;
 	return 0;
 }

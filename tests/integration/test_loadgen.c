@@ -208,6 +208,22 @@ static json_t *run_loadgen_acked(uint16_t port, const char *args, const char *na
 	return read_summary(summary);
 }
 
+/*
+ * The summary j says everything submitted was acked and nothing dropped; then the controller
+ * stops cleanly and its store holds exactly the acked ids, once each. Returns submitted.
+ */
+static uint64_t all_acked_and_stored(json_t *j, pid_t ctl, const char *acked)
+{
+	uint64_t submitted = jint(j, "submitted");
+
+	cr_assert_eq(jint(j, "acked"), submitted);
+	cr_assert_eq(jint(j, "dropped"), 0);
+	kill(ctl, SIGTERM);
+	cr_assert_eq(wait_exit(ctl), 0);
+	cr_assert_eq(check_store(acked), submitted);
+	return submitted;
+}
+
 Test(loadgen, everything_submitted_is_acked_and_stored_once)
 {
 	uint16_t port = free_port();
@@ -220,15 +236,10 @@ Test(loadgen, everything_submitted_is_acked_and_stored_once)
 			      "--agents 3 --rate 20000 --duration 2 --batch 256 --node-prefix lg "
 			      "--seed 7",
 			      "rate", acked, sizeof(acked));
-	submitted = jint(j, "submitted");
-	cr_assert_gt(submitted, 30000, "rate 20000/s for 2 s");
-	cr_assert_eq(jint(j, "acked"), submitted);
-	cr_assert_eq(jint(j, "dropped"), 0);
 	cr_assert_eq(jint(j, "agents"), 3);
+	submitted = all_acked_and_stored(j, ctl, acked);
+	cr_assert_gt(submitted, 30000, "rate 20000/s for 2 s");
 	json_decref(j);
-	kill(ctl, SIGTERM);
-	cr_assert_eq(wait_exit(ctl), 0);
-	cr_assert_eq(check_store(acked), submitted);
 }
 
 /*
@@ -250,18 +261,13 @@ Test(loadgen, rate_max_is_closed_loop_and_drops_nothing, .timeout = 120)
 			      "--agents 4 --rate max --window 2097152 --duration 2 --batch 64 "
 			      "--node-prefix lgmax --seed 9",
 			      "max", acked, sizeof(acked));
-	submitted = jint(j, "submitted");
-	cr_assert_gt(submitted, 10000, "a loopback controller takes far more than 5k/s");
-	cr_assert_eq(submitted % 64, 0, "whole batches only");
-	cr_assert_eq(jint(j, "acked"), submitted);
-	cr_assert_eq(jint(j, "dropped"), 0);
 	cr_assert_eq(jint(j, "window"), 2097152);
 	cr_assert_eq(jint(j, "reconnects"), 0);
 	cr_assert_eq(jint(j, "batches_resent"), 0);
+	submitted = all_acked_and_stored(j, ctl, acked);
+	cr_assert_gt(submitted, 10000, "a loopback controller takes far more than 5k/s");
+	cr_assert_eq(submitted % 64, 0, "whole batches only");
 	json_decref(j);
-	kill(ctl, SIGTERM);
-	cr_assert_eq(wait_exit(ctl), 0);
-	cr_assert_eq(check_store(acked), submitted);
 }
 
 Test(loadgen, controller_kill_9_loses_nothing_acked)
