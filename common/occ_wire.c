@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/codec.h"
+#include "common/ulid.h"
 #include "tapio.pb-c.h"
 
 #define OCC_SOURCE "tapio" /* the one non-empty Occurrence.source occ_from_proto accepts */
@@ -39,6 +40,8 @@ enum kind {
 	K_ENUM,	    /* enum varint 1..arg, stored as value - 1 */
 	K_FIX64,    /* fixed64 or double: 8 bytes copied as they are */
 	K_STR,	    /* string copied into a char[size] */
+	K_ID,	    /* Occurrence.id: a K_STR the check mode remembers */
+	K_NODE,	    /* Context.node: a K_STR the check mode remembers */
 	K_SOURCE,   /* Occurrence.source: empty or "tapio" */
 	K_VERSION,  /* Occurrence.protocol_version: empty or "1.…" */
 	K_CODE,	    /* OccurrenceError.code: empty or the type's catalogue code */
@@ -84,6 +87,7 @@ struct message {
 #define ENUM(num, m, n)	   ENTRY(num, WT_VARINT, K_ENUM, n, num, AT(m), SIZED(m, sizeof(int)))
 #define FIX64(num, m)	   ENTRY(num, WT_FIX64, K_FIX64, 0, num, AT(m), SIZED(m, 8))
 #define STR(num, m)	   ENTRY(num, WT_LEN, K_STR, 0, num, AT(m), sizeof(MEMBER(m)))
+#define NAMED(num, kind, m) ENTRY(num, WT_LEN, kind, 0, num, AT(m), sizeof(MEMBER(m)))
 #define CHECKED(num, kind) ENTRY(num, WT_LEN, kind, 0, num, 0, 0)
 #define DATA(num, obs)	   ENTRY(num, WT_LEN, K_DATA, obs, SEEN_DATA, 0, 0)
 #define MESSAGE(fields, pb) {fields, sizeof(fields) / sizeof(fields[0]), sizeof(pb)}
@@ -147,14 +151,14 @@ static const struct field error_fields[] = {
 
 static const struct field context_fields[] = {
     STR(1, cluster),
-    STR(2, node),
+    NAMED(2, K_NODE, node),
 };
 
 static const struct message error_msg = MESSAGE(error_fields, Tapio__V1__OccurrenceError);
 static const struct message context_msg = MESSAGE(context_fields, Tapio__V1__Context);
 
 static const struct field occurrence_fields[] = {
-    STR(1, id),
+    NAMED(1, K_ID, id),
     FIX64(2, timestamp_ns),
     CHECKED(3, K_SOURCE),
     ENUM(4, type, TAPIO_OCC__COUNT),
@@ -183,13 +187,18 @@ _Static_assert(TAPIO__V1__FRAME__MSG_EVENT_BATCH == 4, "Frame.event_batch field 
 
 #define SEEN_ENUMS ((1u << 4) | (1u << 5) | (1u << 6)) /* type, severity, outcome */
 
-/* One occurrence being decoded. */
+/*
+ * One occurrence being decoded. In check mode (occ_wire_iter_check) strings are checked where
+ * they lie instead of copied, and base is scratch that only the scalars the check reads are
+ * zeroed in.
+ */
 struct occ_state {
 	uint8_t *base; /* the struct tapio_occurrence */
 	size_t mem;    /* bytes protobuf-c would have allocated so far */
 	int observer;  /* the data member seen, -1 for none */
-	const uint8_t *code;
-	size_t code_len;
+	bool check;
+	const uint8_t *code, *id, *node;
+	size_t code_len, id_len, node_len;
 };
 
 /* A value varint: at most 10 bytes, and no bits beyond 64 (protobuf-c would drop them). */
@@ -248,6 +257,21 @@ static inline uint64_t zero_byte(uint64_t w)
 	return (w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull;
 }
 
+/* Whether s[0..len) holds a NUL byte: a word at a time, as copy_text below reads it. */
+static inline bool has_nul(const uint8_t *s, size_t len)
+{
+	if (len < 8) {
+		for (size_t i = 0; i < len; i++)
+			if (!s[i])
+				return true;
+		return false;
+	}
+	for (size_t i = 0; i + 8 < len; i += 8)
+		if (zero_byte(load64(s + i)))
+			return true;
+	return zero_byte(load64(s + len - 8)) != 0;
+}
+
 /*
  * Copies the string s[0..len) to dst unless it holds a NUL byte (copy_str would cut it short
  * there): returns -1 then. A word at a time, the last word overlapping the one before, so
@@ -291,7 +315,7 @@ static int check_text(struct occ_state *st, const struct field *f, const uint8_t
 			return 0;
 		if (len < 2 || s[0] != '1' || s[1] != '.')
 			return -1;
-		return memchr(s, 0, len) ? -1 : 0;
+		return has_nul(s, len) ? -1 : 0;
 	default: /* K_CODE: compared with the catalogue once the type is known */
 		st->code = s;
 		st->code_len = len;
@@ -387,8 +411,22 @@ static inline __attribute__((always_inline)) int take(struct occ_state *st, cons
 		return -1;
 	switch (f->kind) {
 	case K_STR:
-		if (len >= f->size || copy_text(dst, p, len) < 0)
+	case K_ID:
+	case K_NODE:
+		if (len >= f->size)
 			return -1;
+		if (!st->check) {
+			if (copy_text(dst, p, len) < 0)
+				return -1;
+		} else if (has_nul(p, len)) {
+			return -1;
+		} else if (f->kind == K_ID) {
+			st->id = p;
+			st->id_len = len;
+		} else if (f->kind == K_NODE) {
+			st->node = p;
+			st->node_len = len;
+		}
 		st->mem += len + 1;
 		break;
 	case K_ERROR:
@@ -610,17 +648,34 @@ static int parse_occurrence(struct occ_state *st, const uint8_t *p, const uint8_
 	return 0;
 }
 
-/* One Occurrence (its bytes p[0..end)) into the zeroed *occ, with occ_from_proto's checks. */
+/* Whether the received s[0..len) is the catalogue string code (read no further than its NUL). */
+static inline bool same_code(const uint8_t *s, size_t len, const char *code)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!code[i] || (uint8_t)code[i] != s[i])
+			return false;
+	return !code[len];
+}
+
+/*
+ * One Occurrence (its bytes p[0..end)) into *occ, with occ_from_proto's checks: zeroed by the
+ * caller, or in check mode scratch whose timestamp, count, first_seen and last_seen are zeroed
+ * here (the only members the check reads that a message may leave out).
+ */
 static int decode_occurrence(struct occ_state *st, struct tapio_occurrence *occ, const uint8_t *p,
 			     const uint8_t *end)
 {
-	const char *code;
 	uint32_t seen;
 
-	st->base = (uint8_t *)occ; /* zeroed by the caller */
+	st->base = (uint8_t *)occ;
 	st->observer = -1;
-	st->code = NULL;
-	st->code_len = 0;
+	st->code = st->id = st->node = NULL;
+	st->code_len = st->id_len = st->node_len = 0;
+	if (st->check) {
+		occ->timestamp_ns = 0;
+		occ->count = 0;
+		occ->first_seen_ns = occ->last_seen_ns = 0;
+	}
 	if (parse_occurrence(st, p, end, &seen) < 0)
 		return -1;
 	/* type, severity and outcome 0 (unspecified) are refused */
@@ -628,10 +683,26 @@ static int decode_occurrence(struct occ_state *st, struct tapio_occurrence *occ,
 		return -1;
 	if (st->observer != (int)tapio_catalogue[occ->type].observer)
 		return -1;
-	code = tapio_catalogue[occ->type].error_code;
-	if (st->code_len && (st->code_len != strlen(code) || memcmp(st->code, code, st->code_len)))
+	if (st->code_len &&
+	    !same_code(st->code, st->code_len, tapio_catalogue[occ->type].error_code))
 		return -1;
 	return 0;
+}
+
+/*
+ * occurrence_validate() of the occurrence check mode just parsed (st, the scalars in *occ),
+ * without the struct: what the parse itself guarantees (enums in range, every string
+ * NUL-free and shorter than its array) is not checked again.
+ */
+static bool check_valid(const struct occ_state *st, const struct tapio_occurrence *occ)
+{
+	if (st->id_len != TAPIO_ULID_CHARS || !ulid_valid26((const char *)st->id))
+		return false;
+	if (occ->timestamp_ns == 0 || st->node_len == 0)
+		return false;
+	if (occ->count == 0)
+		return !occ->first_seen_ns && !occ->last_seen_ns;
+	return occ->first_seen_ns && occ->last_seen_ns && occ->first_seen_ns <= occ->last_seen_ns;
 }
 
 /*
@@ -710,11 +781,12 @@ void occ_wire_iter_init(struct occ_wire_iter *it, const struct occ_wire_batch *b
 		  b->n * sizeof(Tapio__V1__Occurrence *);
 }
 
-int occ_wire_iter_next(struct occ_wire_iter *it, struct occ_wire_batch *b, size_t budget,
-		       struct tapio_occurrence *occ, const uint8_t **wire, size_t *wire_len)
+/* One step of the iterator, in st's mode: see occ_wire_iter_next. */
+static inline __attribute__((always_inline)) int
+iter_step(struct occ_wire_iter *it, struct occ_wire_batch *b, size_t budget, struct occ_state *st,
+	  struct tapio_occurrence *occ, const uint8_t **wire, size_t *wire_len)
 {
-	struct occ_state st = {.mem = it->mem};
-
+	st->mem = it->mem;
 	while (it->p < it->end) {
 		uint8_t key = *it->p++;
 		uint64_t v;
@@ -728,21 +800,48 @@ int occ_wire_iter_next(struct occ_wire_iter *it, struct occ_wire_batch *b, size_
 		}
 		if (read_len(&it->p, it->end, &n) < 0 || it->i == b->n)
 			return -1;
-		zero_occurrence(occ);
-		if (decode_occurrence(&st, occ, it->p, it->p + n) < 0)
+		if (!st->check)
+			zero_occurrence(occ);
+		if (decode_occurrence(st, occ, it->p, it->p + n) < 0)
 			return -1;
 		*wire = it->p;
 		*wire_len = n;
 		it->i++;
 		it->p += n;
-		it->mem = st.mem;
-		return st.mem > budget ? -1 : 1;
+		it->mem = st->mem;
+		return st->mem > budget ? -1 : 1;
 	}
 	it->mem += slab_bytes(it->members);
 	if (it->i != b->n || it->mem > budget)
 		return -1;
 	b->unpack_bytes = it->mem;
 	return 0;
+}
+
+int occ_wire_iter_next(struct occ_wire_iter *it, struct occ_wire_batch *b, size_t budget,
+		       struct tapio_occurrence *occ, const uint8_t **wire, size_t *wire_len)
+{
+	struct occ_state st = {.check = false};
+
+	return iter_step(it, b, budget, &st, occ, wire, wire_len);
+}
+
+int occ_wire_iter_check(struct occ_wire_iter *it, struct occ_wire_batch *b, size_t budget,
+			struct occ_wire_summary *s, const uint8_t **wire, size_t *wire_len)
+{
+	struct occ_state st = {.check = true};
+	struct tapio_occurrence scratch; /* scalars only: never read but for check_valid's */
+	int r = iter_step(it, b, budget, &st, &scratch, wire, wire_len);
+
+	if (r != 1)
+		return r;
+	s->timestamp_ns = scratch.timestamp_ns;
+	s->type = (uint8_t)scratch.type;
+	s->severity = (uint8_t)scratch.severity;
+	s->node = st.node;
+	s->node_len = (uint8_t)st.node_len;
+	s->valid = check_valid(&st, &scratch);
+	return 1;
 }
 
 int occ_wire_batch_decode(struct occ_wire_batch *b, size_t budget, struct tapio_occurrence *occ,

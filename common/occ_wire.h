@@ -16,6 +16,7 @@
 #ifndef TAPIO_OCC_WIRE_H
 #define TAPIO_OCC_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,6 +67,26 @@ struct occ_wire_iter {
 void occ_wire_iter_init(struct occ_wire_iter *it, const struct occ_wire_batch *b);
 int occ_wire_iter_next(struct occ_wire_iter *it, struct occ_wire_batch *b, size_t budget,
 		       struct tapio_occurrence *occ, const uint8_t **wire, size_t *wire_len);
+
+/*
+ * What a caller that stores the received bytes needs of one occurrence: its summary.
+ * node points at context.node's bytes inside the frame (no NUL after them).
+ */
+struct occ_wire_summary {
+	uint64_t timestamp_ns;
+	const uint8_t *node;
+	uint8_t node_len; /* < TAPIO_NAME_LEN; 0 when the occurrence names no node */
+	uint8_t type, severity;
+	bool valid; /* occurrence_validate() accepts the occurrence */
+};
+/*
+ * occ_wire_iter_next in check mode: takes and declines exactly the frames and occurrences
+ * _next does, but checks each occurrence where it lies in the frame instead of building its
+ * struct, and gives its summary: its validity exactly as occurrence_validate() judges the
+ * struct _next would have built (tests/fuzz/occ_wire_diff.c holds it to that).
+ */
+int occ_wire_iter_check(struct occ_wire_iter *it, struct occ_wire_batch *b, size_t budget,
+			struct occ_wire_summary *s, const uint8_t **wire, size_t *wire_len);
 
 /*
  * One packed tapio.v1.Occurrence p[0..len) (as the store keeps it) into *occ, zeroed first and

@@ -12,6 +12,9 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -155,7 +158,6 @@ static int decode_char(char c)
 	return letters[c - 'A'];
 }
 
-/* 1 for every Crockford base32 digit (either case), built once from decode_char. */
 /* Crockford base32 digits, either case (as decode_char reads them); checked by a unit test. */
 static const unsigned char valid_digit[256] = {
     ['0' ... '9'] = 1, ['A' ... 'H'] = 1, ['J' ... 'K'] = 1, ['M' ... 'N'] = 1,
@@ -166,6 +168,42 @@ static const unsigned char valid_digit[256] = {
 bool ulid_is_digit(char c)
 {
 	return valid_digit[(unsigned char)c] != 0;
+}
+
+#ifdef __SSE2__
+/* The bytes of v that are Crockford digits (either case), as a 16-bit mask. */
+static inline unsigned digit_mask(__m128i v)
+{
+	/* signed compares: a byte >= 0x80 is negative and fails every range */
+	__m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+				      _mm_cmpgt_epi8(_mm_set1_epi8('9' + 1), v));
+	__m128i lc = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* 'A'..'Z' -> 'a'..'z' */
+	__m128i letter = _mm_and_si128(_mm_cmpgt_epi8(lc, _mm_set1_epi8('a' - 1)),
+				       _mm_cmpgt_epi8(_mm_set1_epi8('z' + 1), lc));
+	__m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(lc, _mm_set1_epi8('i')),
+						_mm_cmpeq_epi8(lc, _mm_set1_epi8('l'))),
+				   _mm_or_si128(_mm_cmpeq_epi8(lc, _mm_set1_epi8('o')),
+						_mm_cmpeq_epi8(lc, _mm_set1_epi8('u'))));
+
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(digit, _mm_andnot_si128(bad, letter)));
+}
+#endif
+
+bool ulid_valid26(const char s[TAPIO_ULID_CHARS])
+{
+	if (s[0] < '0' || s[0] > '7')
+		return false;
+#ifdef __SSE2__
+	/* two overlapping 16-byte loads cover the 26 characters */
+	return (digit_mask(_mm_loadu_si128((const __m128i *)s)) &
+		digit_mask(_mm_loadu_si128((const __m128i *)(s + TAPIO_ULID_CHARS - 16)))) ==
+	       0xffff;
+#else
+	for (int i = 1; i < TAPIO_ULID_CHARS; i++)
+		if (!valid_digit[(unsigned char)s[i]])
+			return false;
+	return true;
+#endif
 }
 
 int ulid_validate(const char *s)

@@ -933,9 +933,10 @@ static void on_iter(uv_prepare_t *h)
 /*
  * The EventBatch fast path (common/occ_wire.h): when the next complete frame is a batch in
  * the canonical shape, decodes it straight from the wire (no protobuf-c, nothing allocated in
- * the steady state) and handles it. Each occurrence is decoded into one reused struct and
- * validated at once, while it is in the cache, and only what append_batch needs of it is kept
- * (in->sc_fast, in->sc_nodes); nothing is counted or interned before the frame is handled.
+ * the steady state) and handles it. Each occurrence is checked where it lies in the frame
+ * (occ_wire_iter_check: parsed and validated without building its struct) and only what
+ * append_batch needs of it is kept (in->sc_fast, in->sc_nodes); nothing is counted or
+ * interned before the frame is handled.
  * Returns 1 when it did, 0 when there is no complete frame or the frame is for the generic
  * decoder, which then handles it exactly as before (errors, counters, Error frames). The
  * summaries never take more memory than the generic decode of the same frame may
@@ -946,7 +947,7 @@ static int drain_fast(struct conn *c)
 	struct ingest *in = c->in;
 	Tapio__V1__Frame f = TAPIO__V1__FRAME__INIT;
 	Tapio__V1__EventBatch eb = TAPIO__V1__EVENT_BATCH__INIT;
-	struct tapio_occurrence *one = &in->sc_one;
+	struct occ_wire_summary one;
 	struct occ_wire_batch b;
 	struct occ_wire_iter it;
 	const uint8_t *payload = NULL;
@@ -960,21 +961,25 @@ static int drain_fast(struct conn *c)
 		return 0;
 	budget = codec_unpack_budget(len);
 	occ_wire_iter_init(&it, &b);
-	for (size_t i = 0; (r = occ_wire_iter_next(&it, &b, budget, one, &in->sc_wire[i],
-						   &in->sc_wire_len[i])) == 1;
+	for (size_t i = 0; (r = occ_wire_iter_check(&it, &b, budget, &one, &in->sc_wire[i],
+						    &in->sc_wire_len[i])) == 1;
 	     i++) {
 		struct ingest_fast_occ *fo = &in->sc_fast[i];
+		char *run = runs ? in->sc_nodes[runs - 1] : NULL;
 
 		/* the reason is derived again only if the batch is handled (fast_again) */
-		fo->valid = occurrence_validate(one, NULL, 0) == 0;
+		fo->valid = one.valid;
 		if (!fo->valid)
 			continue;
-		fo->timestamp_ns = one->timestamp_ns;
-		fo->type = (uint8_t)one->type;
-		fo->severity = (uint8_t)one->severity;
-		/* both NUL-padded to the end of the array (zeroed, copied whole): one fixed compare */
-		if (!runs || memcmp(in->sc_nodes[runs - 1], one->node, sizeof(one->node)) != 0)
-			memcpy(in->sc_nodes[runs++], one->node, sizeof(one->node));
+		fo->timestamp_ns = one.timestamp_ns;
+		fo->type = one.type;
+		fo->severity = one.severity;
+		/* a run's name is NUL-padded: equal when the bytes match and the name ends there */
+		if (!run || run[one.node_len] != '\0' || memcmp(run, one.node, one.node_len) != 0) {
+			run = in->sc_nodes[runs++];
+			memset(run, 0, TAPIO_NAME_LEN);
+			memcpy(run, one.node, one.node_len);
+		}
 		fo->node_run = (uint32_t)(runs - 1);
 	}
 	if (r < 0)

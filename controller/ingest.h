@@ -97,15 +97,14 @@ struct ingest_peer_log {
 struct conn;
 
 /*
- * What append_batch needs of an occurrence the fast path decoded and validated (drain_fast):
- * the occurrence itself is gone by then, decoded into one reused struct that stays in the
- * cache instead of an array of them that does not.
+ * What append_batch needs of an occurrence the fast path checked (drain_fast): the fast path
+ * never builds the occurrence's struct (occ_wire_iter_check), and keeps this much of each.
  */
 struct ingest_fast_occ {
 	uint64_t timestamp_ns;
 	uint32_t node_run; /* index into sc_nodes */
 	uint8_t type, severity;
-	bool valid; /* occurrence_validate accepted it */
+	bool valid; /* occurrence_validate would accept it (occ_wire_iter_check) */
 };
 
 struct ingest {
@@ -139,7 +138,6 @@ struct ingest {
 	size_t *sc_wire_len;
 	struct ingest_fast_occ *sc_fast;  /* the fast path's summary of each occurrence */
 	char (*sc_nodes)[TAPIO_NAME_LEN]; /* its node names, one per run of equal ones */
-	struct tapio_occurrence sc_one;	  /* the fast path decodes each occurrence here */
 	uint8_t *sc_bytes;
 	size_t sc_bytes_cap;
 	size_t pack_bound; /* largest packed occurrence (see occ_pack_bound) */

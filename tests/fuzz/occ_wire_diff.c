@@ -59,6 +59,51 @@ static const char *compare_one(const Tapio__V1__Occurrence *msg,
 	return why;
 }
 
+/*
+ * The check mode on the same frame: it must take the frame exactly when the decoder did
+ * (took), with the same slices and accounting, and summarise each occurrence as the decoded
+ * struct says (occ[i], validated). NULL when it does.
+ */
+static const char *compare_check(const uint8_t *payload, size_t len, bool took,
+				 const struct occ_wire_batch *db,
+				 const struct tapio_occurrence *occ, const uint8_t *const *wire,
+				 const size_t *wire_len)
+{
+	struct occ_wire_batch b;
+	struct occ_wire_iter it;
+	struct occ_wire_summary s;
+	const uint8_t *w;
+	size_t wl, i = 0;
+	int r;
+
+	if (occ_wire_batch_scan(payload, len, &b) < 0)
+		return "check mode: the batch no longer scans";
+	occ_wire_iter_init(&it, &b);
+	while ((r = occ_wire_iter_check(&it, &b, codec_unpack_budget(len), &s, &w, &wl)) == 1) {
+		const struct tapio_occurrence *o = &occ[i];
+		size_t node_len = strlen(o->node);
+
+		if (!took)
+			continue; /* it may get further than the decoder did, not take more */
+		if (i >= db->n || w != wire[i] || wl != wire_len[i])
+			return "check mode: occurrence slice differs";
+		if (s.valid != (occurrence_validate(o, NULL, 0) == 0))
+			return "check mode: validity differs from occurrence_validate's";
+		if (s.timestamp_ns != o->timestamp_ns || s.type != (uint8_t)o->type ||
+		    s.severity != (uint8_t)o->severity)
+			return "check mode: timestamp, type or severity differs";
+		if (s.node_len != node_len || (node_len && memcmp(s.node, o->node, node_len)))
+			return "check mode: node differs";
+		i++;
+	}
+	if ((r == 0) != took)
+		return took ? "check mode declined a frame the decoder takes"
+			    : "check mode took a frame the decoder declines";
+	if (took && (i != db->n || b.unpack_bytes != db->unpack_bytes))
+		return "check mode: count or unpack accounting differs";
+	return NULL;
+}
+
 const char *occ_wire_diff(const uint8_t *payload, size_t len, bool *fast_took)
 {
 	struct tapio_occurrence *occ = NULL;
@@ -84,12 +129,17 @@ const char *occ_wire_diff(const uint8_t *payload, size_t len, bool *fast_took)
 		why = "out of memory";
 		goto out;
 	}
-	if (occ_wire_batch_decode(&b, codec_unpack_budget(len), occ, wire, wire_len) < 0)
+	if (occ_wire_batch_decode(&b, codec_unpack_budget(len), occ, wire, wire_len) < 0) {
+		why = compare_check(payload, len, false, &b, occ, wire, wire_len);
 		goto out; /* declined: the generic path decides alone */
+	}
 	*fast_took = true;
+	why = compare_check(payload, len, true, &b, occ, wire, wire_len);
 
 	rc = generic_decode(&d, payload, len, &f);
-	if (rc != 1) {
+	if (why) {
+		/* reported as it is */
+	} else if (rc != 1) {
 		why = "fast path accepted a frame the generic decoder refuses";
 	} else if (f->msg_case != TAPIO__V1__FRAME__MSG_EVENT_BATCH) {
 		why = "generic decoder found no event batch";

@@ -17,7 +17,9 @@
  * (EventBatch, no unknown fields, the same memory accounting, session_id and sequence) and
  * agree on every occurrence: occ_from_proto succeeds and gives a struct identical to the fast
  * one byte for byte, occurrence_validate gives the same verdict, and the fast path's slices are
- * those codec_batch_occurrences cuts. Returns NULL when all that holds (*fast_took says
+ * those codec_batch_occurrences cuts. The check mode (occ_wire_iter_check) must take exactly
+ * the frames the decoder takes, with the same slices and accounting, and summarise every
+ * occurrence as its decoded struct and occurrence_validate say. Returns NULL when all that holds (*fast_took says
  * whether the fast path accepted), else a static description of the first difference.
  */
 const char *occ_wire_diff(const uint8_t *payload, size_t len, bool *fast_took);

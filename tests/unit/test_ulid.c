@@ -62,6 +62,29 @@ Test(ulid, digit_table_is_the_crockford_alphabet, .timeout = 5)
 	}
 }
 
+/*
+ * The vector check of ids inside a frame: every byte value at every position of a valid id
+ * (the two loads overlap in positions 10..15) judged as ulid_validate judges the string.
+ */
+Test(ulid, valid26_agrees_with_validate_at_every_position, .timeout = 10)
+{
+	char id[27], frame[64];
+
+	for (int at = 0; at < 26; at++) {
+		for (int c = 0; c < 256; c++) {
+			memcpy(id, "7ZZZZZZZZZZZZZZZZZZZZZZZZZ", 27);
+			id[at] = (char)c;
+			/* the characters sit in a frame with no NUL after them */
+			memset(frame, 'Z', sizeof(frame));
+			memcpy(frame + 3, id, 26);
+			cr_assert_eq(ulid_valid26(frame + 3), c != 0 && ulid_validate(id) == 0,
+				     "byte %d at %d", c, at);
+		}
+	}
+	cr_assert(ulid_valid26("01arz3ndektsv4rrffq69g5fav"), "lower case");
+	cr_assert_not(ulid_valid26("81ARZ3NDEKTSV4RRFFQ69G5FAV"), "past 48 bits");
+}
+
 Test(ulid, monotonic_and_unique_100k, .timeout = 30)
 {
 	enum { N = 100000 };
