@@ -648,15 +648,6 @@ static int parse_occurrence(struct occ_state *st, const uint8_t *p, const uint8_
 	return 0;
 }
 
-/* Whether the received s[0..len) is the catalogue string code (read no further than its NUL). */
-static inline bool same_code(const uint8_t *s, size_t len, const char *code)
-{
-	for (size_t i = 0; i < len; i++)
-		if (!code[i] || (uint8_t)code[i] != s[i])
-			return false;
-	return !code[len];
-}
-
 /*
  * One Occurrence (its bytes p[0..end)) into *occ, with occ_from_proto's checks: zeroed by the
  * caller, or in check mode scratch whose timestamp, count, first_seen and last_seen are zeroed
@@ -665,6 +656,7 @@ static inline bool same_code(const uint8_t *s, size_t len, const char *code)
 static int decode_occurrence(struct occ_state *st, struct tapio_occurrence *occ, const uint8_t *p,
 			     const uint8_t *end)
 {
+	const struct tapio_catalogue_entry *cat;
 	uint32_t seen;
 
 	st->base = (uint8_t *)occ;
@@ -681,10 +673,11 @@ static int decode_occurrence(struct occ_state *st, struct tapio_occurrence *occ,
 	/* type, severity and outcome 0 (unspecified) are refused */
 	if ((seen & SEEN_ENUMS) != SEEN_ENUMS)
 		return -1;
-	if (st->observer != (int)tapio_catalogue[occ->type].observer)
+	cat = &tapio_catalogue[occ->type];
+	if (st->observer != (int)cat->observer)
 		return -1;
-	if (st->code_len &&
-	    !same_code(st->code, st->code_len, tapio_catalogue[occ->type].error_code))
+	if (st->code_len && (st->code_len != cat->error_code_len ||
+			     memcmp(st->code, cat->error_code, st->code_len)))
 		return -1;
 	return 0;
 }

@@ -7,32 +7,37 @@
 
 #include "ulid.h"
 
+/* an error code and its length, which the ingest fast path compares received codes with */
+#define CODE(s) s, sizeof(s) - 1
+
 const struct tapio_catalogue_entry tapio_catalogue[TAPIO_OCC__COUNT] = {
     [TAPIO_OCC_CONNECTION_REFUSED] = {"kernel.network.connection_refused", TAPIO_OBS_NETWORK,
-				      TAPIO_SEV_WARNING, TAPIO_OUT_FAILURE, "CONNECTION_REFUSED"},
+				      TAPIO_SEV_WARNING, TAPIO_OUT_FAILURE,
+				      CODE("CONNECTION_REFUSED")},
     [TAPIO_OCC_CONNECTION_TIMEOUT] = {"kernel.network.connection_timeout", TAPIO_OBS_NETWORK,
-				      TAPIO_SEV_ERROR, TAPIO_OUT_TIMEOUT, "SYN_TIMEOUT"},
+				      TAPIO_SEV_ERROR, TAPIO_OUT_TIMEOUT, CODE("SYN_TIMEOUT")},
     [TAPIO_OCC_RETRANSMIT_SPIKE] = {"kernel.network.retransmit_spike", TAPIO_OBS_NETWORK,
-				    TAPIO_SEV_WARNING, TAPIO_OUT_FAILURE, "RETRANSMIT"},
+				    TAPIO_SEV_WARNING, TAPIO_OUT_FAILURE, CODE("RETRANSMIT")},
     [TAPIO_OCC_RTT_DEGRADATION] = {"kernel.network.rtt_degradation", TAPIO_OBS_NETWORK,
-				   TAPIO_SEV_WARNING, TAPIO_OUT_IN_PROGRESS, "RTT_SPIKE"},
+				   TAPIO_SEV_WARNING, TAPIO_OUT_IN_PROGRESS, CODE("RTT_SPIKE")},
     [TAPIO_OCC_OOM_KILL] = {"kernel.container.oom_kill", TAPIO_OBS_CONTAINER, TAPIO_SEV_CRITICAL,
-			    TAPIO_OUT_FAILURE, "OOM_KILL"},
+			    TAPIO_OUT_FAILURE, CODE("OOM_KILL")},
     /* default for an exit code only; the classifier raises it to error for a signal */
     [TAPIO_OCC_ABNORMAL_EXIT] = {"kernel.container.abnormal_exit", TAPIO_OBS_CONTAINER,
-				 TAPIO_SEV_WARNING, TAPIO_OUT_FAILURE, "ABNORMAL_EXIT"},
+				 TAPIO_SEV_WARNING, TAPIO_OUT_FAILURE, CODE("ABNORMAL_EXIT")},
     [TAPIO_OCC_IO_ERROR] = {"kernel.storage.io_error", TAPIO_OBS_STORAGE, TAPIO_SEV_CRITICAL,
-			    TAPIO_OUT_FAILURE, "IO_ERROR"},
+			    TAPIO_OUT_FAILURE, CODE("IO_ERROR")},
     /* default for the warning threshold; the classifier raises it past the critical one */
     [TAPIO_OCC_LATENCY_SPIKE] = {"kernel.storage.latency_spike", TAPIO_OBS_STORAGE,
-				 TAPIO_SEV_WARNING, TAPIO_OUT_IN_PROGRESS, "LATENCY_SPIKE"},
+				 TAPIO_SEV_WARNING, TAPIO_OUT_IN_PROGRESS, CODE("LATENCY_SPIKE")},
     [TAPIO_OCC_CPU_STALL] = {"kernel.node.cpu_stall", TAPIO_OBS_NODE, TAPIO_SEV_CRITICAL,
-			     TAPIO_OUT_IN_PROGRESS, "CPU_STALL"},
+			     TAPIO_OUT_IN_PROGRESS, CODE("CPU_STALL")},
     [TAPIO_OCC_MEMORY_PRESSURE] = {"kernel.node.memory_pressure", TAPIO_OBS_NODE, TAPIO_SEV_WARNING,
-				   TAPIO_OUT_IN_PROGRESS, "MEMORY_PRESSURE"},
+				   TAPIO_OUT_IN_PROGRESS, CODE("MEMORY_PRESSURE")},
     [TAPIO_OCC_IPC_DEGRADATION] = {"kernel.node.ipc_degradation", TAPIO_OBS_NODE, TAPIO_SEV_WARNING,
-				   TAPIO_OUT_IN_PROGRESS, "IPC_DEGRADATION"},
+				   TAPIO_OUT_IN_PROGRESS, CODE("IPC_DEGRADATION")},
 };
+#undef CODE
 
 static const char *const observer_names[TAPIO_OBS__COUNT] = {
     [TAPIO_OBS_NETWORK] = "network",

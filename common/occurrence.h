@@ -139,7 +139,8 @@ struct tapio_catalogue_entry {
 	enum tapio_observer observer;
 	enum tapio_severity severity; /* default; abnormal_exit and latency_spike vary */
 	enum tapio_outcome outcome;
-	const char *error_code; /* "CONNECTION_REFUSED" */
+	const char *error_code;	      /* "CONNECTION_REFUSED" */
+	unsigned char error_code_len; /* strlen(error_code) */
 };
 
 extern const struct tapio_catalogue_entry tapio_catalogue[TAPIO_OCC__COUNT];

@@ -52,6 +52,7 @@ Test(occurrence, catalogue_matches_spec, .timeout = 5)
 		cr_assert_eq(c->severity, spec[i].severity, "%s severity", c->type);
 		cr_assert_eq(c->outcome, spec[i].outcome, "%s outcome", c->type);
 		cr_assert_str_eq(c->error_code, spec[i].code);
+		cr_assert_eq(c->error_code_len, strlen(spec[i].code), "%s", spec[i].code);
 		/* the type string names its observer */
 		snprintf(prefix, sizeof(prefix), "kernel.%s.", tapio_observer_name(c->observer));
 		cr_assert(strncmp(c->type, prefix, strlen(prefix)) == 0, "%s", c->type);
