@@ -118,7 +118,7 @@ static int run_baseline(const char *dir, size_t n, size_t batch, enum store_fsyn
 		fprintf(stderr, "bench_store: open %s: %s\n", path, strerror(errno));
 		return -errno;
 	}
-	size_t rec_bytes = seg_record_size(PAYLOAD_LEN);
+	size_t rec_bytes = seg_record_size(PAYLOAD_LEN, false);
 	uint8_t *buf = malloc(rec_bytes * batch);
 	if (!buf) {
 		close(fd);

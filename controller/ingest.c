@@ -697,7 +697,8 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b,
 		return r;
 	for (size_t i = 0; in->aggregate && i < k; i++)
 		aggregate_add(in->aggregate, &in->sc_meta[i]);
-	in->stats.appended_bytes += total + k * SEG_REC_OVERHEAD;
+	/* one identity: every record of the batch shares it (seg_record_size) */
+	in->stats.appended_bytes += total + k * SEG_REC_OVERHEAD + SEG_IDENT_SIZE;
 	in->stats.occurrences += k;
 	*stored = k;
 	if (in->sc_bytes_cap > (16u << 20)) {

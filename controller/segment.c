@@ -45,20 +45,24 @@ void seg_header_encode(uint8_t out[SEG_HEADER_SIZE], uint64_t segment_id, uint64
 	seg_put_u32(out + 60, seg_crc32(out, 60));
 }
 
-int seg_header_decode(const uint8_t in[SEG_HEADER_SIZE], uint64_t *segment_id, uint64_t *created_ns)
+int seg_header_decode(const uint8_t in[SEG_HEADER_SIZE], uint64_t *segment_id, uint64_t *created_ns,
+		      uint32_t *version)
 {
-	if (memcmp(in, seg_magic, 8) != 0 || seg_get_u32(in + 8) != SEG_VERSION ||
+	uint32_t v = seg_get_u32(in + 8);
+
+	if (memcmp(in, seg_magic, 8) != 0 || (v != 1 && v != SEG_VERSION) ||
 	    seg_get_u32(in + 12) != SEG_HEADER_SIZE || seg_get_u32(in + 60) != seg_crc32(in, 60))
 		return -EBADMSG;
 	*segment_id = seg_get_u64(in + 16);
 	*created_ns = seg_get_u64(in + 24);
+	*version = v;
 	return 0;
 }
 
 void seg_record_encode(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
-		       const void *payload, size_t len)
+		       uint32_t back, const void *payload, size_t len)
 {
-	seg_record_encode_nocrc(out, m, flags, payload, len);
+	seg_record_encode_nocrc(out, m, flags, back, payload, len);
 	seg_record_set_crc(out);
 }
 
@@ -68,36 +72,60 @@ void seg_record_set_crc(uint8_t *rec)
 }
 
 void seg_record_encode_nocrc(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
-			     const void *payload, size_t len)
+			     uint32_t back, const void *payload, size_t len)
 {
-	uint8_t *meta = out + SEG_REC_PREFIX;
+	uint8_t *meta = out + SEG_REC_PREFIX, *data = meta + SEG_META_SIZE;
 
-	seg_put_u32(out, (uint32_t)(SEG_META_SIZE + len));
 	seg_put_u64(meta, m->timestamp_ns);
 	meta[8] = m->type;
 	meta[9] = m->severity;
 	meta[10] = flags;
 	meta[11] = 0;
 	seg_put_u32(meta + 12, m->node_id);
-	seg_put_u64(meta + 16, m->agent_key);
-	seg_put_u64(meta + 24, m->session_id);
-	seg_put_u64(meta + 32, m->sequence);
+	seg_put_u32(meta + 16, back);
+	if (flags & SEG_FLAG_IDENT) {
+		seg_put_u64(data, m->agent_key);
+		seg_put_u64(data + 8, m->session_id);
+		seg_put_u64(data + 16, m->sequence);
+		data += SEG_IDENT_SIZE;
+	}
+	seg_put_u32(out, (uint32_t)(data - meta + len));
 	if (len)
-		memcpy(meta + SEG_META_SIZE, payload, len);
+		memcpy(data, payload, len);
 	seg_put_u32(out + 4, 0);
 }
 
-void seg_meta_decode(const uint8_t *p, struct store_record_meta *m, uint8_t *flags)
+int seg_head_decode(const uint8_t *p, size_t avail, uint32_t version, struct seg_head *h)
 {
-	m->timestamp_ns = seg_get_u64(p);
-	m->type = p[8];
-	m->severity = p[9];
-	if (flags)
-		*flags = p[10];
-	m->node_id = seg_get_u32(p + 12);
-	m->agent_key = seg_get_u64(p + 16);
-	m->session_id = seg_get_u64(p + 24);
-	m->sequence = seg_get_u64(p + 32);
+	const uint8_t *meta = p + SEG_REC_PREFIX;
+	size_t need;
+
+	h->len = seg_get_u32(p);
+	h->crc = seg_get_u32(p + 4);
+	h->flags = meta[10];
+	if (version == 1)
+		h->flags |= SEG_FLAG_IDENT;
+	need = seg_head_need(version, h->flags);
+	h->meta_len = (uint32_t)(need - SEG_REC_PREFIX);
+	if (h->len < h->meta_len || h->len > SEG_REC_MAX_LEN)
+		return -1;
+	if (need > avail)
+		return (int)need;
+	h->m.timestamp_ns = seg_get_u64(meta);
+	h->m.type = meta[8];
+	h->m.severity = meta[9];
+	h->m.node_id = seg_get_u32(meta + 12);
+	h->back = version == 1 ? 0 : seg_get_u32(meta + 16);
+	if (h->flags & SEG_FLAG_IDENT) {
+		const uint8_t *id = meta + (version == 1 ? 16 : SEG_META_SIZE);
+
+		h->m.agent_key = seg_get_u64(id);
+		h->m.session_id = seg_get_u64(id + 8);
+		h->m.sequence = seg_get_u64(id + 16);
+	} else {
+		h->m.agent_key = h->m.session_id = h->m.sequence = 0;
+	}
+	return 0;
 }
 
 const char *seg_check_name(enum seg_check c)
@@ -702,8 +730,8 @@ int seg_reader_fill(struct seg_reader *r, uint64_t off, size_t len, bool backwar
 	return 0;
 }
 
-int seg_recover_scan(int fd, uint64_t file_size, struct seg_index *idx, uint64_t *good_end,
-		     enum seg_check *why)
+int seg_recover_scan(int fd, uint32_t version, uint64_t file_size, struct seg_index *idx,
+		     uint64_t *good_end, enum seg_check *why)
 {
 	struct seg_reader r;
 	int err = seg_reader_init(&r, fd, file_size, 0);
@@ -714,13 +742,15 @@ int seg_recover_scan(int fd, uint64_t file_size, struct seg_index *idx, uint64_t
 	 * Records of one batch are only kept if the batch's last record (SEG_FLAG_BATCH_END)
 	 * is intact: a batch is acknowledged as a whole, so a half-written batch must vanish
 	 * whole or the resent batch would be dropped as a duplicate. Records are buffered
-	 * (offset, size, meta) until their batch completes.
+	 * (offset, size, meta) until their batch completes. A format-2 record without its
+	 * identity takes it from the record `back` bytes before it, which must be the last one
+	 * of the same batch that carried one.
 	 */
 	struct pend {
 		struct store_record_meta m;
 		uint64_t off, size;
 	} *pend = NULL;
-	size_t n_pend = 0, cap_pend = 0;
+	size_t n_pend = 0, cap_pend = 0, ident = 0; /* pend[ident]: the identity in force */
 	uint64_t off = SEG_HEADER_SIZE, end = SEG_HEADER_SIZE;
 	enum seg_check problem = SEG_REC_OK;
 
@@ -733,8 +763,10 @@ int seg_recover_scan(int fd, uint64_t file_size, struct seg_index *idx, uint64_t
 		err = seg_reader_get(&r, off, SEG_REC_PREFIX, false, &p);
 		if (err)
 			goto out;
-		uint32_t len = seg_get_u32(p), crc = seg_get_u32(p + 4);
-		if (len < SEG_META_SIZE || len > SEG_REC_MAX_LEN) {
+		/* the length first: the meta's own size depends on its flags byte */
+		uint32_t len = seg_get_u32(p);
+		if (len < (version == 1 ? SEG_META_SIZE_V1 : SEG_META_SIZE) ||
+		    len > SEG_REC_MAX_LEN) {
 			problem = SEG_REC_BAD_LENGTH;
 			break;
 		}
@@ -745,24 +777,41 @@ int seg_recover_scan(int fd, uint64_t file_size, struct seg_index *idx, uint64_t
 		err = seg_reader_get(&r, off, SEG_REC_PREFIX + len, false, &p);
 		if (err)
 			goto out;
-		if (seg_crc32(p + SEG_REC_PREFIX, len) != crc) {
+		struct seg_head h;
+		if (seg_head_decode(p, SEG_REC_PREFIX + len, version, &h) != 0) {
+			problem = SEG_REC_BAD_LENGTH;
+			break;
+		}
+		if (seg_crc32(p + SEG_REC_PREFIX, len) != h.crc) {
 			problem = SEG_REC_BAD_CRC;
 			break;
 		}
-		struct store_record_meta m;
-		uint8_t flags;
-		seg_meta_decode(p + SEG_REC_PREFIX, &m, &flags);
-		if (m.type >= TAPIO_OCC__COUNT || m.severity >= TAPIO_SEV__COUNT) {
+		if (h.m.type >= TAPIO_OCC__COUNT || h.m.severity >= TAPIO_SEV__COUNT) {
 			problem = SEG_REC_BAD_META;
 			break;
+		}
+		if (h.flags & SEG_FLAG_IDENT) {
+			if (h.back != 0) {
+				problem = SEG_REC_BAD_META;
+				break;
+			}
+		} else if (n_pend == 0 || off - pend[ident].off != h.back) {
+			problem = SEG_REC_BAD_META; /* no identity in this batch to take */
+			break;
+		} else {
+			h.m.agent_key = pend[ident].m.agent_key;
+			h.m.session_id = pend[ident].m.session_id;
+			h.m.sequence = pend[ident].m.sequence;
 		}
 		if (grow((void **)&pend, &cap_pend, n_pend + 1, sizeof(*pend))) {
 			err = -ENOMEM;
 			goto out;
 		}
-		pend[n_pend++] = (struct pend){.m = m, .off = off, .size = SEG_REC_PREFIX + len};
+		if (h.flags & SEG_FLAG_IDENT)
+			ident = n_pend;
+		pend[n_pend++] = (struct pend){.m = h.m, .off = off, .size = SEG_REC_PREFIX + len};
 		off += SEG_REC_PREFIX + len;
-		if (flags & SEG_FLAG_BATCH_END) {
+		if (h.flags & SEG_FLAG_BATCH_END) {
 			for (size_t i = 0; i < n_pend; i++) {
 				err = seg_index_add(idx, &pend[i].m, pend[i].off, pend[i].size);
 				if (err)

@@ -1,6 +1,7 @@
 /*
  * One segment file of the controller store: its header, its records ([u32 length][u32 crc]
- * [40-byte meta][payload]), and the per-segment index (time range, counts, sessions, sparse
+ * [20-byte meta][24-byte batch identity on the first record of a batch][payload]; format 1,
+ * still read, had a 40-byte meta with the identity on every record), and the per-segment index (time range, counts, sessions, sparse
  * blocks, per-node posting lists). Byte-by-byte layout: docs/storage-format.md. Knows nothing about directories of
  * segments, commits or threads; controller/store.c does.
  */
@@ -16,13 +17,16 @@
 
 #include "common/occurrence.h"
 
-#define SEG_VERSION	   1u
+#define SEG_VERSION	   2u /* segments written; format 1 is still read */
 #define SEG_HEADER_SIZE	   64u
 #define SEG_REC_PREFIX	   8u  /* u32 length + u32 crc */
-#define SEG_META_SIZE	   40u /* fixed meta header, see struct store_record_meta */
+#define SEG_META_SIZE	   20u /* fixed meta: ts, type, severity, flags, 0, node_id, batch_back */
+#define SEG_IDENT_SIZE	   24u /* agent_key, session_id, sequence (SEG_FLAG_IDENT records) */
+#define SEG_META_SIZE_V1   40u /* format 1: the meta with the identity, on every record */
 #define SEG_REC_OVERHEAD   (SEG_REC_PREFIX + SEG_META_SIZE)
 #define SEG_REC_MAX_LEN	   (16u << 20) /* max meta + payload of one record */
 #define SEG_FLAG_BATCH_END 0x01u       /* last record of one store_append_batch() call */
+#define SEG_FLAG_IDENT	   0x02u       /* the record carries its batch identity (see below) */
 #define SEG_SPARSE_EVERY   4096u       /* default records per sparse index block */
 #define SEG_IDX_VERSION	   2u	       /* .idx format: 2 added the per-node posting lists */
 #define SEG_IDX_POSTINGS   0x01u       /* .idx flags: posting lists present */
@@ -74,36 +78,68 @@ uint32_t seg_crc32(const void *buf, size_t len);
 void seg_file_name(char *buf, size_t len, uint64_t id, const char *ext);
 
 void seg_header_encode(uint8_t out[SEG_HEADER_SIZE], uint64_t segment_id, uint64_t created_ns);
-/* Returns 0 and the fields, or -EBADMSG (bad magic, version or checksum). */
-int seg_header_decode(const uint8_t in[SEG_HEADER_SIZE], uint64_t *segment_id,
-		      uint64_t *created_ns);
+/* Returns 0 and the fields (version 1 or 2), or -EBADMSG (bad magic, version or checksum). */
+int seg_header_decode(const uint8_t in[SEG_HEADER_SIZE], uint64_t *segment_id, uint64_t *created_ns,
+		      uint32_t *version);
 
-/* On-disk size of a record carrying `payload_len` bytes. */
-static inline size_t seg_record_size(size_t payload_len)
+/*
+ * On-disk size (format 2) of a record carrying `payload_len` bytes, with its batch identity
+ * when ident (SEG_FLAG_IDENT).
+ */
+static inline size_t seg_record_size(size_t payload_len, bool ident)
 {
-	return SEG_REC_OVERHEAD + payload_len;
+	return SEG_REC_OVERHEAD + (ident ? SEG_IDENT_SIZE : 0) + payload_len;
 }
 
-/* Writes one record (seg_record_size(len) bytes) to out. Never fails. */
+/*
+ * Writes one format-2 record (seg_record_size(len, flags & SEG_FLAG_IDENT) bytes) to out.
+ * The batch identity of m is written only with SEG_FLAG_IDENT; back is the distance in bytes
+ * back to the record of this batch that carries it (0 for that record itself). Never fails.
+ */
 void seg_record_encode(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
-		       const void *payload, size_t len);
+		       uint32_t back, const void *payload, size_t len);
 /*
  * The same in two steps, so the CRC can be computed off the event loop: _nocrc writes the
  * record with a zero CRC, seg_record_set_crc(rec) fills it in (before the record is written).
  */
 void seg_record_encode_nocrc(uint8_t *out, const struct store_record_meta *m, uint8_t flags,
-			     const void *payload, size_t len);
+			     uint32_t back, const void *payload, size_t len);
 void seg_record_set_crc(uint8_t *rec);
-/* Decodes the meta header (SEG_META_SIZE bytes at p, i.e. record + SEG_REC_PREFIX). */
-void seg_meta_decode(const uint8_t *p, struct store_record_meta *m, uint8_t *flags);
+
+/* A record's header, decoded (seg_head_decode). */
+struct seg_head {
+	uint32_t len;	   /* bytes after the prefix: meta (+ identity) + payload */
+	uint32_t crc;	   /* of those bytes */
+	uint32_t meta_len; /* bytes before the payload (prefix not counted) */
+	uint32_t back;	   /* distance back to the record carrying the identity (0: this one) */
+	uint8_t flags;	   /* SEG_FLAG_*; SEG_FLAG_IDENT set on every format-1 record */
+	/* identity zero unless flags has SEG_FLAG_IDENT (seg_head_identity copies it in) */
+	struct store_record_meta m;
+};
+
+/* Bytes of a record's start that seg_head_decode needs (prefix + meta, identity included). */
+static inline size_t seg_head_need(uint32_t version, uint8_t flags)
+{
+	if (version == 1)
+		return SEG_REC_PREFIX + SEG_META_SIZE_V1;
+	return SEG_REC_OVERHEAD + (flags & SEG_FLAG_IDENT ? SEG_IDENT_SIZE : 0);
+}
+
+/*
+ * Decodes the header of a record of a format-`version` segment from p, of which `avail`
+ * bytes are readable: first call with at least SEG_REC_OVERHEAD bytes; when it returns a
+ * larger need (seg_head_need), call again with that many. Returns 0, that need (> avail), or
+ * -1 when the record's length cannot hold its meta (or exceeds SEG_REC_MAX_LEN).
+ */
+int seg_head_decode(const uint8_t *p, size_t avail, uint32_t version, struct seg_head *h);
 
 enum seg_check {
 	SEG_REC_OK = 0,
 	SEG_REC_SHORT_PREFIX, /* fewer than 8 bytes left */
-	SEG_REC_BAD_LENGTH,   /* length outside [40, SEG_REC_MAX_LEN] */
+	SEG_REC_BAD_LENGTH,   /* length shorter than the meta or past SEG_REC_MAX_LEN */
 	SEG_REC_SHORT,	      /* record runs past the end of the data */
 	SEG_REC_BAD_CRC,
-	SEG_REC_BAD_META,	  /* type or severity out of range */
+	SEG_REC_BAD_META,	  /* type or severity out of range, or a bad batch identity link */
 	SEG_REC_INCOMPLETE_BATCH, /* valid records, but their batch's last record is missing */
 };
 const char *seg_check_name(enum seg_check c);
@@ -262,7 +298,7 @@ static inline int seg_reader_get(struct seg_reader *r, uint64_t off, size_t len,
  * Returns 0 and *good_end (where valid data ends; == file_size when nothing is wrong) and
  * *why (the first problem found, SEG_REC_OK when none), or -errno on I/O failure.
  */
-int seg_recover_scan(int fd, uint64_t file_size, struct seg_index *idx, uint64_t *good_end,
-		     enum seg_check *why);
+int seg_recover_scan(int fd, uint32_t version, uint64_t file_size, struct seg_index *idx,
+		     uint64_t *good_end, enum seg_check *why);
 
 #endif

@@ -31,9 +31,11 @@
 #define NS_PER_S       1000000000ull
 
 static const char nodes_magic[8] = {'T', 'A', 'P', 'I', 'O', 'N', 'O', 'D'};
+#define NODES_VERSION 1u /* nodes.tbl format (docs/storage-format.md) */
 
 struct store_segment {
 	uint64_t id;
+	uint32_t version; /* segment format (segment.h): 1 or SEG_VERSION */
 	bool sealed;
 	uint64_t size; /* durable end of data */
 	struct seg_index idx;
@@ -383,7 +385,7 @@ static int nodes_encode(const struct store *s, struct buf *b)
 		return -ENOMEM;
 	uint8_t *p = b->p;
 	memcpy(p, nodes_magic, 8);
-	seg_put_u32(p + 8, SEG_VERSION);
+	seg_put_u32(p + 8, NODES_VERSION);
 	seg_put_u32(p + 12, s->n_nodes);
 	p += 16;
 	for (uint32_t i = 0; i < s->n_nodes; i++) {
@@ -410,7 +412,7 @@ static int nodes_load(struct store *s)
 		return err;
 	}
 	err = -EBADMSG;
-	if (len < 20 || memcmp(b, nodes_magic, 8) != 0 || seg_get_u32(b + 8) != SEG_VERSION ||
+	if (len < 20 || memcmp(b, nodes_magic, 8) != 0 || seg_get_u32(b + 8) != NODES_VERSION ||
 	    seg_get_u32(b + len - 4) != seg_crc32(b, len - 4))
 		goto bad;
 	uint32_t count = seg_get_u32(b + 12);
@@ -600,6 +602,7 @@ static int segment_start_next(struct store *s)
 	}
 	segment_prealloc(s, fd, SEG_HEADER_SIZE);
 	seg->id = id;
+	seg->version = SEG_VERSION;
 	seg->size = SEG_HEADER_SIZE;
 	seg_index_init(&seg->idx, id, created, s->opt.sparse_every);
 	pthread_mutex_lock(&s->lock);
@@ -1122,6 +1125,16 @@ bool store_commit_busy(const struct store *s)
 
 /* ---- append ---- */
 
+/*
+ * Whether record i of a batch carries its identity (SEG_FLAG_IDENT): the first one, and any
+ * whose agent, session or sequence differs from the record before it.
+ */
+static bool new_identity(const struct store_record_meta *meta, size_t i)
+{
+	return i == 0 || !same_session(&meta[i], &meta[i - 1]) ||
+	       meta[i].sequence != meta[i - 1].sequence;
+}
+
 int store_append_batch(struct store *s, const struct store_record_meta *meta,
 		       const void *const *rec, const size_t *len, size_t n)
 {
@@ -1132,10 +1145,13 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (meta[i].type >= TAPIO_OCC__COUNT || meta[i].severity >= TAPIO_SEV__COUNT ||
-		    len[i] > SEG_REC_MAX_LEN - SEG_META_SIZE || (len[i] && !rec[i]))
+		    len[i] > SEG_REC_MAX_LEN - SEG_META_SIZE - SEG_IDENT_SIZE ||
+		    (len[i] && !rec[i]))
 			return -EINVAL;
-		total += seg_record_size(len[i]);
+		total += seg_record_size(len[i], new_identity(meta, i));
 	}
+	if (total > UINT32_MAX)
+		return -EINVAL; /* identity links (seg_head.back) are u32 */
 	if (buf_reserve(&s->pending, total))
 		return -ENOMEM;
 	/* reserve watermark entries first so nothing below can fail half-way */
@@ -1151,12 +1167,20 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 	if (buf_reserve(&s->pending_marks, marks * sizeof(struct sess_mark)) ||
 	    buf_reserve(&s->pending_recs, n * sizeof(struct pend_rec)))
 		return -ENOMEM;
+	size_t ident_at = 0; /* where in pending the identity in force was written */
 	for (size_t i = 0; i < n; i++) {
 		/* the CRC is filled in by commit_io, in the thread pool for async commits */
-		struct pend_rec pr = {.m = meta[i], .size = (uint32_t)seg_record_size(len[i])};
+		bool ident = new_identity(meta, i);
+		struct pend_rec pr = {.m = meta[i],
+				      .size = (uint32_t)seg_record_size(len[i], ident)};
+		uint8_t flags =
+		    (i == n - 1 ? SEG_FLAG_BATCH_END : 0) | (ident ? SEG_FLAG_IDENT : 0);
 
-		seg_record_encode_nocrc(s->pending.p + s->pending.len, &meta[i],
-					i == n - 1 ? SEG_FLAG_BATCH_END : 0, rec[i], len[i]);
+		if (ident)
+			ident_at = s->pending.len;
+		/* a batch's records are < 16 MiB each and its frame bounds their sum: u32 fits */
+		seg_record_encode_nocrc(s->pending.p + s->pending.len, &meta[i], flags,
+					(uint32_t)(s->pending.len - ident_at), rec[i], len[i]);
 		s->pending.len += pr.size;
 		memcpy(s->pending_recs.p + s->pending_recs.len, &pr, sizeof(pr));
 		s->pending_recs.len += sizeof(pr);
@@ -1278,6 +1302,7 @@ static int load_segment(struct store *s, uint64_t id, bool is_last, int *active_
 	char name[64], iname[64];
 	uint8_t hdr[SEG_HEADER_SIZE];
 	uint64_t hid, created;
+	uint32_t version;
 	struct stat st;
 	int err = 0;
 
@@ -1303,7 +1328,7 @@ static int load_segment(struct store *s, uint64_t id, bool is_last, int *active_
 		return 0;
 	}
 	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
-	    seg_header_decode(hdr, &hid, &created) != 0 || hid != id) {
+	    seg_header_decode(hdr, &hid, &created, &version) != 0 || hid != id) {
 		log_error(TAG, "segment %s/%s has a bad header", s->dir, name);
 		err = -EBADMSG;
 		goto out;
@@ -1314,6 +1339,14 @@ static int load_segment(struct store *s, uint64_t id, bool is_last, int *active_
 		goto out;
 	}
 	seg->id = id;
+	seg->version = version;
+	if (is_last && version != SEG_VERSION) {
+		/* records are appended in the current format only: an older active segment is
+		 * sealed (its index written below) and a new one started */
+		log_info(TAG, "sealing segment %s/%s of format %u; new data goes to format %u",
+			 s->dir, name, version, SEG_VERSION);
+		is_last = false;
+	}
 
 	uint8_t *img = NULL;
 	size_t ilen = 0;
@@ -1339,7 +1372,7 @@ static int load_segment(struct store *s, uint64_t id, bool is_last, int *active_
 	seg_index_init(&seg->idx, id, created, s->opt.sparse_every);
 	uint64_t good_end;
 	enum seg_check why;
-	err = seg_recover_scan(fd, (uint64_t)st.st_size, &seg->idx, &good_end, &why);
+	err = seg_recover_scan(fd, version, (uint64_t)st.st_size, &seg->idx, &good_end, &why);
 	if (err) {
 		log_error(TAG, "scan %s/%s: %s", s->dir, name, strerror(-err));
 		seg_free(seg);
@@ -1557,6 +1590,9 @@ struct scan_state {
 	uint64_t examined;     /* toward q->max_examined */
 	bool truncated;	       /* stopped by q->max_examined */
 	struct store_pos last; /* everything up to here (in scan order) has been examined */
+	/* the batch identity read last (resolve_identity): segment, offset of its record */
+	uint64_t ident_seg, ident_off;
+	struct store_record_meta ident;
 };
 
 /* True (and the scan stops) once q->max_examined records have been examined. */
@@ -1585,41 +1621,102 @@ static bool meta_matches(const struct store_query *q, uint64_t until,
 }
 
 /*
+ * Reads and decodes the header of the record at off of seg into *h (its batch identity only
+ * if the record carries it). Returns 0, 1 when the record's length is corrupt, or -errno.
+ */
+static int read_head(struct seg_reader *r, const struct store_segment *seg, uint64_t off,
+		     bool backward, struct seg_head *h)
+{
+	size_t have = seg_head_need(seg->version, 0);
+	for (;;) {
+		const uint8_t *p;
+		int err = seg_reader_get(r, off, have, backward, &p);
+		if (err)
+			return err;
+		int need = seg_head_decode(p, have, seg->version, h);
+		if (need <= 0)
+			return need < 0 ? 1 : 0;
+		have = (size_t)need; /* the identity follows the meta */
+	}
+}
+
+/*
+ * Completes h (the record at off) with its batch identity, read from the record h->back
+ * bytes before it (format 2 writes it on a batch's first record only); the last one read is
+ * kept, so a batch's records cost one read of it. Returns 0, 1 when the link is corrupt, or
+ * -errno.
+ */
+static int resolve_identity(struct scan_state *ss, struct seg_reader *r,
+			    const struct store_segment *seg, uint64_t off, struct seg_head *h)
+{
+	if (h->flags & SEG_FLAG_IDENT)
+		return 0;
+	if (h->back == 0 || h->back > off - SEG_HEADER_SIZE)
+		return 1;
+	uint64_t at = off - h->back;
+	if (ss->ident_seg != seg->id || ss->ident_off != at) {
+		struct seg_head id;
+		int err = read_head(r, seg, at, true, &id);
+		if (err)
+			return err;
+		if (!(id.flags & SEG_FLAG_IDENT))
+			return 1;
+		ss->ident_seg = seg->id;
+		ss->ident_off = at;
+		ss->ident = id.m;
+	}
+	h->m.agent_key = ss->ident.agent_key;
+	h->m.session_id = ss->ident.session_id;
+	h->m.sequence = ss->ident.sequence;
+	return 0;
+}
+
+/*
  * Reads and delivers the record at off (known: its decoded header, or NULL). Returns 0, or
  * -errno for a read failure.
  */
-static int deliver(struct store *s, struct scan_state *ss, struct seg_reader *r, uint64_t seg_id,
-		   uint64_t off, bool backward, const struct store_record_meta *known)
+static int deliver(struct store *s, struct scan_state *ss, struct seg_reader *r,
+		   const struct store_segment *seg, uint64_t off, bool backward,
+		   const struct seg_head *known)
 {
 	const uint8_t *p;
-	int err = seg_reader_get(r, off, SEG_REC_OVERHEAD, backward, &p);
+	struct seg_head h;
+	int err = 0;
+	if (known)
+		h = *known; /* the caller decoded this header already */
+	else
+		err = read_head(r, seg, off, backward, &h);
+	if (err == 0)
+		err = resolve_identity(ss, r, seg, off, &h);
+	if (err > 0) {
+		s->st.corrupt_reads++;
+		LOG_RATELIMITED(LOG_ERROR, TAG,
+				"segment %" PRIu64 " offset %" PRIu64
+				": bad record header, skipped",
+				seg->id, off);
+		return 0;
+	}
 	if (err)
 		return err;
-	uint32_t len = seg_get_u32(p), crc = seg_get_u32(p + 4);
-	struct store_record_meta m;
-	if (known)
-		m = *known; /* the caller decoded this header already */
-	else
-		seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
 	const void *data = NULL;
 	size_t dlen = 0;
 	if (!ss->q->meta_only) {
-		err = seg_reader_get(r, off, SEG_REC_PREFIX + len, backward, &p);
+		err = seg_reader_get(r, off, SEG_REC_PREFIX + h.len, backward, &p);
 		if (err)
 			return err;
-		if (seg_crc32(p + SEG_REC_PREFIX, len) != crc) {
+		if (seg_crc32(p + SEG_REC_PREFIX, h.len) != h.crc) {
 			s->st.corrupt_reads++;
 			LOG_RATELIMITED(LOG_ERROR, TAG,
 					"segment %" PRIu64 " offset %" PRIu64
 					": CRC mismatch, skipped",
-					seg_id, off);
+					seg->id, off);
 			return 0;
 		}
-		data = p + SEG_REC_OVERHEAD;
-		dlen = len - SEG_META_SIZE;
+		data = p + SEG_REC_PREFIX + h.meta_len;
+		dlen = h.len - h.meta_len;
 	}
 	ss->delivered++;
-	if (ss->cb(ss->ctx, &m, data, dlen, (struct store_pos){seg_id, off}) ||
+	if (ss->cb(ss->ctx, &h.m, data, dlen, (struct store_pos){seg->id, off}) ||
 	    (ss->q->limit && (size_t)ss->delivered >= ss->q->limit))
 		ss->stop = true;
 	return 0;
@@ -1685,15 +1782,12 @@ static int scan_postings(struct store *s, struct scan_state *ss, struct store_se
 		const struct seg_sparse *blk = &idx->sparse[block_of(idx, off)];
 		if (blk->max_ts < q->since_ns || blk->min_ts >= ss->until)
 			continue;
-		const uint8_t *p;
-		err = seg_reader_get(r, off, SEG_REC_OVERHEAD, !fwd, &p);
-		if (err)
+		struct seg_head h;
+		err = read_head(r, seg, off, !fwd, &h);
+		if (err < 0)
 			return err;
 		s->st.scan_records_read++;
-		uint32_t len = seg_get_u32(p);
-		struct store_record_meta m;
-		seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
-		if (len < SEG_META_SIZE || len > SEG_REC_MAX_LEN) {
+		if (err) {
 			s->st.corrupt_reads++;
 			LOG_RATELIMITED(LOG_ERROR, TAG,
 					"segment %" PRIu64 " offset %" PRIu64
@@ -1701,9 +1795,9 @@ static int scan_postings(struct store *s, struct scan_state *ss, struct store_se
 					seg->id, off);
 			continue;
 		}
-		if (!meta_matches(q, ss->until, &m))
+		if (!meta_matches(q, ss->until, &h.m))
 			continue; /* outside the time range (or an index that disagrees) */
-		err = deliver(s, ss, r, seg->id, off, !fwd, &m);
+		err = deliver(s, ss, r, seg, off, !fwd, &h);
 		if (err)
 			return err;
 	}
@@ -1735,14 +1829,13 @@ static int walk_range(struct store *s, struct scan_state *ss, struct store_segme
 	if (!fwd && end > hi && fill == SIZE_MAX)
 		end = hi;
 	for (uint64_t off = from; off < end && !ss->stop; i++) {
-		const uint8_t *p;
+		struct seg_head h;
 		if (fwd && off >= lo && budget_spent(s, ss))
 			break;
-		err = seg_reader_get(r, off, SEG_REC_OVERHEAD, false, &p);
-		if (err)
+		err = read_head(r, seg, off, false, &h);
+		if (err < 0)
 			return err;
-		uint32_t len = seg_get_u32(p);
-		if (len < SEG_META_SIZE || len > SEG_REC_MAX_LEN) {
+		if (err) {
 			s->st.corrupt_reads++;
 			log_error(TAG,
 				  "segment %" PRIu64 " offset %" PRIu64
@@ -1752,14 +1845,12 @@ static int walk_range(struct store *s, struct scan_state *ss, struct store_segme
 		}
 		if (fill != SIZE_MAX && i % f == 0)
 			fine_note(seg, fill + i / f, off);
-		struct store_record_meta m;
-		seg_meta_decode(p + SEG_REC_PREFIX, &m, NULL);
 		s->st.scan_records_read++;
 		/* only records past the cursor count, so every call makes progress */
 		ss->examined += off >= lo && off < hi;
-		if (off >= lo && off < hi && meta_matches(q, ss->until, &m)) {
+		if (off >= lo && off < hi && meta_matches(q, ss->until, &h.m)) {
 			if (fwd) {
-				err = deliver(s, ss, r, seg->id, off, false, &m);
+				err = deliver(s, ss, r, seg, off, false, &h);
 				if (err)
 					return err;
 			} else {
@@ -1776,10 +1867,10 @@ static int walk_range(struct store *s, struct scan_state *ss, struct store_segme
 		}
 		if (fwd && off >= lo)
 			ss->last = (struct store_pos){seg->id, off};
-		off += SEG_REC_PREFIX + len;
+		off += SEG_REC_PREFIX + h.len;
 	}
 	for (size_t k = ss->n_offs; k > 0 && !ss->stop; k--) {
-		err = deliver(s, ss, r, seg->id, ss->offs[k - 1], true, NULL);
+		err = deliver(s, ss, r, seg, ss->offs[k - 1], true, NULL);
 		if (err)
 			return err;
 	}

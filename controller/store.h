@@ -88,7 +88,8 @@ uint32_t store_node_count(const struct store *s);
  * nothing is durable until a commit. All records of a batch become durable together or not
  * at all. Records should share the batch identity (agent_key, session_id, sequence); the
  * batch's sequence raises that session's dedupe watermark at once.
- * Returns 0, -EINVAL (n == 0, type/severity out of range, record too large), -ENOMEM, or the
+ * Returns 0, -EINVAL (n == 0, type/severity out of range, record too large, batch over
+ * 4 GiB), -ENOMEM, or the
  * sticky error of an earlier failed commit.
  */
 int store_append_batch(struct store *s, const struct store_record_meta *meta,

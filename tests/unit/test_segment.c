@@ -32,51 +32,122 @@ Test(segment, header_round_trip_and_damage)
 {
 	uint8_t h[SEG_HEADER_SIZE];
 	uint64_t id, created;
+	uint32_t version;
 	seg_header_encode(h, 42, 1234567890123ull);
 	cr_assert(memcmp(h, "TAPIOSEG", 8) == 0);
 	cr_assert_eq(seg_get_u32(h + 8), SEG_VERSION);
-	cr_assert_eq(seg_header_decode(h, &id, &created), 0);
+	cr_assert_eq(seg_header_decode(h, &id, &created, &version), 0);
 	cr_assert_eq(id, 42);
 	cr_assert_eq(created, 1234567890123ull);
+	cr_assert_eq(version, 2);
+	/* format 1 is still read; an unknown one is not */
+	seg_put_u32(h + 8, 1);
+	seg_put_u32(h + 60, seg_crc32(h, 60));
+	cr_assert_eq(seg_header_decode(h, &id, &created, &version), 0);
+	cr_assert_eq(version, 1);
+	seg_put_u32(h + 8, 3);
+	seg_put_u32(h + 60, seg_crc32(h, 60));
+	cr_assert_eq(seg_header_decode(h, &id, &created, &version), -EBADMSG);
+	seg_header_encode(h, 42, 1234567890123ull);
 	h[20] ^= 1;
-	cr_assert_eq(seg_header_decode(h, &id, &created), -EBADMSG);
+	cr_assert_eq(seg_header_decode(h, &id, &created, &version), -EBADMSG);
 }
 
-Test(segment, record_layout)
+static const struct store_record_meta layout_meta = {.timestamp_ns = 0x1122334455667788ull,
+						     .type = 4,
+						     .severity = 3,
+						     .node_id = 0xabcdef01u,
+						     .agent_key = 1,
+						     .session_id = 2,
+						     .sequence = 3};
+
+/* A batch's first record: the fixed meta, then the identity, then the payload. */
+Test(segment, record_layout_with_identity)
 {
-	struct store_record_meta m = {.timestamp_ns = 0x1122334455667788ull,
-				      .type = 4,
-				      .severity = 3,
-				      .node_id = 0xabcdef01u,
-				      .agent_key = 1,
-				      .session_id = 2,
-				      .sequence = 3};
-	uint8_t out[SEG_REC_OVERHEAD + 5];
-	cr_assert_eq(seg_record_size(5), sizeof(out));
-	seg_record_encode(out, &m, SEG_FLAG_BATCH_END, "hello", 5);
-	cr_assert_eq(seg_get_u32(out), SEG_META_SIZE + 5, "length covers meta + payload");
-	cr_assert_eq(seg_get_u32(out + 4), seg_crc32(out + 8, SEG_META_SIZE + 5));
+	const struct store_record_meta m = layout_meta;
+	uint8_t out[SEG_REC_OVERHEAD + SEG_IDENT_SIZE + 5];
+	struct seg_head h;
+	cr_assert_eq(seg_record_size(5, true), sizeof(out));
+	seg_record_encode(out, &m, SEG_FLAG_IDENT, 0, "hello", 5);
+	cr_assert_eq(seg_get_u32(out), SEG_META_SIZE + SEG_IDENT_SIZE + 5,
+		     "length covers meta, identity and payload");
+	cr_assert_eq(seg_get_u32(out + 4), seg_crc32(out + 8, SEG_META_SIZE + SEG_IDENT_SIZE + 5));
 	cr_assert_eq(seg_get_u64(out + 8), m.timestamp_ns);
 	cr_assert_eq(out[16], 4);
 	cr_assert_eq(out[17], 3);
-	cr_assert_eq(out[18], SEG_FLAG_BATCH_END);
+	cr_assert_eq(out[18], SEG_FLAG_IDENT);
 	cr_assert_eq(out[19], 0);
 	cr_assert_eq(seg_get_u32(out + 20), 0xabcdef01u);
-	cr_assert_eq(seg_get_u64(out + 24), 1);
-	cr_assert_eq(seg_get_u64(out + 32), 2);
-	cr_assert_eq(seg_get_u64(out + 40), 3);
-	cr_assert(memcmp(out + 48, "hello", 5) == 0);
-	struct store_record_meta d;
-	uint8_t flags;
-	seg_meta_decode(out + SEG_REC_PREFIX, &d, &flags);
-	cr_assert_eq(d.timestamp_ns, m.timestamp_ns);
-	cr_assert_eq(d.type, m.type);
-	cr_assert_eq(d.severity, m.severity);
-	cr_assert_eq(d.node_id, m.node_id);
-	cr_assert_eq(d.agent_key, m.agent_key);
-	cr_assert_eq(d.session_id, m.session_id);
-	cr_assert_eq(d.sequence, m.sequence);
-	cr_assert_eq(flags, SEG_FLAG_BATCH_END);
+	cr_assert_eq(seg_get_u32(out + 24), 0, "back: the identity is this record's");
+	cr_assert_eq(seg_get_u64(out + 28), 1);
+	cr_assert_eq(seg_get_u64(out + 36), 2);
+	cr_assert_eq(seg_get_u64(out + 44), 3);
+	cr_assert(memcmp(out + 52, "hello", 5) == 0);
+	/* the fixed part first: the identity needs more bytes */
+	cr_assert_eq(seg_head_decode(out, SEG_REC_OVERHEAD, 2, &h),
+		     (int)(SEG_REC_OVERHEAD + SEG_IDENT_SIZE));
+	cr_assert_eq(seg_head_decode(out, SEG_REC_OVERHEAD + SEG_IDENT_SIZE, 2, &h), 0);
+	cr_assert_eq(h.len, SEG_META_SIZE + SEG_IDENT_SIZE + 5);
+	cr_assert_eq(h.meta_len, SEG_META_SIZE + SEG_IDENT_SIZE);
+	cr_assert_eq(h.flags, SEG_FLAG_IDENT);
+	cr_assert_eq(h.back, 0);
+	cr_assert_eq(h.m.timestamp_ns, m.timestamp_ns);
+	cr_assert_eq(h.m.type, m.type);
+	cr_assert_eq(h.m.severity, m.severity);
+	cr_assert_eq(h.m.node_id, m.node_id);
+	cr_assert_eq(h.m.agent_key, m.agent_key);
+	cr_assert_eq(h.m.session_id, m.session_id);
+	cr_assert_eq(h.m.sequence, m.sequence);
+}
+
+/* A later record of the batch: no identity, a link back to the record that has it. */
+Test(segment, record_layout_without_identity)
+{
+	const struct store_record_meta m = layout_meta;
+	uint8_t out[SEG_REC_OVERHEAD + 5];
+	struct seg_head h;
+	cr_assert_eq(seg_record_size(5, false), sizeof(out));
+	seg_record_encode(out, &m, SEG_FLAG_BATCH_END, 777, "hello", 5);
+	cr_assert_eq(seg_get_u32(out), SEG_META_SIZE + 5);
+	cr_assert_eq(seg_get_u32(out + 4), seg_crc32(out + 8, SEG_META_SIZE + 5));
+	cr_assert_eq(seg_get_u32(out + 24), 777);
+	cr_assert(memcmp(out + 28, "hello", 5) == 0);
+	cr_assert_eq(seg_head_decode(out, sizeof(out), 2, &h), 0);
+	cr_assert_eq(h.meta_len, SEG_META_SIZE);
+	cr_assert_eq(h.flags, SEG_FLAG_BATCH_END);
+	cr_assert_eq(h.back, 777);
+	cr_assert_eq(h.m.node_id, m.node_id);
+	cr_assert_eq(h.m.agent_key, 0, "identity left for the reader to resolve");
+	/* a length that cannot hold the meta is refused */
+	seg_put_u32(out, SEG_META_SIZE - 1);
+	cr_assert_eq(seg_head_decode(out, sizeof(out), 2, &h), -1);
+}
+
+/* Format 1 (written by earlier versions): the 40-byte meta with the identity, every record. */
+Test(segment, format_1_records_decode)
+{
+	uint8_t out[SEG_REC_PREFIX + SEG_META_SIZE_V1 + 5] = {0};
+	struct seg_head h;
+	seg_put_u32(out, SEG_META_SIZE_V1 + 5);
+	seg_put_u64(out + 8, 99);
+	out[16] = 2;
+	out[17] = 1;
+	out[18] = SEG_FLAG_BATCH_END;
+	seg_put_u32(out + 20, 7);
+	seg_put_u64(out + 24, 11);
+	seg_put_u64(out + 32, 12);
+	seg_put_u64(out + 40, 13);
+	memcpy(out + 48, "hello", 5);
+	cr_assert_eq(seg_head_decode(out, SEG_REC_OVERHEAD, 1, &h),
+		     (int)(SEG_REC_PREFIX + SEG_META_SIZE_V1));
+	cr_assert_eq(seg_head_decode(out, sizeof(out), 1, &h), 0);
+	cr_assert_eq(h.meta_len, SEG_META_SIZE_V1);
+	cr_assert_eq(h.flags, SEG_FLAG_BATCH_END | SEG_FLAG_IDENT);
+	cr_assert_eq(h.m.timestamp_ns, 99);
+	cr_assert_eq(h.m.node_id, 7);
+	cr_assert_eq(h.m.agent_key, 11);
+	cr_assert_eq(h.m.session_id, 12);
+	cr_assert_eq(h.m.sequence, 13);
 }
 
 static void fill_index(struct seg_index *idx, size_t n)
@@ -319,23 +390,30 @@ static int make_file(const uint8_t *buf, size_t len)
 	return fd;
 }
 
-/* header + records for batches of sizes `batches` */
+/* header + records for batches of sizes `batches` (format 2: each batch's first record
+ * carries the identity, agent 9 session 8 sequence b + 1) */
 static size_t build_segment(uint8_t *buf, const size_t *batches, size_t nb, size_t *ends)
 {
 	size_t off = SEG_HEADER_SIZE;
 	uint64_t seq = 0;
 	seg_header_encode(buf, 1, 5);
 	for (size_t b = 0; b < nb; b++) {
+		size_t first = off;
 		seq++;
 		for (size_t i = 0; i < batches[b]; i++) {
-			struct store_record_meta m = {
-			    .timestamp_ns = 100 + seq, .type = 1, .severity = 2, .sequence = seq};
+			struct store_record_meta m = {.timestamp_ns = 100 + seq,
+						      .type = 1,
+						      .severity = 2,
+						      .agent_key = 9,
+						      .session_id = 8,
+						      .sequence = seq};
 			char payload[32];
 			size_t pl = (size_t)snprintf(payload, sizeof(payload), "rec-%zu-%zu", b, i);
-			seg_record_encode(buf + off, &m,
-					  i + 1 == batches[b] ? SEG_FLAG_BATCH_END : 0, payload,
+			uint8_t flags = (i + 1 == batches[b] ? SEG_FLAG_BATCH_END : 0) |
+					(i == 0 ? SEG_FLAG_IDENT : 0);
+			seg_record_encode(buf + off, &m, flags, (uint32_t)(off - first), payload,
 					  pl);
-			off += seg_record_size(pl);
+			off += seg_record_size(pl, i == 0);
 		}
 		ends[b] = off;
 	}
@@ -353,17 +431,49 @@ Test(segment, recover_scan_finds_each_problem)
 
 	int fd = make_file(buf, len);
 	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, len, &idx, &good, &why), 0);
+	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
 	cr_assert_eq(good, len);
 	cr_assert_eq(why, SEG_REC_OK);
 	cr_assert_eq(idx.records, 6);
+	/* every record got its batch's identity: one session, its last batch's sequence */
+	cr_assert_eq(idx.n_sessions, 1);
+	cr_assert_eq(idx.sessions[0].agent_key, 9);
+	cr_assert_eq(idx.sessions[0].session_id, 8);
+	cr_assert_eq(idx.sessions[0].max_sequence, 3);
+	seg_index_fini(&idx);
+	close(fd);
+
+	/* a record whose identity link misses its batch's first record: the batch is cut */
+	uint8_t bad[8192];
+	memcpy(bad, buf, len);
+	uint8_t *second = bad + ends[1] + seg_record_size(strlen("rec-2-0"), true);
+	seg_put_u32(second + SEG_REC_PREFIX + 16, seg_get_u32(second + SEG_REC_PREFIX + 16) + 1);
+	seg_put_u32(second + 4, seg_crc32(second + SEG_REC_PREFIX, seg_get_u32(second)));
+	fd = make_file(bad, len);
+	seg_index_init(&idx, 1, 5, 0);
+	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
+	cr_assert_eq(good, ends[1]);
+	cr_assert_eq(why, SEG_REC_BAD_META);
+	seg_index_fini(&idx);
+	close(fd);
+
+	/* a batch whose first record lost its identity flag */
+	memcpy(bad, buf, len);
+	uint8_t *head = bad + ends[0];
+	head[SEG_REC_PREFIX + 10] &= (uint8_t)~SEG_FLAG_IDENT;
+	seg_put_u32(head + 4, seg_crc32(head + SEG_REC_PREFIX, seg_get_u32(head)));
+	fd = make_file(bad, len);
+	seg_index_init(&idx, 1, 5, 0);
+	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
+	cr_assert_eq(good, ends[0]);
+	cr_assert_eq(why, SEG_REC_BAD_META);
 	seg_index_fini(&idx);
 	close(fd);
 
 	/* torn in the middle of batch 3: batch 3 vanishes whole */
 	fd = make_file(buf, ends[2] - 3);
 	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, ends[2] - 3, &idx, &good, &why), 0);
+	cr_assert_eq(seg_recover_scan(fd, 2, ends[2] - 3, &idx, &good, &why), 0);
 	cr_assert_eq(good, ends[1]);
 	cr_assert_eq(why, SEG_REC_SHORT);
 	cr_assert_eq(idx.records, 3);
@@ -371,12 +481,11 @@ Test(segment, recover_scan_finds_each_problem)
 	close(fd);
 
 	/* corrupted byte in batch 2 */
-	uint8_t bad[8192];
 	memcpy(bad, buf, len);
 	bad[ends[0] + 20] ^= 0xff;
 	fd = make_file(bad, len);
 	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, len, &idx, &good, &why), 0);
+	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
 	cr_assert_eq(good, ends[0]);
 	cr_assert_eq(why, SEG_REC_BAD_CRC);
 	seg_index_fini(&idx);
@@ -387,7 +496,7 @@ Test(segment, recover_scan_finds_each_problem)
 	seg_put_u32(bad + ends[1], 0xffffffffu);
 	fd = make_file(bad, len);
 	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, len, &idx, &good, &why), 0);
+	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
 	cr_assert_eq(good, ends[1]);
 	cr_assert_eq(why, SEG_REC_BAD_LENGTH);
 	seg_index_fini(&idx);
@@ -398,7 +507,7 @@ Test(segment, recover_scan_finds_each_problem)
 	memset(bad + len, 0, 5);
 	fd = make_file(bad, len + 5);
 	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, len + 5, &idx, &good, &why), 0);
+	cr_assert_eq(seg_recover_scan(fd, 2, len + 5, &idx, &good, &why), 0);
 	cr_assert_eq(good, len);
 	cr_assert_eq(why, SEG_REC_SHORT_PREFIX);
 	seg_index_fini(&idx);
@@ -408,12 +517,12 @@ Test(segment, recover_scan_finds_each_problem)
 	size_t nb[] = {2, 2};
 	size_t e2[2];
 	size_t l2 = build_segment(buf, nb, 2, e2);
-	uint8_t *last = buf + e2[1] - seg_record_size(strlen("rec-1-1"));
+	uint8_t *last = buf + e2[1] - seg_record_size(strlen("rec-1-1"), false);
 	last[SEG_REC_PREFIX + 10] = 0; /* clear BATCH_END ... */
 	seg_put_u32(last + 4, seg_crc32(last + SEG_REC_PREFIX, seg_get_u32(last))); /* valid */
 	fd = make_file(buf, l2);
 	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, l2, &idx, &good, &why), 0);
+	cr_assert_eq(seg_recover_scan(fd, 2, l2, &idx, &good, &why), 0);
 	cr_assert_eq(good, e2[0]);
 	cr_assert_eq(why, SEG_REC_INCOMPLETE_BATCH);
 	seg_index_fini(&idx);

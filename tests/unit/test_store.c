@@ -179,7 +179,7 @@ Test(store, rotation_by_size_seals_with_index)
 		seg_path(p, sizeof(p), ids[i], "tseg");
 		/* sealed at the first commit past the limit: never more than one batch past it */
 		cr_assert_geq(file_size(p), 8192);
-		cr_assert_lt((size_t)file_size(p), 8192 + 4 * seg_record_size(400));
+		cr_assert_lt((size_t)file_size(p), 8192 + 4 * seg_record_size(400, true));
 	}
 	struct t_list got = t_scan_all(s);
 	t_assert_same(&model, &got);
@@ -363,7 +363,7 @@ Test(store, retention_by_bytes_deletes_oldest)
 	struct store_stats st;
 	store_stats(s, &st);
 	cr_assert_gt(st.deleted_segments, 0);
-	cr_assert_leq(st.bytes, 20000 + 4096 + 3 * seg_record_size(400));
+	cr_assert_leq(st.bytes, 20000 + 4096 + 3 * seg_record_size(400, true));
 	uint64_t ids[256];
 	size_t n = store_segment_ids(s, ids, 256);
 	cr_assert_eq(n, st.segments);
@@ -926,6 +926,95 @@ Test(store, old_index_version_is_rebuilt)
 	t_list_free(&model);
 }
 
+/* One record in segment format 1 (the 40-byte meta with the identity); returns its size. */
+static size_t v1_record(uint8_t *out, const struct t_rec *r, uint8_t flags)
+{
+	uint8_t *meta = out + SEG_REC_PREFIX;
+	seg_put_u32(out, (uint32_t)(SEG_META_SIZE_V1 + r->len));
+	seg_put_u64(meta, r->m.timestamp_ns);
+	meta[8] = r->m.type;
+	meta[9] = r->m.severity;
+	meta[10] = flags;
+	meta[11] = 0;
+	seg_put_u32(meta + 12, r->m.node_id);
+	seg_put_u64(meta + 16, r->m.agent_key);
+	seg_put_u64(meta + 24, r->m.session_id);
+	seg_put_u64(meta + 32, r->m.sequence);
+	memcpy(meta + SEG_META_SIZE_V1, r->data, r->len);
+	seg_put_u32(out + 4, seg_crc32(meta, SEG_META_SIZE_V1 + r->len));
+	return SEG_REC_PREFIX + SEG_META_SIZE_V1 + r->len;
+}
+
+/*
+ * A data directory written by an earlier version (format-1 active segment): every record is
+ * read back with its identity, the dedupe watermarks come from it, the old segment is sealed
+ * and new records go to a new format-2 segment.
+ */
+Test(store, format_1_segment_is_read_and_sealed)
+{
+	struct store_options o;
+	struct t_list model = {0};
+	uint32_t nodes[3] = {0, 1, 2};
+	t_options(&o, dir);
+	struct store *s = open_store(&o);
+	for (uint64_t seq = 1; seq <= 6; seq++)
+		cr_assert_eq(t_append(s, &model, 4, 2, seq, 1 + seq % 4, nodes, 3, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	store_close(s);
+	/* rewrite segment 1 in format 1, record for record */
+	char p[4200];
+	seg_path(p, sizeof(p), 1, "tseg");
+	uint8_t *img =
+	    malloc(SEG_HEADER_SIZE + model.n * (SEG_REC_PREFIX + SEG_META_SIZE_V1 + 400));
+	int fd = open(p, O_RDWR);
+	cr_assert_eq(pread(fd, img, SEG_HEADER_SIZE, 0), SEG_HEADER_SIZE);
+	seg_put_u32(img + 8, 1);
+	seg_put_u32(img + 60, seg_crc32(img, 60));
+	size_t off = SEG_HEADER_SIZE;
+	for (size_t i = 0; i < model.n; i++) {
+		bool end = i + 1 == model.n || model.v[i + 1].m.sequence != model.v[i].m.sequence;
+		off += v1_record(img + off, &model.v[i], end ? SEG_FLAG_BATCH_END : 0);
+	}
+	cr_assert_eq(ftruncate(fd, 0), 0);
+	cr_assert_eq(pwrite(fd, img, off, 0), (ssize_t)off);
+	close(fd);
+	free(img);
+
+	s = open_store(&o);
+	struct t_list got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	t_list_free(&got);
+	cr_assert(store_batch_seen(s, 4, 2, 6), "watermark from the format-1 records");
+	cr_assert_not(store_batch_seen(s, 4, 2, 7));
+	seg_path(p, sizeof(p), 1, "idx");
+	cr_assert_eq(access(p, F_OK), 0, "the format-1 segment is sealed");
+	cr_assert_eq(file_size(p) > 0, true);
+	uint64_t ids[4];
+	cr_assert_eq(store_segment_ids(s, ids, 4), 2);
+	cr_assert_eq(ids[1], 2, "new records go to a new segment");
+	for (uint64_t seq = 7; seq <= 9; seq++)
+		cr_assert_eq(t_append(s, &model, 4, 2, seq, 3, nodes, 3, T_BASE_NS), 0);
+	cr_assert_eq(store_commit(s), 0);
+	store_close(s);
+	uint8_t hdr[SEG_HEADER_SIZE];
+	uint64_t id, created;
+	uint32_t version;
+	seg_path(p, sizeof(p), 2, "tseg");
+	fd = open(p, O_RDONLY);
+	cr_assert_eq(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	close(fd);
+	cr_assert_eq(seg_header_decode(hdr, &id, &created, &version), 0);
+	cr_assert_eq(version, SEG_VERSION);
+
+	s = open_store(&o);
+	got = t_scan_all(s);
+	t_assert_same(&model, &got);
+	check_indexes(s);
+	store_close(s);
+	t_list_free(&got);
+	t_list_free(&model);
+}
+
 static struct store *cb_store;
 
 static int stop_after_three(void *ctx, const struct store_record_meta *m, const void *data,
@@ -1016,7 +1105,7 @@ Test(store, recovery_flipped_byte_in_last_record)
 	char p[4200];
 	seg_path(p, sizeof(p), 1, "tseg");
 	off_t size = file_size(p);
-	size_t last = seg_record_size(model.v[9].len);
+	size_t last = seg_record_size(model.v[9].len, true); /* a batch of one */
 	int fd = open(p, O_RDWR);
 	uint8_t b;
 	off_t at = size - 2; /* inside the last record's payload */
@@ -1034,7 +1123,7 @@ Test(store, recovery_truncated_mid_record)
 	char p[4200];
 	seg_path(p, sizeof(p), 1, "tseg");
 	off_t size = file_size(p);
-	size_t last = seg_record_size(model.v[9].len);
+	size_t last = seg_record_size(model.v[9].len, true); /* a batch of one */
 	cr_assert_eq(truncate(p, size - (off_t)last / 2), 0);
 	check_recovered(&model, 9, last - last / 2);
 	t_list_free(&model);
@@ -1073,7 +1162,8 @@ Test(store, recovery_drops_half_written_batch_whole)
 	cr_assert_eq(truncate(p, size - 5), 0);
 	uint64_t batch2 = 0;
 	for (size_t i = 3; i < 7; i++)
-		batch2 += seg_record_size(model.v[i].len);
+		batch2 +=
+		    seg_record_size(model.v[i].len, i == 3); /* its first carries the identity */
 	check_recovered_seq(&model, 3, 1, batch2 - 5);
 	t_list_free(&model);
 }

@@ -355,7 +355,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tapio-storegen: store_append_batch: %s\n", strerror(-r));
 			return 1;
 		}
-		bytes += seg_record_size(sz);
+		bytes +=
+		    seg_record_size(sz, true); /* one record per batch: it carries the identity */
 #ifdef TAPIO_HAVE_SQLITE
 		if (o.sqlite) {
 			uint64_t q0 = clock_mono_ns();
