@@ -307,7 +307,8 @@ static int check_text(struct occ_state *st, const struct field *f, const uint8_t
 {
 	switch (f->kind) {
 	case K_SOURCE: /* equal to "tapio": no NUL either */
-		return len == 0 || (len == sizeof(OCC_SOURCE) - 1 && !memcmp(s, OCC_SOURCE, len))
+		return len == 0 || (len == sizeof(OCC_SOURCE) - 1 &&
+				    !memcmp(s, OCC_SOURCE, sizeof(OCC_SOURCE) - 1))
 			   ? 0
 			   : -1;
 	case K_VERSION:
@@ -677,7 +678,7 @@ static int decode_occurrence(struct occ_state *st, struct tapio_occurrence *occ,
 	if (st->observer != (int)cat->observer)
 		return -1;
 	if (st->code_len && (st->code_len != cat->error_code_len ||
-			     memcmp(st->code, cat->error_code, st->code_len)))
+			     !occ_bytes_equal(st->code, cat->error_code, st->code_len)))
 		return -1;
 	return 0;
 }

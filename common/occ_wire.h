@@ -19,8 +19,43 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/occurrence.h"
+
+/*
+ * a[0..n) == b[0..n), inlined for the short strings the fast path compares (error codes, node
+ * names): two overlapping loads per operand, nothing read outside either range; memcmp past
+ * 16 bytes.
+ */
+static inline bool occ_bytes_equal(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+	uint64_t x0, x1, y0, y1;
+	uint32_t u0, u1, v0, v1;
+
+	if (n >= 8 && n <= 16) {
+		memcpy(&x0, x, 8);
+		memcpy(&x1, x + n - 8, 8);
+		memcpy(&y0, y, 8);
+		memcpy(&y1, y + n - 8, 8);
+		return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+	}
+	if (n >= 4 && n < 8) {
+		memcpy(&u0, x, 4);
+		memcpy(&u1, x + n - 4, 4);
+		memcpy(&v0, y, 4);
+		memcpy(&v1, y + n - 4, 4);
+		return ((u0 ^ v0) | (u1 ^ v1)) == 0;
+	}
+	if (n < 4) {
+		for (size_t i = 0; i < n; i++)
+			if (x[i] != y[i])
+				return false;
+		return true;
+	}
+	return memcmp(x, y, n) == 0;
+}
 
 struct occ_wire_batch {
 	uint64_t session_id;

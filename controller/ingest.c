@@ -976,7 +976,8 @@ static int drain_fast(struct conn *c)
 		fo->type = one.type;
 		fo->severity = one.severity;
 		/* a run's name is NUL-padded: equal when the bytes match and the name ends there */
-		if (!run || run[one.node_len] != '\0' || memcmp(run, one.node, one.node_len) != 0) {
+		if (!run || run[one.node_len] != '\0' ||
+		    !occ_bytes_equal(run, one.node, one.node_len)) {
 			run = in->sc_nodes[runs++];
 			memset(run, 0, TAPIO_NAME_LEN);
 			memcpy(run, one.node, one.node_len);

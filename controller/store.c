@@ -1129,7 +1129,7 @@ bool store_commit_busy(const struct store *s)
  * Whether record i of a batch carries its identity (SEG_FLAG_IDENT): the first one, and any
  * whose agent, session or sequence differs from the record before it.
  */
-static bool new_identity(const struct store_record_meta *meta, size_t i)
+static inline bool new_identity(const struct store_record_meta *meta, size_t i)
 {
 	return i == 0 || !same_session(&meta[i], &meta[i - 1]) ||
 	       meta[i].sequence != meta[i - 1].sequence;

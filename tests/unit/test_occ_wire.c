@@ -852,3 +852,24 @@ Test(occ_wire, single_occurrence_decodes_as_in_a_batch, .timeout = 60)
 	w_free(&one);
 	cr_log_info("%zu occurrences taken one at a time", taken);
 }
+
+/* The inlined short compare agrees with memcmp at every length and every differing byte. */
+Test(occ_wire, bytes_equal_agrees_with_memcmp, .timeout = 10)
+{
+	for (size_t n = 0; n <= 40; n++) {
+		/* exact-size heap copies: ASan sees any read past either range */
+		unsigned char *a = malloc(n + 1), *b = malloc(n + 1);
+
+		cr_assert(a && b);
+		for (size_t i = 0; i < n; i++)
+			a[i] = b[i] = (unsigned char)(i * 29 + n);
+		cr_assert(occ_bytes_equal(a, b, n), "equal, n %zu", n);
+		for (size_t at = 0; at < n; at++) {
+			b[at] ^= 0x10;
+			cr_assert_not(occ_bytes_equal(a, b, n), "differs at %zu of %zu", at, n);
+			b[at] ^= 0x10;
+		}
+		free(a);
+		free(b);
+	}
+}
