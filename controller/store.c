@@ -1178,7 +1178,7 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 
 		if (ident)
 			ident_at = s->pending.len;
-		/* a batch's records are < 16 MiB each and its frame bounds their sum: u32 fits */
+		/* within this batch: at most total bytes back, which fits u32 (checked above) */
 		seg_record_encode_nocrc(s->pending.p + s->pending.len, &meta[i], flags,
 					(uint32_t)(s->pending.len - ident_at), rec[i], len[i]);
 		s->pending.len += pr.size;
