@@ -1620,6 +1620,14 @@ static bool meta_matches(const struct store_query *q, uint64_t until,
 	return true;
 }
 
+/* Counts and logs (rate-limited) a corrupt record a scan skips. */
+static void corrupt_skipped(struct store *s, uint64_t seg_id, uint64_t off, const char *why)
+{
+	s->st.corrupt_reads++;
+	LOG_RATELIMITED(LOG_ERROR, TAG, "segment %" PRIu64 " offset %" PRIu64 ": %s, skipped",
+			seg_id, off, why);
+}
+
 /*
  * Reads and decodes the header of the record at off of seg into *h (its batch identity only
  * if the record carries it). Returns 0, 1 when the record's length is corrupt, or -errno.
@@ -1689,11 +1697,7 @@ static int deliver(struct store *s, struct scan_state *ss, struct seg_reader *r,
 	if (err == 0)
 		err = resolve_identity(ss, r, seg, off, &h);
 	if (err > 0) {
-		s->st.corrupt_reads++;
-		LOG_RATELIMITED(LOG_ERROR, TAG,
-				"segment %" PRIu64 " offset %" PRIu64
-				": bad record header, skipped",
-				seg->id, off);
+		corrupt_skipped(s, seg->id, off, "bad record header");
 		return 0;
 	}
 	if (err)
@@ -1705,11 +1709,7 @@ static int deliver(struct store *s, struct scan_state *ss, struct seg_reader *r,
 		if (err)
 			return err;
 		if (seg_crc32(p + SEG_REC_PREFIX, h.len) != h.crc) {
-			s->st.corrupt_reads++;
-			LOG_RATELIMITED(LOG_ERROR, TAG,
-					"segment %" PRIu64 " offset %" PRIu64
-					": CRC mismatch, skipped",
-					seg->id, off);
+			corrupt_skipped(s, seg->id, off, "CRC mismatch");
 			return 0;
 		}
 		data = p + SEG_REC_PREFIX + h.meta_len;
@@ -1788,11 +1788,7 @@ static int scan_postings(struct store *s, struct scan_state *ss, struct store_se
 			return err;
 		s->st.scan_records_read++;
 		if (err) {
-			s->st.corrupt_reads++;
-			LOG_RATELIMITED(LOG_ERROR, TAG,
-					"segment %" PRIu64 " offset %" PRIu64
-					": bad record length, skipped",
-					seg->id, off);
+			corrupt_skipped(s, seg->id, off, "bad record length");
 			continue;
 		}
 		if (!meta_matches(q, ss->until, &h.m))

@@ -420,98 +420,83 @@ static size_t build_segment(uint8_t *buf, const size_t *batches, size_t nb, size
 	return off;
 }
 
+/*
+ * Recovers buf[0..len) as a format-2 segment file: valid data must end at want_end for the
+ * reason want_why. Returns the records indexed; *idx stays for more checks when idx_out.
+ */
+static uint64_t expect_recover(const uint8_t *buf, size_t len, uint64_t want_end,
+			       enum seg_check want_why, struct seg_index *idx_out)
+{
+	struct seg_index idx;
+	uint64_t good, records;
+	enum seg_check why;
+	int fd = make_file(buf, len);
+
+	seg_index_init(&idx, 1, 5, 0);
+	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
+	cr_assert_eq(good, want_end, "valid data ends at %llu, want %llu", (unsigned long long)good,
+		     (unsigned long long)want_end);
+	cr_assert_eq(why, want_why, "%s, want %s", seg_check_name(why), seg_check_name(want_why));
+	close(fd);
+	records = idx.records;
+	if (idx_out)
+		*idx_out = idx;
+	else
+		seg_index_fini(&idx);
+	return records;
+}
+
+/* Re-CRCs the record at rec after a test edited it, so only the edit is wrong. */
+static void recrc(uint8_t *rec)
+{
+	seg_put_u32(rec + 4, seg_crc32(rec + SEG_REC_PREFIX, seg_get_u32(rec)));
+}
+
 Test(segment, recover_scan_finds_each_problem)
 {
-	uint8_t buf[8192];
+	uint8_t buf[8192], bad[8192];
 	size_t batches[] = {2, 1, 3}, ends[3];
 	size_t len = build_segment(buf, batches, 3, ends);
 	struct seg_index idx;
-	uint64_t good;
-	enum seg_check why;
 
-	int fd = make_file(buf, len);
-	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
-	cr_assert_eq(good, len);
-	cr_assert_eq(why, SEG_REC_OK);
-	cr_assert_eq(idx.records, 6);
+	cr_assert_eq(expect_recover(buf, len, len, SEG_REC_OK, &idx), 6);
 	/* every record got its batch's identity: one session, its last batch's sequence */
 	cr_assert_eq(idx.n_sessions, 1);
 	cr_assert_eq(idx.sessions[0].agent_key, 9);
 	cr_assert_eq(idx.sessions[0].session_id, 8);
 	cr_assert_eq(idx.sessions[0].max_sequence, 3);
 	seg_index_fini(&idx);
-	close(fd);
 
 	/* a record whose identity link misses its batch's first record: the batch is cut */
-	uint8_t bad[8192];
 	memcpy(bad, buf, len);
 	uint8_t *second = bad + ends[1] + seg_record_size(strlen("rec-2-0"), true);
 	seg_put_u32(second + SEG_REC_PREFIX + 16, seg_get_u32(second + SEG_REC_PREFIX + 16) + 1);
-	seg_put_u32(second + 4, seg_crc32(second + SEG_REC_PREFIX, seg_get_u32(second)));
-	fd = make_file(bad, len);
-	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
-	cr_assert_eq(good, ends[1]);
-	cr_assert_eq(why, SEG_REC_BAD_META);
-	seg_index_fini(&idx);
-	close(fd);
+	recrc(second);
+	expect_recover(bad, len, ends[1], SEG_REC_BAD_META, NULL);
 
 	/* a batch whose first record lost its identity flag */
 	memcpy(bad, buf, len);
-	uint8_t *head = bad + ends[0];
-	head[SEG_REC_PREFIX + 10] &= (uint8_t)~SEG_FLAG_IDENT;
-	seg_put_u32(head + 4, seg_crc32(head + SEG_REC_PREFIX, seg_get_u32(head)));
-	fd = make_file(bad, len);
-	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
-	cr_assert_eq(good, ends[0]);
-	cr_assert_eq(why, SEG_REC_BAD_META);
-	seg_index_fini(&idx);
-	close(fd);
+	bad[ends[0] + SEG_REC_PREFIX + 10] &= (uint8_t)~SEG_FLAG_IDENT;
+	recrc(bad + ends[0]);
+	expect_recover(bad, len, ends[0], SEG_REC_BAD_META, NULL);
 
 	/* torn in the middle of batch 3: batch 3 vanishes whole */
-	fd = make_file(buf, ends[2] - 3);
-	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, 2, ends[2] - 3, &idx, &good, &why), 0);
-	cr_assert_eq(good, ends[1]);
-	cr_assert_eq(why, SEG_REC_SHORT);
-	cr_assert_eq(idx.records, 3);
-	seg_index_fini(&idx);
-	close(fd);
+	cr_assert_eq(expect_recover(buf, ends[2] - 3, ends[1], SEG_REC_SHORT, NULL), 3);
 
 	/* corrupted byte in batch 2 */
 	memcpy(bad, buf, len);
 	bad[ends[0] + 20] ^= 0xff;
-	fd = make_file(bad, len);
-	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
-	cr_assert_eq(good, ends[0]);
-	cr_assert_eq(why, SEG_REC_BAD_CRC);
-	seg_index_fini(&idx);
-	close(fd);
+	expect_recover(bad, len, ends[0], SEG_REC_BAD_CRC, NULL);
 
 	/* absurd length */
 	memcpy(bad, buf, len);
 	seg_put_u32(bad + ends[1], 0xffffffffu);
-	fd = make_file(bad, len);
-	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, 2, len, &idx, &good, &why), 0);
-	cr_assert_eq(good, ends[1]);
-	cr_assert_eq(why, SEG_REC_BAD_LENGTH);
-	seg_index_fini(&idx);
-	close(fd);
+	expect_recover(bad, len, ends[1], SEG_REC_BAD_LENGTH, NULL);
 
 	/* a few trailing bytes (torn prefix) */
 	memcpy(bad, buf, len);
 	memset(bad + len, 0, 5);
-	fd = make_file(bad, len + 5);
-	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, 2, len + 5, &idx, &good, &why), 0);
-	cr_assert_eq(good, len);
-	cr_assert_eq(why, SEG_REC_SHORT_PREFIX);
-	seg_index_fini(&idx);
-	close(fd);
+	expect_recover(bad, len + 5, len, SEG_REC_SHORT_PREFIX, NULL);
 
 	/* valid records but no batch end at the tail */
 	size_t nb[] = {2, 2};
@@ -519,14 +504,8 @@ Test(segment, recover_scan_finds_each_problem)
 	size_t l2 = build_segment(buf, nb, 2, e2);
 	uint8_t *last = buf + e2[1] - seg_record_size(strlen("rec-1-1"), false);
 	last[SEG_REC_PREFIX + 10] = 0; /* clear BATCH_END ... */
-	seg_put_u32(last + 4, seg_crc32(last + SEG_REC_PREFIX, seg_get_u32(last))); /* valid */
-	fd = make_file(buf, l2);
-	seg_index_init(&idx, 1, 5, 0);
-	cr_assert_eq(seg_recover_scan(fd, 2, l2, &idx, &good, &why), 0);
-	cr_assert_eq(good, e2[0]);
-	cr_assert_eq(why, SEG_REC_INCOMPLETE_BATCH);
-	seg_index_fini(&idx);
-	close(fd);
+	recrc(last);		       /* ... and keep the record valid */
+	expect_recover(buf, l2, e2[0], SEG_REC_INCOMPLETE_BATCH, NULL);
 }
 
 Test(segment, reader_forward_and_backward)
