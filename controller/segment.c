@@ -765,8 +765,7 @@ int seg_recover_scan(int fd, uint32_t version, uint64_t file_size, struct seg_in
 			goto out;
 		/* the length first: the meta's own size depends on its flags byte */
 		uint32_t len = seg_get_u32(p);
-		if (len < (version == 1 ? SEG_META_SIZE_V1 : SEG_META_SIZE) ||
-		    len > SEG_REC_MAX_LEN) {
+		if (len < seg_head_need(version, 0) - SEG_REC_PREFIX || len > SEG_REC_MAX_LEN) {
 			problem = SEG_REC_BAD_LENGTH;
 			break;
 		}

@@ -1142,35 +1142,34 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 		return s->failed;
 	if (n == 0)
 		return -EINVAL;
-	size_t total = 0;
+	/* the records that carry an identity start its runs: one watermark mark per run */
+	size_t total = 0, runs = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (meta[i].type >= TAPIO_OCC__COUNT || meta[i].severity >= TAPIO_SEV__COUNT ||
 		    len[i] > SEG_REC_MAX_LEN - SEG_META_SIZE - SEG_IDENT_SIZE ||
 		    (len[i] && !rec[i]))
 			return -EINVAL;
-		total += seg_record_size(len[i], new_identity(meta, i));
+		runs += new_identity(meta, i);
+		total += seg_record_size(len[i], false);
 	}
+	total += runs * SEG_IDENT_SIZE;
 	if (total > UINT32_MAX)
 		return -EINVAL; /* identity links (seg_head.back) are u32 */
 	if (buf_reserve(&s->pending, total))
 		return -ENOMEM;
 	/* reserve watermark entries first so nothing below can fail half-way */
-	size_t marks = 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		if ((i == 0 || !same_session(&meta[i], &meta[i - 1])) &&
 		    !sess_get(s, meta[i].agent_key, meta[i].session_id))
 			return -ENOMEM;
-		if (i == n - 1 || !same_session(&meta[i], &meta[i + 1]) ||
-		    meta[i].sequence != meta[i + 1].sequence)
-			marks++;
-	}
-	if (buf_reserve(&s->pending_marks, marks * sizeof(struct sess_mark)) ||
+	if (buf_reserve(&s->pending_marks, runs * sizeof(struct sess_mark)) ||
 	    buf_reserve(&s->pending_recs, n * sizeof(struct pend_rec)))
 		return -ENOMEM;
 	size_t ident_at = 0; /* where in pending the identity in force was written */
+	bool ident = true;   /* record 0 starts a run */
 	for (size_t i = 0; i < n; i++) {
+		bool next = i + 1 < n && new_identity(meta, i + 1);
 		/* the CRC is filled in by commit_io, in the thread pool for async commits */
-		bool ident = new_identity(meta, i);
 		struct pend_rec pr = {.m = meta[i],
 				      .size = (uint32_t)seg_record_size(len[i], ident)};
 		uint8_t flags =
@@ -1184,9 +1183,8 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 		s->pending.len += pr.size;
 		memcpy(s->pending_recs.p + s->pending_recs.len, &pr, sizeof(pr));
 		s->pending_recs.len += sizeof(pr);
-		/* a batch is almost always one agent/session/sequence: note it once */
-		if (i == n - 1 || !same_session(&meta[i], &meta[i + 1]) ||
-		    meta[i].sequence != meta[i + 1].sequence) {
+		/* the run's last record: note its batch once (almost always the whole batch) */
+		if (i == n - 1 || next) {
 			struct sess_mark mk = {meta[i].agent_key, meta[i].session_id,
 					       meta[i].sequence};
 
@@ -1194,6 +1192,7 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 			memcpy(s->pending_marks.p + s->pending_marks.len, &mk, sizeof(mk));
 			s->pending_marks.len += sizeof(mk);
 		}
+		ident = next;
 	}
 	s->appended_ticket++;
 	return 0;
