@@ -28,6 +28,8 @@ static const char usage[] =
     "  --retention-age DUR         drop segments whose newest record is older (default 7d)\n"
     "  --page-cache-keep N|all     keep the newest N stored bytes in page cache, drop older\n"
     "                              pages once durable (default 256M)\n"
+    "  --direct-io on|off          write segments with O_DIRECT where the file system allows\n"
+    "                              it (default on; off: through the page cache)\n"
     "  --max-frame N               largest accepted frame payload (default 4M)\n"
     "  --idle-timeout DUR          close agents silent this long (default 90s)\n"
     "  --hello-timeout DUR         close connections without Hello (default 10s)\n"
@@ -65,6 +67,7 @@ enum {
 	OPT_FSYNC,
 	OPT_SEG_BYTES,
 	OPT_CACHE_KEEP,
+	OPT_DIRECT_IO,
 	OPT_SEG_AGE,
 	OPT_RET_BYTES,
 	OPT_RET_AGE,
@@ -105,6 +108,7 @@ static const struct option options[] = {
     {"fsync", required_argument, NULL, OPT_FSYNC},
     {"segment-max-bytes", required_argument, NULL, OPT_SEG_BYTES},
     {"page-cache-keep", required_argument, NULL, OPT_CACHE_KEEP},
+    {"direct-io", required_argument, NULL, OPT_DIRECT_IO},
     {"segment-max-age", required_argument, NULL, OPT_SEG_AGE},
     {"retention-bytes", required_argument, NULL, OPT_RET_BYTES},
     {"retention-age", required_argument, NULL, OPT_RET_AGE},
@@ -340,6 +344,11 @@ int main(int argc, char **argv)
 				 o.store.cache_keep_bytes < (1u << 20))
 				return bad("--page-cache-keep", optarg,
 					   "want a size >= 1M, or all");
+			break;
+		case OPT_DIRECT_IO:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				return bad("--direct-io", optarg, "want on or off");
+			o.store.buffered_writes = !strcmp(optarg, "off");
 			break;
 		case OPT_SEG_AGE:
 			if (parse_duration_ms(optarg, &v) < 0 || v < 1000)

@@ -80,6 +80,29 @@ struct buf {
 	size_t len, cap;
 };
 
+/*
+ * Direct I/O (docs/storage-format.md, "Commit and durability") moves whole blocks: file
+ * offsets, lengths and buffer addresses are multiples of DIO_ALIGN (the file system's block
+ * size on the reference machine; also a multiple of every logical block size in use), and a
+ * group is written in pieces of DIO_CHUNK.
+ */
+#define DIO_ALIGN 4096u
+#define DIO_CHUNK (1u << 20)
+
+/*
+ * A commit group's records. For direct I/O the buffer mirrors the file's block layout: `p`
+ * sits `phase` bytes past the aligned `mem`, where `phase` is the offset within its block at
+ * which the group is expected to land in the segment. The bytes before `p` then take the rest
+ * of that block (the segment's last partial block, already on disk), the bytes after the
+ * group the padding up to the next block boundary, and the whole span is written from
+ * aligned memory to aligned file offsets without a copy.
+ */
+struct group_buf {
+	uint8_t *mem; /* DIO_ALIGN-aligned; cap + 2 * DIO_ALIGN bytes */
+	uint8_t *p;   /* mem + phase */
+	size_t len, cap, phase;
+};
+
 /* A pending record as the index update needs it. */
 struct pend_rec {
 	struct store_record_meta m;
@@ -97,16 +120,41 @@ struct store {
 	struct store_segment **segs;
 	size_t n_segs, cap_segs;
 	int active_fd;
+	/*
+	 * Commit thread: the active segment opened with O_DIRECT (-1: writes go through the page
+	 * cache, by option or because the file system refused O_DIRECT), and its last partial
+	 * block's bytes, which the next group's first block repeats.
+	 */
+	int direct_fd;
+	bool direct_refused;
+	uint8_t tail_blk[DIO_ALIGN];
+	/*
+	 * The direct writer thread: writes the in-flight group's blocks as the commit thread
+	 * releases them with their CRCs filled in, so the CRCs of the next piece are computed
+	 * while the disk takes this one. Fields under dw.mu.
+	 */
+	struct {
+		pthread_t thread;
+		pthread_mutex_t mu;
+		pthread_cond_t cv;
+		bool started, stop;
+		int fd, err;
+		const uint8_t *base; /* the group's first block, written at file_off */
+		uint64_t file_off;
+		size_t ready, done; /* bytes released, bytes written: DIO_ALIGN multiples */
+	} dw;
 
 	/*
 	 * loop thread: the group being built, its session watermarks (struct sess_mark) and each
 	 * record's meta and size (struct pend_rec: the index update reads these, not the records)
 	 */
-	struct buf pending, pending_marks, pending_recs;
+	struct group_buf pending;
+	struct buf pending_marks, pending_recs;
 	uint64_t appended_ticket;
 
 	/* the group being committed */
-	struct buf inflight, inflight_marks, inflight_recs;
+	struct group_buf inflight;
+	struct buf inflight_marks, inflight_recs;
 	struct buf inflight_nodes; /* node table image to persist first (len 0: none) */
 	uint32_t inflight_node_count;
 	uint64_t inflight_ticket;
@@ -175,6 +223,33 @@ static int buf_reserve(struct buf *b, size_t extra)
 	b->p = p;
 	b->cap = ncap;
 	return 0;
+}
+
+/* Makes room for `extra` more bytes after len, keeping the buffer's phase. */
+static int group_reserve(struct group_buf *g, size_t extra)
+{
+	if (g->len + extra <= g->cap)
+		return 0;
+	size_t ncap = g->cap ? g->cap : 65536;
+	while (ncap < g->len + extra)
+		ncap *= 2;
+	void *mem;
+	if (posix_memalign(&mem, DIO_ALIGN, ncap + 2 * DIO_ALIGN))
+		return -ENOMEM;
+	if (g->len)
+		memcpy((uint8_t *)mem + g->phase, g->p, g->len);
+	free(g->mem);
+	g->mem = mem;
+	g->p = g->mem + g->phase;
+	g->cap = ncap;
+	return 0;
+}
+
+/* An empty group expected to land at `offset` of the file (the phase of direct writes). */
+static void group_expect(struct group_buf *g, uint64_t offset)
+{
+	g->phase = offset % DIO_ALIGN;
+	g->p = g->mem ? g->mem + g->phase : NULL;
 }
 
 static uint64_t hash64(uint64_t x)
@@ -577,6 +652,122 @@ static void segment_prealloc(struct store *s, int fd, uint64_t from)
 			  strerror(errno));
 }
 
+static void *direct_writer_main(void *arg)
+{
+	struct store *s = arg;
+
+	pthread_mutex_lock(&s->dw.mu);
+	for (;;) {
+		while (!s->dw.stop && (s->dw.err || s->dw.done == s->dw.ready))
+			pthread_cond_wait(&s->dw.cv, &s->dw.mu);
+		if (s->dw.stop)
+			break;
+		size_t off = s->dw.done, len = s->dw.ready - off;
+		const uint8_t *p = s->dw.base + off;
+		off_t at = (off_t)(s->dw.file_off + off);
+		int fd = s->dw.fd;
+
+		pthread_mutex_unlock(&s->dw.mu);
+		ssize_t w = pwrite(fd, p, len < DIO_CHUNK ? len : DIO_CHUNK, at);
+		int err = w < 0 ? errno : 0;
+		pthread_mutex_lock(&s->dw.mu);
+		if (err == EINTR)
+			continue;
+		if (err)
+			s->dw.err = -err;
+		else if (w == 0 || w % DIO_ALIGN) /* a short direct write: the disk is full */
+			s->dw.err = -ENOSPC;
+		else
+			s->dw.done += (size_t)w;
+		pthread_cond_broadcast(&s->dw.cv);
+	}
+	pthread_mutex_unlock(&s->dw.mu);
+	return NULL;
+}
+
+/* Lets the direct writer write the group's bytes up to `ready`. */
+static void direct_release(struct store *s, size_t ready)
+{
+	pthread_mutex_lock(&s->dw.mu);
+	s->dw.ready = ready;
+	pthread_cond_broadcast(&s->dw.cv);
+	pthread_mutex_unlock(&s->dw.mu);
+}
+
+/* Waits until everything released is written or a write failed; returns 0 or -errno. */
+static int direct_wait(struct store *s)
+{
+	pthread_mutex_lock(&s->dw.mu);
+	while (!s->dw.err && s->dw.done < s->dw.ready)
+		pthread_cond_wait(&s->dw.cv, &s->dw.mu);
+	int err = s->dw.err;
+	s->dw.err = 0;
+	s->dw.ready = s->dw.done = 0;
+	pthread_mutex_unlock(&s->dw.mu);
+	return err;
+}
+
+static void direct_writer_stop(struct store *s)
+{
+	if (!s->dw.started)
+		return;
+	pthread_mutex_lock(&s->dw.mu);
+	s->dw.stop = true;
+	pthread_cond_broadcast(&s->dw.cv);
+	pthread_mutex_unlock(&s->dw.mu);
+	pthread_join(s->dw.thread, NULL);
+	s->dw.started = false;
+}
+
+/*
+ * Opens active segment `id` for direct writes as s->direct_fd, closing the previous one.
+ * Nothing to do when writes go through the page cache by option, or the file system refused
+ * O_DIRECT before: that is logged once and the store works the same, at more CPU per byte.
+ */
+static void direct_open(struct store *s, uint64_t id)
+{
+	char name[64];
+
+	if (s->direct_fd >= 0)
+		close(s->direct_fd);
+	s->direct_fd = -1;
+	if (s->opt.buffered_writes || s->direct_refused)
+		return;
+	seg_file_name(name, sizeof(name), id, "tseg");
+	s->direct_fd = openat(s->dirfd, name, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	int err = s->direct_fd < 0 ? errno : 0;
+	if (!err && !s->dw.started) {
+		err = pthread_create(&s->dw.thread, NULL, direct_writer_main, s);
+		s->dw.started = !err;
+	}
+	if (err) {
+		if (s->direct_fd >= 0)
+			close(s->direct_fd);
+		s->direct_fd = -1;
+		s->direct_refused = true;
+		log_info(TAG, "%s: no direct I/O (%s); writing through the page cache", s->dir,
+			 strerror(err));
+	}
+	pthread_mutex_lock(&s->lock);
+	s->st.direct_io = s->direct_fd >= 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Reads the active segment's last partial block into tail_blk (direct writes repeat it). */
+static int tail_load(struct store *s, const struct store_segment *act)
+{
+	size_t head = (size_t)(act->size % DIO_ALIGN);
+
+	if (s->direct_fd < 0 || !head)
+		return 0;
+	if (pread(s->active_fd, s->tail_blk, head, (off_t)(act->size - head)) != (ssize_t)head) {
+		log_error(TAG, "read the tail of segment %" PRIu64 ": %s", act->id,
+			  strerror(errno ? errno : EIO));
+		return errno ? -errno : -EIO;
+	}
+	return 0;
+}
+
 /* Releases the preallocated blocks past the active segment's last record. */
 static void segment_trim(struct store *s)
 {
@@ -601,6 +792,7 @@ static int segment_start_next(struct store *s)
 		return fd;
 	}
 	segment_prealloc(s, fd, SEG_HEADER_SIZE);
+	seg_header_encode(s->tail_blk, id, created); /* the first block's start */
 	seg->id = id;
 	seg->version = SEG_VERSION;
 	seg->size = SEG_HEADER_SIZE;
@@ -618,6 +810,7 @@ static int segment_start_next(struct store *s)
 	}
 	if (old_fd >= 0)
 		close(old_fd);
+	direct_open(s, id);
 	return 0;
 }
 
@@ -666,6 +859,14 @@ static void segment_unlink(struct store *s, uint64_t id)
 		log_warn(TAG, "unlink %s/%s: %s", s->dir, name, strerror(errno));
 }
 
+/* Whether the active segment, at `size` bytes and `records` records, is due to be sealed. */
+static bool seal_due(const struct store *s, const struct store_segment *act, uint64_t size,
+		     uint64_t records, uint64_t now)
+{
+	return records > 0 && (size >= s->opt.segment_max_bytes ||
+			       now >= act->idx.created_ns + s->opt.segment_max_age_s * NS_PER_S);
+}
+
 /* Rotation (size/age) and retention (bytes/age). Runs on the committing thread. */
 static int housekeeping(struct store *s)
 {
@@ -673,9 +874,7 @@ static int housekeeping(struct store *s)
 	uint64_t now = now_ns(s);
 	int err = 0;
 
-	if (act->idx.records > 0 &&
-	    (act->size >= s->opt.segment_max_bytes ||
-	     now >= act->idx.created_ns + s->opt.segment_max_age_s * NS_PER_S)) {
+	if (seal_due(s, act, act->size, act->idx.records, now)) {
 		err = segment_seal_active(s);
 		if (err)
 			return err;
@@ -777,10 +976,10 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, bool w
 #define CRC_SLICE (256u << 10)
 
 /*
- * Fills in the CRC of every record of the group (appended without it, which keeps the CRC off
- * the loop) and writes the group at the end of the active segment.
+ * Page-cache writes: fills in the CRC of every record of the group (appended without it,
+ * which keeps the CRC off the loop) and writes the group at the end of the active segment.
  */
-static int write_group(struct store *s, const struct store_segment *act)
+static int write_group_buffered(struct store *s, const struct store_segment *act)
 {
 	const struct pend_rec *pr = (const struct pend_rec *)(const void *)s->inflight_recs.p;
 	size_t n = s->inflight_recs.len / sizeof(*pr), r = 0, pos = 0;
@@ -802,6 +1001,63 @@ static int write_group(struct store *s, const struct store_segment *act)
 			return err;
 	}
 	return 0;
+}
+
+/*
+ * Direct writes: the blocks from the one holding the segment's end to the one holding the
+ * group's last byte, straight from the group's buffer. The first block repeats the bytes
+ * already on disk (tail_blk), so what was acknowledged is rewritten with the same bytes; the
+ * last is padded with zeros, which the next group overwrites and sealing (or recovery, after a
+ * crash) cuts off. No page cache is filled, copied or handed back. The records' CRCs are filled
+ * in a DIO_CHUNK at a time, each piece released to the direct writer once its CRCs are in.
+ */
+static int write_group_direct(struct store *s, const struct store_segment *act)
+{
+	struct group_buf *g = &s->inflight;
+	const struct pend_rec *pr = (const struct pend_rec *)(const void *)s->inflight_recs.p;
+	size_t n = s->inflight_recs.len / sizeof(*pr), head = (size_t)(act->size % DIO_ALIGN);
+
+	if (g->phase != head) { /* expected elsewhere: a seal commit_begin did not foresee */
+		memmove(g->mem + head, g->p, g->len);
+		group_expect(g, head);
+	}
+	memcpy(g->mem, s->tail_blk, head);
+	size_t total = head + g->len, padded = (total + DIO_ALIGN - 1) / DIO_ALIGN * DIO_ALIGN;
+	memset(g->mem + total, 0, padded - total);
+	pthread_mutex_lock(&s->dw.mu);
+	s->dw.fd = s->direct_fd;
+	s->dw.base = g->mem;
+	s->dw.file_off = act->size - head;
+	pthread_mutex_unlock(&s->dw.mu);
+	/* end: the buffer offset up to which every record has its CRC */
+	for (size_t r = 0, end = head, released = 0; r < n;) {
+		seg_record_set_crc(g->mem + end);
+		end += pr[r++].size;
+		if (end - released >= DIO_CHUNK + DIO_ALIGN || r == n) {
+			released = r == n ? padded : end / DIO_ALIGN * DIO_ALIGN;
+			direct_release(s, released);
+		}
+	}
+	int err = direct_wait(s);
+	if (!err)
+		memcpy(s->tail_blk, g->mem + total - total % DIO_ALIGN, total % DIO_ALIGN);
+	return err;
+}
+
+/* Writes the in-flight group at the end of the active segment. */
+static int write_group(struct store *s, const struct store_segment *act)
+{
+	if (s->direct_fd >= 0) {
+		int err = write_group_direct(s, act);
+		if (err != -EINVAL)
+			return err;
+		/* a file system that opens O_DIRECT files but refuses their writes */
+		log_warn(TAG, "%s: direct write refused (%s); writing through the page cache",
+			 s->dir, strerror(-err));
+		s->direct_refused = true;
+		direct_open(s, act->id);
+	}
+	return write_group_buffered(s, act);
 }
 
 /*
@@ -956,11 +1212,18 @@ static int commit_begin(struct store *s)
 			return err;
 	}
 	s->inflight_node_count = s->n_nodes;
-	struct buf t = s->inflight;
+	struct group_buf g = s->inflight;
 	s->inflight = s->pending;
-	s->pending = t;
+	s->pending = g;
 	s->pending.len = 0;
-	t = s->inflight_marks;
+	/* where the next group will start: after this one, or in a new segment */
+	const struct store_segment *act = active_seg(s);
+	uint64_t next = act->size + s->inflight.len;
+	if (seal_due(s, act, next, act->idx.records + s->pending_recs.len / sizeof(struct pend_rec),
+		     now_ns(s)))
+		next = SEG_HEADER_SIZE;
+	group_expect(&s->pending, next);
+	struct buf t = s->inflight_marks;
 	s->inflight_marks = s->pending_marks;
 	s->pending_marks = t;
 	s->pending_marks.len = 0;
@@ -1155,7 +1418,7 @@ int store_append_batch(struct store *s, const struct store_record_meta *meta,
 	total += runs * SEG_IDENT_SIZE;
 	if (total > UINT32_MAX)
 		return -EINVAL; /* identity links (seg_head.back) are u32 */
-	if (buf_reserve(&s->pending, total))
+	if (group_reserve(&s->pending, total))
 		return -ENOMEM;
 	/* reserve watermark entries first so nothing below can fail half-way */
 	for (size_t i = 0; i < n; i++)
@@ -1296,6 +1559,23 @@ static void remove_orphan_indexes(struct store *s, const uint64_t *ids, size_t n
  * Loads segment `id`: trusts a valid index whose size matches the file (sealed), else scans
  * and truncates (recovery). is_last: an index-less last segment stays active.
  */
+/*
+ * Whether [from, size) is the zero padding of a direct write's last block: what a crash
+ * leaves after the last group (sealing and closing cut it off), not a torn tail.
+ */
+static bool block_padding(int fd, uint64_t from, uint64_t size)
+{
+	uint8_t blk[DIO_ALIGN];
+
+	if (size % DIO_ALIGN || size - from >= DIO_ALIGN ||
+	    pread(fd, blk, size - from, (off_t)from) != (ssize_t)(size - from))
+		return false;
+	for (size_t i = 0; i < size - from; i++)
+		if (blk[i])
+			return false;
+	return true;
+}
+
 static int load_segment(struct store *s, uint64_t id, bool is_last, int *active_fd)
 {
 	char name[64], iname[64];
@@ -1377,7 +1657,18 @@ static int load_segment(struct store *s, uint64_t id, bool is_last, int *active_
 		seg_free(seg);
 		goto out;
 	}
-	if (good_end < (uint64_t)st.st_size) {
+	bool padding =
+	    good_end < (uint64_t)st.st_size && block_padding(fd, good_end, (uint64_t)st.st_size);
+	if (padding) {
+		log_debug(TAG, "segment %s/%s: cut %" PRIu64 " bytes of block padding", s->dir,
+			  name, (uint64_t)st.st_size - good_end);
+		if (ftruncate(fd, (off_t)good_end) != 0) {
+			err = -errno;
+			log_error(TAG, "truncate %s/%s: %s", s->dir, name, strerror(-err));
+			seg_free(seg);
+			goto out;
+		}
+	} else if (good_end < (uint64_t)st.st_size) {
 		log_warn(TAG,
 			 "recovery: segment %s/%s truncated at offset %" PRIu64 ", cut %" PRIu64
 			 " bytes (%s)",
@@ -1456,13 +1747,15 @@ int store_open(const struct store_options *o, struct store **out)
 		s->opt.sparse_every = def.sparse_every;
 	if (!s->opt.cache_keep_bytes)
 		s->opt.cache_keep_bytes = def.cache_keep_bytes;
-	s->dirfd = s->lockfd = s->active_fd = -1;
+	s->dirfd = s->lockfd = s->active_fd = s->direct_fd = -1;
 	/* recursive: a scan callback may call store_stats (the scan holds the lock) */
 	pthread_mutexattr_t attr;
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&s->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
+	pthread_mutex_init(&s->dw.mu, NULL);
+	pthread_cond_init(&s->dw.cv, NULL);
 	s->dir = strdup(o->dir);
 	s->opt.dir = s->dir;
 	if (!s->dir) {
@@ -1504,10 +1797,15 @@ int store_open(const struct store_options *o, struct store **out)
 			goto fail;
 	} else {
 		segment_prealloc(s, s->active_fd, active_seg(s)->size);
+		direct_open(s, active_seg(s)->id);
+		err = tail_load(s, active_seg(s));
+		if (err)
+			goto fail;
 	}
 	err = housekeeping(s);
 	if (err)
 		goto fail;
+	group_expect(&s->pending, active_seg(s)->size);
 	/* dedupe watermarks from what is retained (the index session tables) */
 	for (size_t i = 0; i < s->n_segs; i++) {
 		const struct seg_index *idx = &s->segs[i]->idx;
@@ -1538,11 +1836,14 @@ int store_close(struct store *s)
 		return -EBUSY;
 	}
 	segment_trim(s);
+	direct_writer_stop(s);
 	for (size_t i = 0; i < s->n_segs; i++)
 		seg_free(s->segs[i]);
 	free(s->segs);
 	if (s->active_fd >= 0)
 		close(s->active_fd);
+	if (s->direct_fd >= 0)
+		close(s->direct_fd);
 	if (s->lockfd >= 0)
 		close(s->lockfd);
 	if (s->dirfd >= 0)
@@ -1552,8 +1853,8 @@ int store_close(struct store *s)
 	free(s->nodes);
 	free(s->node_slots);
 	free(s->sess);
-	free(s->pending.p);
-	free(s->inflight.p);
+	free(s->pending.mem);
+	free(s->inflight.mem);
 	free(s->pending_marks.p);
 	free(s->inflight_marks.p);
 	free(s->pending_recs.p);
@@ -1562,6 +1863,8 @@ int store_close(struct store *s)
 	free(s->cur_waiters.w);
 	free(s->next_waiters.w);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->dw.mu);
+	pthread_cond_destroy(&s->dw.cv);
 	free(s->dir);
 	free(s);
 	return 0;

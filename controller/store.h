@@ -41,6 +41,11 @@ struct store_options {
 	 * (POSIX_FADV_DONTNEED) once durable. 0 → 256 MiB; STORE_CACHE_KEEP_ALL → never dropped.
 	 */
 	uint64_t cache_keep_bytes;
+	/*
+	 * Write commit groups through the page cache instead of with direct I/O (O_DIRECT, the
+	 * default where the file system allows it: no page-cache copy, no pages to hand back).
+	 */
+	bool buffered_writes;
 	/* wall clock in UTC ns (segment ages, retention); NULL → clock_wall_ns() */
 	uint64_t (*now_ns)(void *clock_ctx);
 	void *clock_ctx;
@@ -239,6 +244,7 @@ struct store_stats {
 	uint64_t scan_postings_checked; /* posting-list entries node-filtered scans checked */
 	uint64_t scan_truncated;	/* scans stopped by store_query.max_examined */
 	uint64_t active_segment_id;
+	bool direct_io; /* commit groups written with O_DIRECT (false: through the page cache) */
 };
 
 /* Fills *st. Never fails. */
