@@ -15,12 +15,17 @@
  * the ratio to this measures what the controller does beyond moving bytes, not how it writes
  * them.
  *
+ * `direct`: the same with the store's default writes (controller/store.c): O_DIRECT, whole
+ * 4 KiB blocks from aligned memory, the last partial block written again (padded) with the
+ * next group, no page cache. Which of the two is faster depends on the disk and the CPU left
+ * over, so bench-controller.sh runs both and takes the faster as the practical limit.
+ *
  * `serial` (the baseline of earlier sessions, kept for comparison): the receiver itself
  * appends each read (up to 1 MiB) and calls fdatasync() once `fsync_ms` passed, so no reading
  * happens while it waits for the disk; plain writes, nothing reserved.
  *
  * Prints "bytes=B seconds=S bytes_per_s=R fsyncs=F".
- * usage: tapio-rawbaseline FILE BYTES CONNS FSYNC_MS [serial]
+ * usage: tapio-rawbaseline FILE BYTES CONNS FSYNC_MS [serial|direct]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,6 +49,8 @@
 #define WRITEBACK_EVERY (1u << 20)
 #define CACHE_KEEP	(256ull << 20) /* the store's default --page-cache-keep */
 #define CACHE_DROP_STEP (8ull << 20)
+#define ALIGN		4096u	   /* direct: file offsets, lengths and buffers */
+#define DIRECT_CHUNK	(1u << 20) /* direct: bytes per pwrite, as the store's */
 
 struct sender {
 	pthread_t thread;
@@ -67,6 +74,7 @@ static struct {
 	uint64_t file_off; /* bytes appended so far */
 	uint64_t dropped;  /* page cache before this offset handed back */
 	uint64_t fsyncs;
+	bool direct;
 } wr = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static double now_s(void)
@@ -113,7 +121,24 @@ static void *write_main(void *arg)
 			break;
 		struct group g = wr.work;
 		pthread_mutex_unlock(&wr.mu);
-		for (size_t off = 0, unstarted = 0; off < g.len;) {
+		if (wr.direct) {
+			/* whole blocks, the partial last one padded: it starts the next group */
+			size_t padded = (g.len + ALIGN - 1) / ALIGN * ALIGN;
+
+			for (size_t off = 0; off < padded;) {
+				size_t n =
+				    padded - off < DIRECT_CHUNK ? padded - off : DIRECT_CHUNK;
+				ssize_t w = pwrite(wr.fd, g.p + off, n, (off_t)(wr.file_off + off));
+
+				if (w <= 0) {
+					perror("rawbaseline: direct write");
+					exit(1);
+				}
+				off += (size_t)w;
+			}
+			wr.file_off += g.len / ALIGN * ALIGN;
+		}
+		for (size_t off = 0, unstarted = 0; !wr.direct && off < g.len;) {
 			size_t n = g.len - off < CHUNK ? g.len - off : CHUNK;
 			ssize_t w;
 
@@ -130,13 +155,14 @@ static void *write_main(void *arg)
 			}
 			off += (size_t)w;
 		}
-		wr.file_off += g.len;
+		if (!wr.direct)
+			wr.file_off += g.len;
 		if (fdatasync(wr.fd) != 0) {
 			perror("rawbaseline: fdatasync");
 			exit(1);
 		}
 		/* the store's page-cache window: durable pages behind the newest CACHE_KEEP go back */
-		if (wr.file_off > wr.dropped + CACHE_KEEP + CACHE_DROP_STEP) {
+		if (!wr.direct && wr.file_off > wr.dropped + CACHE_KEEP + CACHE_DROP_STEP) {
 			posix_fadvise(wr.fd, (off_t)wr.dropped,
 				      (off_t)(wr.file_off - CACHE_KEEP - wr.dropped),
 				      POSIX_FADV_DONTNEED);
@@ -167,6 +193,10 @@ static bool hand_over(struct group *fill, struct group *spare, bool wait, double
 		wr.work = *fill;
 		*fill = (struct group){spare->p, 0};
 		*spare = wr.work; /* written when next handed back: the two buffers alternate */
+		if (wr.direct) {  /* the partial last block is written again with the next group */
+			fill->len = wr.work.len % ALIGN;
+			memcpy(fill->p, wr.work.p + wr.work.len - fill->len, fill->len);
+		}
 		wr.busy = true;
 		*last = now_s();
 		handed = true;
@@ -178,15 +208,19 @@ static bool hand_over(struct group *fill, struct group *spare, bool wait, double
 
 int main(int argc, char **argv)
 {
-	if (argc < 5 || argc > 6 || (argc == 6 && strcmp(argv[5], "serial"))) {
-		fprintf(stderr, "usage: tapio-rawbaseline FILE BYTES CONNS FSYNC_MS [serial]\n");
+	if (argc < 5 || argc > 6 ||
+	    (argc == 6 && strcmp(argv[5], "serial") && strcmp(argv[5], "direct"))) {
+		fprintf(stderr,
+			"usage: tapio-rawbaseline FILE BYTES CONNS FSYNC_MS [serial|direct]\n");
 		return 2;
 	}
-	bool serial = argc == 6;
+	bool serial = argc == 6 && !strcmp(argv[5], "serial");
+	wr.direct = argc == 6 && !strcmp(argv[5], "direct");
 	uint64_t total = strtoull(argv[2], NULL, 10);
 	int conns = atoi(argv[3]);
 	long fsync_ms = atol(argv[4]);
-	int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+	int out =
+	    open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | (wr.direct ? O_DIRECT : O_APPEND), 0644);
 	int ls = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sa);
@@ -194,8 +228,8 @@ int main(int argc, char **argv)
 	int ep = epoll_create1(0);
 	struct sender snd[SENDERS];
 	/* a group may pass HIGH_WATER by one read, as the controller's by the frames read */
-	struct group fill = {malloc(HIGH_WATER + READ_MAX), 0};
-	struct group spare = {malloc(HIGH_WATER + READ_MAX), 0};
+	struct group fill = {aligned_alloc(ALIGN, HIGH_WATER + READ_MAX + ALIGN), 0};
+	struct group spare = {aligned_alloc(ALIGN, HIGH_WATER + READ_MAX + ALIGN), 0};
 	pthread_t writer;
 	uint64_t got = 0;
 	int open_conns = conns;
@@ -276,6 +310,8 @@ int main(int argc, char **argv)
 	pthread_cond_broadcast(&wr.cv);
 	pthread_mutex_unlock(&wr.mu);
 	pthread_join(writer, NULL);
+	if (wr.direct && ftruncate(out, (off_t)got)) /* the last block's padding */
+		perror("rawbaseline: ftruncate");
 	double secs = now_s() - t0;
 
 	for (int i = 0; i < SENDERS; i++)
