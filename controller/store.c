@@ -48,6 +48,7 @@ struct store_segment {
 	const uint8_t *map;
 	size_t map_len;
 	uint64_t last_off; /* offset of the last record; 0 = not known yet */
+	bool idx_pending;  /* sealed, its index file not written yet (the sealer thread) */
 	/*
 	 * Fine index (memory only, 8 B per FINE_EVERY records): fine[j] is the offset of record
 	 * j * fine_every, 0 while not known. Noted by commits as they append and by every walk
@@ -143,6 +144,18 @@ struct store {
 		uint64_t file_off;
 		size_t ready, done; /* bytes released, bytes written: DIO_ALIGN multiples */
 	} dw;
+	/*
+	 * The sealer thread: writes sealed segments' index files (encode, write, fsync, rename,
+	 * directory fsync: ≈ 10 ms a segment) off the commit path. Fields under sl.mu.
+	 */
+	struct {
+		pthread_t thread;
+		pthread_mutex_t mu;
+		pthread_cond_t cv;
+		bool started, stop;
+		struct store_segment **q; /* oldest first */
+		size_t n, cap;
+	} sl;
 
 	/*
 	 * loop thread: the group being built, its session watermarks (struct sess_mark) and each
@@ -814,13 +827,109 @@ static int segment_start_next(struct store *s)
 	return 0;
 }
 
-/* Writes the active segment's index and marks it sealed, then opens the next one. */
-static int segment_seal_active(struct store *s)
+/* Writes seg's index file (seg is sealed: its index no longer changes). */
+static int index_write(struct store *s, struct store_segment *seg)
 {
-	struct store_segment *seg = active_seg(s);
 	char name[64];
 	uint8_t *img = NULL;
 	size_t len = 0;
+	int err = seg_index_encode(&seg->idx, &img, &len);
+
+	if (!err) {
+		seg_file_name(name, sizeof(name), seg->id, "idx");
+		err = seg_write_file_atomic(s->dirfd, name, img, len, do_sync(s));
+		free(img);
+	}
+	if (err) {
+		log_error(TAG, "write index of segment %" PRIu64 " in %s: %s", seg->id, s->dir,
+			  strerror(-err));
+		return err;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->st.index_writes++;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/*
+ * A sealed segment's data is durable before its index file is written, and an index file
+ * only saves the scan that rebuilds it at open (a sealed segment without one is scanned,
+ * checked and re-indexed there, as after a crash). So the sealer writes them in the
+ * background; retention leaves a segment alone until its index is written, and closing
+ * waits for all of them.
+ */
+static void *sealer_main(void *arg)
+{
+	struct store *s = arg;
+
+	pthread_mutex_lock(&s->sl.mu);
+	for (;;) {
+		while (!s->sl.n && !s->sl.stop)
+			pthread_cond_wait(&s->sl.cv, &s->sl.mu);
+		if (!s->sl.n)
+			break; /* stopping, nothing left */
+		struct store_segment *seg = s->sl.q[0];
+		pthread_mutex_unlock(&s->sl.mu);
+		(void)index_write(s, seg); /* a failure is logged; open rebuilds the index */
+		pthread_mutex_lock(&s->lock);
+		seg->idx_pending = false;
+		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_lock(&s->sl.mu);
+		memmove(s->sl.q, s->sl.q + 1, --s->sl.n * sizeof(*s->sl.q));
+		pthread_cond_broadcast(&s->sl.cv);
+	}
+	pthread_mutex_unlock(&s->sl.mu);
+	return NULL;
+}
+
+/* Queues seg's index file for the sealer; -errno when it cannot (the caller writes it). */
+static int sealer_push(struct store *s, struct store_segment *seg)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&s->sl.mu);
+	if (!s->sl.started) {
+		err = -pthread_create(&s->sl.thread, NULL, sealer_main, s);
+		s->sl.started = !err;
+	}
+	if (!err && s->sl.n == s->sl.cap) {
+		size_t cap = s->sl.cap ? 2 * s->sl.cap : 8;
+		struct store_segment **q = realloc(s->sl.q, cap * sizeof(*q));
+		if (q) {
+			s->sl.q = q;
+			s->sl.cap = cap;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	if (!err) {
+		s->sl.q[s->sl.n++] = seg;
+		pthread_cond_broadcast(&s->sl.cv);
+	}
+	pthread_mutex_unlock(&s->sl.mu);
+	return err;
+}
+
+/* Writes every queued index file, then stops the sealer. */
+static void sealer_stop(struct store *s)
+{
+	if (!s->sl.started)
+		return;
+	pthread_mutex_lock(&s->sl.mu);
+	s->sl.stop = true;
+	pthread_cond_broadcast(&s->sl.cv);
+	pthread_mutex_unlock(&s->sl.mu);
+	pthread_join(s->sl.thread, NULL);
+	s->sl.started = false;
+}
+
+/*
+ * Seals the active segment (its data synced, its preallocated blocks released), queues its
+ * index file for the sealer, then opens the next one.
+ */
+static int segment_seal_active(struct store *s)
+{
+	struct store_segment *seg = active_seg(s);
 
 	if (do_sync(s) && fdatasync(s->active_fd) != 0) {
 		int err = -errno;
@@ -828,21 +937,20 @@ static int segment_seal_active(struct store *s)
 		return err;
 	}
 	segment_trim(s);
-	seg->idx.file_size = seg->size;
-	int err = seg_index_encode(&seg->idx, &img, &len);
-	if (err)
-		return err;
-	seg_file_name(name, sizeof(name), seg->id, "idx");
-	err = seg_write_file_atomic(s->dirfd, name, img, len, do_sync(s));
-	free(img);
-	if (err) {
-		log_error(TAG, "write index %s/%s: %s", s->dir, name, strerror(-err));
-		return err;
-	}
 	pthread_mutex_lock(&s->lock);
+	seg->idx.file_size = seg->size;
 	seg->sealed = true;
+	seg->idx_pending = true;
 	s->st.rotations++;
 	pthread_mutex_unlock(&s->lock);
+	if (sealer_push(s, seg) != 0) {
+		int err = index_write(s, seg);
+		pthread_mutex_lock(&s->lock);
+		seg->idx_pending = false;
+		pthread_mutex_unlock(&s->lock);
+		if (err)
+			return err;
+	}
 	log_info(TAG, "sealed segment %" PRIu64 " (%" PRIu64 " records, %" PRIu64 " bytes)",
 		 seg->id, seg->idx.records, seg->size);
 	return segment_start_next(s);
@@ -893,7 +1001,8 @@ static int housekeeping(struct store *s)
 	for (size_t i = 0; i < s->n_segs; i++) {
 		struct store_segment *seg = s->segs[i];
 		uint64_t newest = seg->idx.records ? seg->idx.max_ts : seg->idx.created_ns;
-		bool drop = seg->sealed && (total > s->opt.retention_bytes || newest < cutoff);
+		bool drop = seg->sealed && !seg->idx_pending &&
+			    (total > s->opt.retention_bytes || newest < cutoff);
 		if (drop) {
 			struct store_segment **v = realloc(victims, (n_victims + 1) * sizeof(*v));
 			if (!v) {
@@ -1756,6 +1865,8 @@ int store_open(const struct store_options *o, struct store **out)
 	pthread_mutexattr_destroy(&attr);
 	pthread_mutex_init(&s->dw.mu, NULL);
 	pthread_cond_init(&s->dw.cv, NULL);
+	pthread_mutex_init(&s->sl.mu, NULL);
+	pthread_cond_init(&s->sl.cv, NULL);
 	s->dir = strdup(o->dir);
 	s->opt.dir = s->dir;
 	if (!s->dir) {
@@ -1837,6 +1948,7 @@ int store_close(struct store *s)
 	}
 	segment_trim(s);
 	direct_writer_stop(s);
+	sealer_stop(s);
 	for (size_t i = 0; i < s->n_segs; i++)
 		seg_free(s->segs[i]);
 	free(s->segs);
@@ -1865,6 +1977,9 @@ int store_close(struct store *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->dw.mu);
 	pthread_cond_destroy(&s->dw.cv);
+	pthread_mutex_destroy(&s->sl.mu);
+	pthread_cond_destroy(&s->sl.cv);
+	free(s->sl.q);
 	free(s->dir);
 	free(s);
 	return 0;

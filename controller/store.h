@@ -235,6 +235,7 @@ struct store_stats {
 	uint64_t recovery_truncations; /* segments whose tail was cut at open */
 	uint64_t recovery_truncated_bytes;
 	uint64_t index_rebuilds;	/* sealed indexes rebuilt at open */
+	uint64_t index_writes;		/* index files of sealed segments written (sealer) */
 	uint64_t deleted_segments;	/* by retention */
 	uint64_t pending_bytes;		/* appended, not yet committed */
 	uint64_t corrupt_reads;		/* records that failed their CRC during a scan */
