@@ -408,6 +408,9 @@ static void on_commit(struct store *s, int status, uint64_t durable, void *ctx)
 	in->stats.commits++;
 	if (durable >= in->commit_mark_ticket)
 		in->stats.durable_bytes = in->commit_mark_bytes;
+	/* the next group first: the disk waits for it, the Acks below do not need to */
+	if (store_appended_ticket(s) > durable)
+		request_commit(in);
 	for (c = in->ack_waiters; c; c = next) {
 		next = c->wnext;
 		if (c->ack_ticket <= durable) {
@@ -415,8 +418,6 @@ static void on_commit(struct store *s, int status, uint64_t durable, void *ctx)
 			send_ack(c, c->ack_seq);
 		}
 	}
-	if (store_appended_ticket(s) > durable)
-		request_commit(in);
 	backpressure_update(in); /* after the next commit took its group */
 	maybe_stopped(in);
 }
