@@ -713,6 +713,9 @@ static void get_metrics(struct controller *c, struct api_response *rs)
 		 "Segments deleted by retention.", st.deleted_segments);
 	prom_one(&b, "tapio_store_corrupt_reads_total", "counter",
 		 "Records that failed their CRC during a scan.", st.corrupt_reads);
+	prom_one(&b, "tapio_store_direct_io", "gauge",
+		 "1 while segments are written with O_DIRECT, 0 through the page cache.",
+		 st.direct_io);
 	prom_one(&b, "tapio_agents_known", "gauge", "Agents known to this controller.",
 		 registry_known(&c->registry));
 	prom_one(&b, "tapio_agents_connected", "gauge", "Agents connected now.",

@@ -609,6 +609,8 @@ Test(api, status_agents_filters_summary_metrics_dashboard, .fini = kill_leftover
 		snprintf(want, sizeof(want), "\ntapio_store_records %ld\n", acked);
 		cr_assert(strstr(r.body, want), "%s", want);
 		cr_assert(strstr(r.body, "\ntapio_ingest_errors_total{code=\"MALFORMED\"} 0\n"));
+		/* the data directory is on ext4 here: segments are written with O_DIRECT */
+		cr_assert(strstr(r.body, "\ntapio_store_direct_io 1\n"));
 		cr_assert(strstr(r.body, "\ntapio_agents_known 4\n"));
 		size_t heartbeats = 0;
 		json_array_foreach(agents, i, o)
