@@ -48,7 +48,6 @@ struct store_segment {
 	const uint8_t *map;
 	size_t map_len;
 	uint64_t last_off; /* offset of the last record; 0 = not known yet */
-	bool idx_pending;  /* sealed, its index file not written yet (the sealer thread) */
 	/*
 	 * Fine index (memory only, 8 B per FINE_EVERY records): fine[j] is the offset of record
 	 * j * fine_every, 0 while not known. Noted by commits as they append and by every walk
@@ -155,6 +154,7 @@ struct store {
 		bool started, stop;
 		struct store_segment **q; /* oldest first */
 		size_t n, cap;
+		struct store_segment *busy; /* q[0] while its file is being written */
 	} sl;
 
 	/*
@@ -855,8 +855,8 @@ static int index_write(struct store *s, struct store_segment *seg)
  * A sealed segment's data is durable before its index file is written, and an index file
  * only saves the scan that rebuilds it at open (a sealed segment without one is scanned,
  * checked and re-indexed there, as after a crash). So the sealer writes them in the
- * background; retention leaves a segment alone until its index is written, and closing
- * waits for all of them.
+ * background; retention deleting a segment first waits for its index file or takes it off
+ * the queue (sealer_forget), and closing waits for all of them.
  */
 static void *sealer_main(void *arg)
 {
@@ -868,14 +868,12 @@ static void *sealer_main(void *arg)
 			pthread_cond_wait(&s->sl.cv, &s->sl.mu);
 		if (!s->sl.n)
 			break; /* stopping, nothing left */
-		struct store_segment *seg = s->sl.q[0];
+		struct store_segment *seg = s->sl.busy = s->sl.q[0];
 		pthread_mutex_unlock(&s->sl.mu);
 		(void)index_write(s, seg); /* a failure is logged; open rebuilds the index */
-		pthread_mutex_lock(&s->lock);
-		seg->idx_pending = false;
-		pthread_mutex_unlock(&s->lock);
 		pthread_mutex_lock(&s->sl.mu);
 		memmove(s->sl.q, s->sl.q + 1, --s->sl.n * sizeof(*s->sl.q));
+		s->sl.busy = NULL;
 		pthread_cond_broadcast(&s->sl.cv);
 	}
 	pthread_mutex_unlock(&s->sl.mu);
@@ -910,6 +908,25 @@ static int sealer_push(struct store *s, struct store_segment *seg)
 	return err;
 }
 
+/*
+ * Before retention deletes seg: waits if the sealer is writing its index file, and takes it
+ * off the queue otherwise (a deleted segment needs none).
+ */
+static void sealer_forget(struct store *s, const struct store_segment *seg)
+{
+	pthread_mutex_lock(&s->sl.mu);
+	while (s->sl.busy == seg)
+		pthread_cond_wait(&s->sl.cv, &s->sl.mu);
+	for (size_t i = 0; i < s->sl.n; i++) {
+		if (s->sl.q[i] == seg) {
+			memmove(s->sl.q + i, s->sl.q + i + 1, (s->sl.n - i - 1) * sizeof(*s->sl.q));
+			s->sl.n--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->sl.mu);
+}
+
 /* Writes every queued index file, then stops the sealer. */
 static void sealer_stop(struct store *s)
 {
@@ -940,14 +957,10 @@ static int segment_seal_active(struct store *s)
 	pthread_mutex_lock(&s->lock);
 	seg->idx.file_size = seg->size;
 	seg->sealed = true;
-	seg->idx_pending = true;
 	s->st.rotations++;
 	pthread_mutex_unlock(&s->lock);
 	if (sealer_push(s, seg) != 0) {
 		int err = index_write(s, seg);
-		pthread_mutex_lock(&s->lock);
-		seg->idx_pending = false;
-		pthread_mutex_unlock(&s->lock);
 		if (err)
 			return err;
 	}
@@ -1001,8 +1014,7 @@ static int housekeeping(struct store *s)
 	for (size_t i = 0; i < s->n_segs; i++) {
 		struct store_segment *seg = s->segs[i];
 		uint64_t newest = seg->idx.records ? seg->idx.max_ts : seg->idx.created_ns;
-		bool drop = seg->sealed && !seg->idx_pending &&
-			    (total > s->opt.retention_bytes || newest < cutoff);
+		bool drop = seg->sealed && (total > s->opt.retention_bytes || newest < cutoff);
 		if (drop) {
 			struct store_segment **v = realloc(victims, (n_victims + 1) * sizeof(*v));
 			if (!v) {
@@ -1024,6 +1036,7 @@ static int housekeeping(struct store *s)
 	for (size_t i = 0; i < n_victims; i++) {
 		log_info(TAG, "retention: deleting segment %" PRIu64 " (%" PRIu64 " bytes)",
 			 victims[i]->id, victims[i]->size);
+		sealer_forget(s, victims[i]);
 		segment_unlink(s, victims[i]->id);
 		seg_free(victims[i]);
 	}
