@@ -1678,10 +1678,6 @@ static void remove_orphan_indexes(struct store *s, const uint64_t *ids, size_t n
 }
 
 /*
- * Loads segment `id`: trusts a valid index whose size matches the file (sealed), else scans
- * and truncates (recovery). is_last: an index-less last segment stays active.
- */
-/*
  * Whether [from, size) is the zero padding of a direct write's last block: what a crash
  * leaves after the last group (sealing and closing cut it off), not a torn tail.
  */
@@ -1697,6 +1693,11 @@ static bool block_padding(int fd, uint64_t from, uint64_t size)
 			return false;
 	return true;
 }
+
+/*
+ * Loads segment `id`: trusts a valid index whose size matches the file (sealed), else scans
+ * and truncates (recovery). is_last: an index-less last segment stays active.
+ */
 
 static int load_segment(struct store *s, uint64_t id, bool is_last, int *active_fd)
 {
