@@ -104,6 +104,14 @@ struct group_buf {
 	size_t len, cap, phase;
 };
 
+/* A store thread (direct writer, sealer) and the lock and condition its state is under. */
+struct worker {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool started, stop;
+};
+
 /* A pending record as the index update needs it. */
 struct pend_rec {
 	struct store_record_meta m;
@@ -132,13 +140,10 @@ struct store {
 	/*
 	 * The direct writer thread: writes the in-flight group's blocks as the commit thread
 	 * releases them with their CRCs filled in, so the CRCs of the next piece are computed
-	 * while the disk takes this one. Fields under dw.mu.
+	 * while the disk takes this one. Fields under dw.w.mu.
 	 */
 	struct {
-		pthread_t thread;
-		pthread_mutex_t mu;
-		pthread_cond_t cv;
-		bool started, stop;
+		struct worker w;
 		int fd, err;
 		const uint8_t *base; /* the group's first block, written at file_off */
 		uint64_t file_off;
@@ -146,13 +151,10 @@ struct store {
 	} dw;
 	/*
 	 * The sealer thread: writes sealed segments' index files (encode, write, fsync, rename,
-	 * directory fsync: ≈ 10 ms a segment) off the commit path. Fields under sl.mu.
+	 * directory fsync: ≈ 10 ms a segment) off the commit path. Fields under sl.w.mu.
 	 */
 	struct {
-		pthread_t thread;
-		pthread_mutex_t mu;
-		pthread_cond_t cv;
-		bool started, stop;
+		struct worker w;
 		struct store_segment **q; /* oldest first */
 		size_t n, cap;
 		struct store_segment *busy; /* q[0] while its file is being written */
@@ -678,21 +680,21 @@ static void *direct_writer_main(void *arg)
 {
 	struct store *s = arg;
 
-	pthread_mutex_lock(&s->dw.mu);
+	pthread_mutex_lock(&s->dw.w.mu);
 	for (;;) {
-		while (!s->dw.stop && (s->dw.err || s->dw.done == s->dw.ready))
-			pthread_cond_wait(&s->dw.cv, &s->dw.mu);
-		if (s->dw.stop)
+		while (!s->dw.w.stop && (s->dw.err || s->dw.done == s->dw.ready))
+			pthread_cond_wait(&s->dw.w.cv, &s->dw.w.mu);
+		if (s->dw.w.stop)
 			break;
 		size_t off = s->dw.done, len = s->dw.ready - off;
 		const uint8_t *p = s->dw.base + off;
 		off_t at = (off_t)(s->dw.file_off + off);
 		int fd = s->dw.fd;
 
-		pthread_mutex_unlock(&s->dw.mu);
+		pthread_mutex_unlock(&s->dw.w.mu);
 		ssize_t w = pwrite(fd, p, len < DIO_CHUNK ? len : DIO_CHUNK, at);
 		int err = w < 0 ? errno : 0;
-		pthread_mutex_lock(&s->dw.mu);
+		pthread_mutex_lock(&s->dw.w.mu);
 		if (err == EINTR)
 			continue;
 		if (err)
@@ -701,44 +703,54 @@ static void *direct_writer_main(void *arg)
 			s->dw.err = -ENOSPC;
 		else
 			s->dw.done += (size_t)w;
-		pthread_cond_broadcast(&s->dw.cv);
+		pthread_cond_broadcast(&s->dw.w.cv);
 	}
-	pthread_mutex_unlock(&s->dw.mu);
+	pthread_mutex_unlock(&s->dw.w.mu);
 	return NULL;
 }
 
 /* Lets the direct writer write the group's bytes up to `ready`. */
 static void direct_release(struct store *s, size_t ready)
 {
-	pthread_mutex_lock(&s->dw.mu);
+	pthread_mutex_lock(&s->dw.w.mu);
 	s->dw.ready = ready;
-	pthread_cond_broadcast(&s->dw.cv);
-	pthread_mutex_unlock(&s->dw.mu);
+	pthread_cond_broadcast(&s->dw.w.cv);
+	pthread_mutex_unlock(&s->dw.w.mu);
 }
 
 /* Waits until everything released is written or a write failed; returns 0 or -errno. */
 static int direct_wait(struct store *s)
 {
-	pthread_mutex_lock(&s->dw.mu);
+	pthread_mutex_lock(&s->dw.w.mu);
 	while (!s->dw.err && s->dw.done < s->dw.ready)
-		pthread_cond_wait(&s->dw.cv, &s->dw.mu);
+		pthread_cond_wait(&s->dw.w.cv, &s->dw.w.mu);
 	int err = s->dw.err;
 	s->dw.err = 0;
 	s->dw.ready = s->dw.done = 0;
-	pthread_mutex_unlock(&s->dw.mu);
+	pthread_mutex_unlock(&s->dw.w.mu);
 	return err;
 }
 
-static void direct_writer_stop(struct store *s)
+/* Starts w's thread unless it runs; returns 0 or an errno. */
+static int worker_start(struct worker *w, void *(*fn)(void *), struct store *s)
 {
-	if (!s->dw.started)
+	int err = w->started ? 0 : pthread_create(&w->thread, NULL, fn, s);
+
+	w->started = w->started || !err;
+	return err;
+}
+
+/* Tells w's thread to stop (it finishes what it must first) and waits for it. */
+static void worker_stop(struct worker *w)
+{
+	if (!w->started)
 		return;
-	pthread_mutex_lock(&s->dw.mu);
-	s->dw.stop = true;
-	pthread_cond_broadcast(&s->dw.cv);
-	pthread_mutex_unlock(&s->dw.mu);
-	pthread_join(s->dw.thread, NULL);
-	s->dw.started = false;
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	w->started = false;
 }
 
 /*
@@ -758,10 +770,8 @@ static void direct_open(struct store *s, uint64_t id)
 	seg_file_name(name, sizeof(name), id, "tseg");
 	s->direct_fd = openat(s->dirfd, name, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	int err = s->direct_fd < 0 ? errno : 0;
-	if (!err && !s->dw.started) {
-		err = pthread_create(&s->dw.thread, NULL, direct_writer_main, s);
-		s->dw.started = !err;
-	}
+	if (!err)
+		err = worker_start(&s->dw.w, direct_writer_main, s);
 	if (err) {
 		if (s->direct_fd >= 0)
 			close(s->direct_fd);
@@ -871,21 +881,21 @@ static void *sealer_main(void *arg)
 {
 	struct store *s = arg;
 
-	pthread_mutex_lock(&s->sl.mu);
+	pthread_mutex_lock(&s->sl.w.mu);
 	for (;;) {
-		while (!s->sl.n && !s->sl.stop)
-			pthread_cond_wait(&s->sl.cv, &s->sl.mu);
+		while (!s->sl.n && !s->sl.w.stop)
+			pthread_cond_wait(&s->sl.w.cv, &s->sl.w.mu);
 		if (!s->sl.n)
 			break; /* stopping, nothing left */
 		struct store_segment *seg = s->sl.busy = s->sl.q[0];
-		pthread_mutex_unlock(&s->sl.mu);
+		pthread_mutex_unlock(&s->sl.w.mu);
 		(void)index_write(s, seg); /* a failure is logged; open rebuilds the index */
-		pthread_mutex_lock(&s->sl.mu);
+		pthread_mutex_lock(&s->sl.w.mu);
 		memmove(s->sl.q, s->sl.q + 1, --s->sl.n * sizeof(*s->sl.q));
 		s->sl.busy = NULL;
-		pthread_cond_broadcast(&s->sl.cv);
+		pthread_cond_broadcast(&s->sl.w.cv);
 	}
-	pthread_mutex_unlock(&s->sl.mu);
+	pthread_mutex_unlock(&s->sl.w.mu);
 	return NULL;
 }
 
@@ -894,11 +904,8 @@ static int sealer_push(struct store *s, struct store_segment *seg)
 {
 	int err = 0;
 
-	pthread_mutex_lock(&s->sl.mu);
-	if (!s->sl.started) {
-		err = -pthread_create(&s->sl.thread, NULL, sealer_main, s);
-		s->sl.started = !err;
-	}
+	pthread_mutex_lock(&s->sl.w.mu);
+	err = -worker_start(&s->sl.w, sealer_main, s);
 	if (!err && s->sl.n == s->sl.cap) {
 		size_t cap = s->sl.cap ? 2 * s->sl.cap : 8;
 		struct store_segment **q = realloc(s->sl.q, cap * sizeof(*q));
@@ -911,9 +918,9 @@ static int sealer_push(struct store *s, struct store_segment *seg)
 	}
 	if (!err) {
 		s->sl.q[s->sl.n++] = seg;
-		pthread_cond_broadcast(&s->sl.cv);
+		pthread_cond_broadcast(&s->sl.w.cv);
 	}
-	pthread_mutex_unlock(&s->sl.mu);
+	pthread_mutex_unlock(&s->sl.w.mu);
 	return err;
 }
 
@@ -923,9 +930,9 @@ static int sealer_push(struct store *s, struct store_segment *seg)
  */
 static void sealer_forget(struct store *s, const struct store_segment *seg)
 {
-	pthread_mutex_lock(&s->sl.mu);
+	pthread_mutex_lock(&s->sl.w.mu);
 	while (s->sl.busy == seg)
-		pthread_cond_wait(&s->sl.cv, &s->sl.mu);
+		pthread_cond_wait(&s->sl.w.cv, &s->sl.w.mu);
 	for (size_t i = 0; i < s->sl.n; i++) {
 		if (s->sl.q[i] == seg) {
 			memmove(s->sl.q + i, s->sl.q + i + 1, (s->sl.n - i - 1) * sizeof(*s->sl.q));
@@ -933,20 +940,7 @@ static void sealer_forget(struct store *s, const struct store_segment *seg)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&s->sl.mu);
-}
-
-/* Writes every queued index file, then stops the sealer. */
-static void sealer_stop(struct store *s)
-{
-	if (!s->sl.started)
-		return;
-	pthread_mutex_lock(&s->sl.mu);
-	s->sl.stop = true;
-	pthread_cond_broadcast(&s->sl.cv);
-	pthread_mutex_unlock(&s->sl.mu);
-	pthread_join(s->sl.thread, NULL);
-	s->sl.started = false;
+	pthread_mutex_unlock(&s->sl.w.mu);
 }
 
 /*
@@ -1155,11 +1149,11 @@ static int write_group_direct(struct store *s, const struct store_segment *act)
 	memcpy(g->mem, s->tail_blk, head);
 	size_t total = head + g->len, padded = (total + DIO_ALIGN - 1) / DIO_ALIGN * DIO_ALIGN;
 	memset(g->mem + total, 0, padded - total);
-	pthread_mutex_lock(&s->dw.mu);
+	pthread_mutex_lock(&s->dw.w.mu);
 	s->dw.fd = s->direct_fd;
 	s->dw.base = g->mem;
 	s->dw.file_off = act->size - head;
-	pthread_mutex_unlock(&s->dw.mu);
+	pthread_mutex_unlock(&s->dw.w.mu);
 	/* end: the buffer offset up to which every record has its CRC */
 	for (size_t r = 0, end = head, released = 0; r < n;) {
 		seg_record_set_crc(g->mem + end);
@@ -1886,10 +1880,10 @@ int store_open(const struct store_options *o, struct store **out)
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&s->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
-	pthread_mutex_init(&s->dw.mu, NULL);
-	pthread_cond_init(&s->dw.cv, NULL);
-	pthread_mutex_init(&s->sl.mu, NULL);
-	pthread_cond_init(&s->sl.cv, NULL);
+	pthread_mutex_init(&s->dw.w.mu, NULL);
+	pthread_cond_init(&s->dw.w.cv, NULL);
+	pthread_mutex_init(&s->sl.w.mu, NULL);
+	pthread_cond_init(&s->sl.w.cv, NULL);
 	s->dir = strdup(o->dir);
 	s->opt.dir = s->dir;
 	if (!s->dir) {
@@ -1970,8 +1964,8 @@ int store_close(struct store *s)
 		return -EBUSY;
 	}
 	segment_trim(s);
-	direct_writer_stop(s);
-	sealer_stop(s);
+	worker_stop(&s->dw.w);
+	worker_stop(&s->sl.w); /* after every queued index file is written */
 	for (size_t i = 0; i < s->n_segs; i++)
 		seg_free(s->segs[i]);
 	free(s->segs);
@@ -1998,10 +1992,10 @@ int store_close(struct store *s)
 	free(s->cur_waiters.w);
 	free(s->next_waiters.w);
 	pthread_mutex_destroy(&s->lock);
-	pthread_mutex_destroy(&s->dw.mu);
-	pthread_cond_destroy(&s->dw.cv);
-	pthread_mutex_destroy(&s->sl.mu);
-	pthread_cond_destroy(&s->sl.cv);
+	pthread_mutex_destroy(&s->dw.w.mu);
+	pthread_cond_destroy(&s->dw.w.cv);
+	pthread_mutex_destroy(&s->sl.w.mu);
+	pthread_cond_destroy(&s->sl.w.cv);
 	free(s->sl.q);
 	free(s->dir);
 	free(s);
