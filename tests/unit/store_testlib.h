@@ -174,4 +174,12 @@ static inline struct t_list t_scan_all(struct store *s)
 	return got;
 }
 
+/* Scans all of s and asserts it holds exactly the records of model, in order. */
+static inline void t_assert_holds(struct store *s, const struct t_list *model)
+{
+	struct t_list got = t_scan_all(s);
+	t_assert_same(model, &got);
+	t_list_free(&got);
+}
+
 #endif

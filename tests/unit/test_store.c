@@ -234,8 +234,7 @@ Test(store, active_segment_preallocated_and_released)
 
 	s = open_store(&o);
 	cr_assert_geq(allocated(p1), 4u << 20, "reopened: the active segment is reserved again");
-	struct t_list got = t_scan_all(s);
-	t_assert_same(&model, &got);
+	t_assert_holds(s, &model);
 	/* fill it past the limit: sealed at the next commit, its reserve released */
 	st.rotations = 0;
 	for (uint64_t seq = 2; st.rotations == 0 && seq < 100000; seq++) {
@@ -248,12 +247,9 @@ Test(store, active_segment_preallocated_and_released)
 	cr_assert_lt(allocated(p1), (uint64_t)file_size(p1) + 65536, "sealed: reserve released");
 	seg_path(p2, sizeof(p2), 2, "tseg");
 	cr_assert_geq(allocated(p2), 4u << 20, "the next segment is reserved");
-	struct t_list got2 = t_scan_all(s);
-	t_assert_same(&model, &got2);
+	t_assert_holds(s, &model);
 	store_close(s);
 	t_list_free(&model);
-	t_list_free(&got);
-	t_list_free(&got2);
 }
 
 /* Pages of path in [from, to) that are in the page cache, out of those in the range. */
@@ -362,18 +358,14 @@ Test(store, direct_writes_fill_no_page_cache, .timeout = 120)
 		size_t n, in = resident_pages(p1, 0, file_size(p1), &n);
 		cr_assert_lt(in, n / 10, "direct writes cached %zu of %zu pages", in, n);
 	}
-	struct t_list got = t_scan_all(s);
-	t_assert_same(&model, &got);
+	t_assert_holds(s, &model);
 	store_close(s);
 	s = open_store(&o);
 	store_stats(s, &st);
 	cr_assert_eq(st.recovery_truncations, 0);
-	struct t_list got2 = t_scan_all(s);
-	t_assert_same(&model, &got2);
+	t_assert_holds(s, &model);
 	store_close(s);
 	t_list_free(&model);
-	t_list_free(&got);
-	t_list_free(&got2);
 }
 
 /*
@@ -417,11 +409,9 @@ Test(store, crash_padding_after_direct_write_is_not_a_torn_tail)
 	cr_assert_eq(st2.recovery_truncations, 0, "padding is not a torn tail");
 	cr_assert_eq(st2.bytes, st.bytes);
 	cr_assert_eq(file_size(p1), (off_t)st.bytes, "the padding is cut off");
-	struct t_list got = t_scan_all(s);
-	t_assert_same(&model, &got);
+	t_assert_holds(s, &model);
 	store_close(s);
 	t_list_free(&model);
-	t_list_free(&got);
 }
 
 Test(store, rotation_by_age)
