@@ -99,9 +99,9 @@ struct buf {
  * aligned memory to aligned file offsets without a copy.
  */
 struct group_buf {
-	uint8_t *mem; /* DIO_ALIGN-aligned; cap + 2 * DIO_ALIGN bytes */
+	uint8_t *mem; /* huge-page aligned mapping of map_len = cap + 2 * DIO_ALIGN bytes */
 	uint8_t *p;   /* mem + phase */
-	size_t len, cap, phase;
+	size_t len, cap, phase, map_len;
 };
 
 /* A store thread (direct writer, sealer) and the lock and condition its state is under. */
@@ -178,6 +178,17 @@ struct store {
 	int failed; /* sticky -errno after a failed write/fsync */
 	uint64_t last_fsync_ns;
 	bool unsynced; /* STORE_FSYNC_INTERVAL: written data waiting for its fsync */
+	/*
+	 * Records written and synced but not yet in the active segment's index (struct pend_rec
+	 * from unindexed_pos on; they follow its `size`). The commit thread indexes them while
+	 * the direct writer writes the next group; whoever needs the index first does it
+	 * instead: a scan, the stats, a seal, close, or the loop when no next commit started
+	 * (publish_locked). Under `lock`.
+	 */
+	struct buf unindexed;
+	size_t unindexed_pos;
+	/* the active segment's end of written records: `size` plus the unindexed records */
+	uint64_t write_end;
 	/* commit thread: page cache before (drop_id, drop_off) was dropped (cache_trim) */
 	uint64_t drop_id, drop_off;
 
@@ -248,29 +259,64 @@ static int buf_reserve(struct buf *b, size_t extra)
 	return 0;
 }
 
-/* Group buffers this large are backed by transparent huge pages where the kernel allows. */
-#define HUGE_MIN   (4u << 20)
-#define HUGE_ALIGN (2u << 20)
+/*
+ * Group buffers are anonymous mappings: GROUP_RESERVE bytes of address space (or more, for a
+ * larger group) reserved at once and backed as the loop first writes into them, by
+ * transparent huge pages where the kernel allows (fewer TLB misses, cheaper page pinning for
+ * direct writes). A group that outgrows its mapping moves to one four times as large. Why not
+ * a buffer grown by doubling: each doubling faulted in a fresh buffer and copied the group
+ * over, ≈ 190 MiB of fresh memory for two buffers that hold ≈ 35 MiB each under the ingest
+ * bench, and on the reference VM, where a fresh page is expensive, that took 3-4 % of a 10 s
+ * run's CPU (docs/benchmarks.md).
+ */
+#define GROUP_RESERVE (256u << 20)
+#define HUGE_ALIGN    (2u << 20)
+
+static void group_free(struct group_buf *g)
+{
+	if (g->mem)
+		munmap(g->mem, g->map_len);
+}
+
+/* A huge-page aligned anonymous mapping of len bytes (a multiple of HUGE_ALIGN), or NULL. */
+static uint8_t *group_map(size_t len)
+{
+	uint8_t *raw = mmap(NULL, len + HUGE_ALIGN, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	uint8_t *mem =
+	    (uint8_t *)(((uintptr_t)raw + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1));
+	size_t lead = (size_t)(mem - raw);
+	if (lead)
+		munmap(raw, lead);
+	munmap(mem + len, HUGE_ALIGN - lead);
+	(void)madvise(mem, len, MADV_HUGEPAGE); /* advice */
+	return mem;
+}
 
 /* Makes room for `extra` more bytes after len, keeping the buffer's phase. */
 static int group_reserve(struct group_buf *g, size_t extra)
 {
 	if (g->len + extra <= g->cap)
 		return 0;
-	size_t ncap = grown_cap(g->cap, g->len + extra);
-	void *mem;
-	size_t size = ncap + 2 * DIO_ALIGN;
-	bool huge = size >= HUGE_MIN;
-	if (posix_memalign(&mem, huge ? HUGE_ALIGN : DIO_ALIGN, size))
-		return -ENOMEM;
-	if (huge) /* advice: fewer TLB misses and cheaper page pinning for direct writes */
-		(void)madvise(mem, size / HUGE_ALIGN * HUGE_ALIGN, MADV_HUGEPAGE);
+	size_t need = g->len + extra + 2 * DIO_ALIGN;
+	size_t len = g->map_len ? 4 * g->map_len : GROUP_RESERVE;
+	while (len < need)
+		len *= 2;
+	uint8_t *mem = group_map(len);
+	if (!mem) { /* address space limits: exactly what is needed */
+		len = (need + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN;
+		if (!(mem = group_map(len)))
+			return -ENOMEM;
+	}
 	if (g->len)
-		memcpy((uint8_t *)mem + g->phase, g->p, g->len);
-	free(g->mem);
+		memcpy(mem + g->phase, g->p, g->len);
+	group_free(g);
 	g->mem = mem;
+	g->map_len = len;
 	g->p = g->mem + g->phase;
-	g->cap = ncap;
+	g->cap = len - 2 * DIO_ALIGN;
 	return 0;
 }
 
@@ -632,6 +678,60 @@ static bool fine_ready(const struct store_segment *seg, size_t first, size_t cou
 	return true;
 }
 
+/* Records written but not yet indexed (lock held, or the only thread touching the store). */
+static size_t unindexed_count(const struct store *s)
+{
+	return s->unindexed.len / sizeof(struct pend_rec) - s->unindexed_pos;
+}
+
+/*
+ * Adds the unindexed records to the active segment's index, which makes them visible to
+ * scans and counts (lock held). On -ENOMEM the ones indexed so far stay indexed and the rest
+ * wait for the next call.
+ */
+static int publish_locked(struct store *s)
+{
+	struct store_segment *act = active_seg(s);
+	const struct pend_rec *pr = (const struct pend_rec *)(const void *)s->unindexed.p;
+	size_t n = s->unindexed.len / sizeof(*pr), i = s->unindexed_pos;
+	uint64_t off = act->size, fine_every = fine_every_of(act->idx.sparse_every);
+	/* the next record that gets a fine entry, and that entry's number */
+	uint64_t fine_k = (act->idx.records + fine_every - 1) / fine_every;
+	uint64_t fine_at = fine_k * fine_every;
+	int err = 0;
+
+	if (i == n)
+		return 0; /* nothing to do: and nothing written, which other threads may be reading */
+	for (; i < n; i++) {
+		uint64_t nth = act->idx.records;
+		if (seg_index_add(&act->idx, &pr[i].m, off, pr[i].size)) {
+			err = -ENOMEM;
+			break;
+		}
+		if (nth == fine_at) {
+			fine_note(act, fine_k++, off);
+			fine_at += fine_every;
+		}
+		act->last_off = off;
+		off += pr[i].size;
+	}
+	act->size = off;
+	s->unindexed_pos = i;
+	if (i == n)
+		s->unindexed.len = s->unindexed_pos = 0;
+	return err;
+}
+
+static int publish(struct store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	int err = publish_locked(s);
+	pthread_mutex_unlock(&s->lock);
+	if (err)
+		log_error(TAG, "index update: out of memory");
+	return err;
+}
+
 static bool do_sync(const struct store *s)
 {
 	return s->opt.fsync != STORE_FSYNC_NEVER;
@@ -793,11 +893,11 @@ static void direct_open(struct store *s, uint64_t id)
 /* Reads the active segment's last partial block into tail_blk (direct writes repeat it). */
 static int tail_load(struct store *s, const struct store_segment *act)
 {
-	size_t head = (size_t)(act->size % DIO_ALIGN);
+	size_t head = (size_t)(s->write_end % DIO_ALIGN);
 
 	if (s->direct_fd < 0 || !head)
 		return 0;
-	if (pread(s->active_fd, s->tail_blk, head, (off_t)(act->size - head)) != (ssize_t)head) {
+	if (pread(s->active_fd, s->tail_blk, head, (off_t)(s->write_end - head)) != (ssize_t)head) {
 		log_error(TAG, "read the tail of segment %" PRIu64 ": %s", act->id,
 			  strerror(errno ? errno : EIO));
 		return errno ? -errno : -EIO;
@@ -810,7 +910,7 @@ static void segment_trim(struct store *s)
 {
 	struct store_segment *act = active_seg(s);
 
-	if (act && s->active_fd >= 0 && !s->failed && ftruncate(s->active_fd, (off_t)act->size))
+	if (act && s->active_fd >= 0 && !s->failed && ftruncate(s->active_fd, (off_t)s->write_end))
 		log_warn(TAG, "release preallocated space of segment %" PRIu64 ": %s", act->id,
 			 strerror(errno));
 }
@@ -834,6 +934,7 @@ static int segment_start_next(struct store *s)
 	seg->version = SEG_VERSION;
 	seg->size = SEG_HEADER_SIZE;
 	seg_index_init(&seg->idx, id, created, s->opt.sparse_every);
+	s->write_end = SEG_HEADER_SIZE;
 	pthread_mutex_lock(&s->lock);
 	int err = segs_push(s, seg);
 	int old_fd = s->active_fd;
@@ -955,7 +1056,10 @@ static void sealer_forget(struct store *s, const struct store_segment *seg)
 static int segment_seal_active(struct store *s)
 {
 	struct store_segment *seg = active_seg(s);
+	int perr = publish(s);
 
+	if (perr)
+		return perr;
 	if (do_sync(s) && fdatasync(s->active_fd) != 0) {
 		int err = -errno;
 		log_error(TAG, "fdatasync segment %" PRIu64 ": %s", seg->id, strerror(-err));
@@ -1003,21 +1107,23 @@ static int housekeeping(struct store *s)
 	uint64_t now = now_ns(s);
 	int err = 0;
 
-	if (seal_due(s, act, act->size, act->idx.records, now)) {
+	pthread_mutex_lock(&s->lock);
+	uint64_t records = act->idx.records + unindexed_count(s);
+	pthread_mutex_unlock(&s->lock);
+	if (seal_due(s, act, s->write_end, records, now)) {
 		err = segment_seal_active(s);
 		if (err)
 			return err;
 	}
 
-	uint64_t total = 0;
-	for (size_t i = 0; i < s->n_segs; i++)
-		total += s->segs[i]->size;
-	uint64_t age = s->opt.retention_age_s * NS_PER_S;
+	uint64_t total = 0, age = s->opt.retention_age_s * NS_PER_S;
 	uint64_t cutoff = now > age ? now - age : 0;
 	struct store_segment **victims = NULL;
 	size_t n_victims = 0;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock); /* a scan may be indexing records of the active segment */
+	for (size_t i = 0; i < s->n_segs; i++)
+		total += s->segs[i]->size;
 	size_t keep = 0;
 	for (size_t i = 0; i < s->n_segs; i++) {
 		struct store_segment *seg = s->segs[i];
@@ -1109,11 +1215,11 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off, bool w
  * Page-cache writes: fills in the CRC of every record of the group (appended without it,
  * which keeps the CRC off the loop) and writes the group at the end of the active segment.
  */
-static int write_group_buffered(struct store *s, const struct store_segment *act)
+static int write_group_buffered(struct store *s)
 {
 	const struct pend_rec *pr = (const struct pend_rec *)(const void *)s->inflight_recs.p;
 	size_t n = s->inflight_recs.len / sizeof(*pr), r = 0, pos = 0;
-	uint64_t unstarted = act->size;
+	uint64_t unstarted = s->write_end;
 	bool writeback = s->opt.fsync != STORE_FSYNC_NEVER;
 
 	while (pos < s->inflight.len) {
@@ -1126,7 +1232,7 @@ static int write_group_buffered(struct store *s, const struct store_segment *act
 		if (pos == from) /* records and their sizes disagree: never */
 			return -EIO;
 		int err = pwrite_all(s->active_fd, s->inflight.p + from, pos - from,
-				     act->size + from, writeback, &unstarted);
+				     s->write_end + from, writeback, &unstarted);
 		if (err)
 			return err;
 	}
@@ -1139,13 +1245,14 @@ static int write_group_buffered(struct store *s, const struct store_segment *act
  * already on disk (tail_blk), so what was acknowledged is rewritten with the same bytes; the
  * last is padded with zeros, which the next group overwrites and sealing (or recovery, after a
  * crash) cuts off. No page cache is filled, copied or handed back. The records' CRCs are filled
- * in a DIO_CHUNK at a time, each piece released to the direct writer once its CRCs are in.
+ * in a DIO_CHUNK at a time, each piece released to the direct writer once its CRCs are in;
+ * while the writer takes the last pieces, the previous group goes into the index.
  */
-static int write_group_direct(struct store *s, const struct store_segment *act)
+static int write_group_direct(struct store *s)
 {
 	struct group_buf *g = &s->inflight;
 	const struct pend_rec *pr = (const struct pend_rec *)(const void *)s->inflight_recs.p;
-	size_t n = s->inflight_recs.len / sizeof(*pr), head = (size_t)(act->size % DIO_ALIGN);
+	size_t n = s->inflight_recs.len / sizeof(*pr), head = (size_t)(s->write_end % DIO_ALIGN);
 
 	if (g->phase != head) { /* expected elsewhere: a seal commit_begin did not foresee */
 		memmove(g->mem + head, g->p, g->len);
@@ -1157,7 +1264,7 @@ static int write_group_direct(struct store *s, const struct store_segment *act)
 	pthread_mutex_lock(&s->dw.w.mu);
 	s->dw.fd = s->direct_fd;
 	s->dw.base = g->mem;
-	s->dw.file_off = act->size - head;
+	s->dw.file_off = s->write_end - head;
 	pthread_mutex_unlock(&s->dw.w.mu);
 	/* end: the buffer offset up to which every record has its CRC */
 	for (size_t r = 0, end = head, released = 0; r < n;) {
@@ -1168,6 +1275,7 @@ static int write_group_direct(struct store *s, const struct store_segment *act)
 			direct_release(s, released);
 		}
 	}
+	(void)publish(s); /* a failure is returned by commit_io's call */
 	int err = direct_wait(s);
 	if (!err)
 		memcpy(s->tail_blk, g->mem + total - total % DIO_ALIGN, total % DIO_ALIGN);
@@ -1178,7 +1286,7 @@ static int write_group_direct(struct store *s, const struct store_segment *act)
 static int write_group(struct store *s, const struct store_segment *act)
 {
 	if (s->direct_fd >= 0) {
-		int err = write_group_direct(s, act);
+		int err = write_group_direct(s);
 		if (err != -EINVAL)
 			return err;
 		/* a file system that opens O_DIRECT files but refuses their writes */
@@ -1187,7 +1295,7 @@ static int write_group(struct store *s, const struct store_segment *act)
 		s->direct_refused = true;
 		direct_open(s, act->id);
 	}
-	return write_group_buffered(s, act);
+	return write_group_buffered(s);
 }
 
 /*
@@ -1277,7 +1385,7 @@ static int commit_io(struct store *s)
 		err = write_group(s, act);
 		if (err) {
 			log_error(TAG, "write segment %" PRIu64 ": %s", act->id, strerror(-err));
-			if (ftruncate(s->active_fd, (off_t)act->size) != 0)
+			if (ftruncate(s->active_fd, (off_t)s->write_end) != 0)
 				log_error(TAG, "ftruncate segment %" PRIu64 ": %s", act->id,
 					  strerror(errno));
 			return err;
@@ -1297,34 +1405,30 @@ static int commit_io(struct store *s)
 			s->last_fsync_ns = now;
 		}
 		s->unsynced = !sync;
+		/*
+		 * The group is on disk: it waits for the index (publish_locked) with the records
+		 * before it indexed, normally while the next group is being written.
+		 */
 		pthread_mutex_lock(&s->lock);
 		if (sync)
 			s->st.fsyncs++;
-		uint64_t off = act->size, fine_every = fine_every_of(act->idx.sparse_every);
-		/* the next record that gets a fine entry, and that entry's number */
-		uint64_t fine_k = (act->idx.records + fine_every - 1) / fine_every;
-		uint64_t fine_at = fine_k * fine_every;
-		const struct pend_rec *pr =
-		    (const struct pend_rec *)(const void *)s->inflight_recs.p;
-		for (size_t i = 0; i < s->inflight_recs.len / sizeof(*pr); i++) {
-			uint64_t nth = act->idx.records;
-			if (seg_index_add(&act->idx, &pr[i].m, off, pr[i].size)) {
-				err = -ENOMEM;
-			} else if (nth == fine_at) {
-				fine_note(act, fine_k++, off);
-				fine_at += fine_every;
-			}
-			act->last_off = off;
-			off += pr[i].size;
+		err = publish_locked(s);
+		if (!err) {
+			struct buf t = s->unindexed;
+			s->unindexed = s->inflight_recs;
+			s->inflight_recs = t;
 		}
-		act->size = off;
 		pthread_mutex_unlock(&s->lock);
 		if (err) {
 			log_error(TAG, "index update: out of memory");
 			return err;
 		}
-		if (sync)
+		s->write_end += s->inflight.len;
+		if (sync) {
+			pthread_mutex_lock(&s->lock); /* segment sizes: see housekeeping */
 			cache_trim(s);
+			pthread_mutex_unlock(&s->lock);
+		}
 	}
 	pthread_mutex_lock(&s->lock);
 	s->st.commits++;
@@ -1348,8 +1452,11 @@ static int commit_begin(struct store *s)
 	s->pending.len = 0;
 	/* where the next group will start: after this one, or in a new segment */
 	const struct store_segment *act = active_seg(s);
-	uint64_t next = act->size + s->inflight.len;
-	if (seal_due(s, act, next, act->idx.records + s->pending_recs.len / sizeof(struct pend_rec),
+	uint64_t next = s->write_end + s->inflight.len;
+	pthread_mutex_lock(&s->lock);
+	uint64_t records = act->idx.records + unindexed_count(s);
+	pthread_mutex_unlock(&s->lock);
+	if (seal_due(s, act, next, records + s->pending_recs.len / sizeof(struct pend_rec),
 		     now_ns(s)))
 		next = SEG_HEADER_SIZE;
 	group_expect(&s->pending, next);
@@ -1394,6 +1501,8 @@ int store_commit(struct store *s)
 	if (err)
 		return err;
 	err = commit_io(s);
+	if (!err)
+		err = publish(s);
 	commit_finish(s, err);
 	return err;
 }
@@ -1471,6 +1580,10 @@ static void on_commit_done(uv_work_t *req, int status)
 			next.w[i].cb(s, s->failed, durable, next.w[i].ctx);
 		free(next.w);
 	}
+	/* no next commit to index this group while it writes: index it now (a failure is
+	 * retried by the next commit, which fails with it) */
+	if (!s->in_flight && !s->failed)
+		(void)publish(s);
 }
 
 static void start_async(struct store *s)
@@ -1929,7 +2042,8 @@ int store_open(const struct store_options *o, struct store **out)
 		if (err)
 			goto fail;
 	} else {
-		segment_prealloc(s, s->active_fd, active_seg(s)->size);
+		s->write_end = active_seg(s)->size;
+		segment_prealloc(s, s->active_fd, s->write_end);
 		direct_open(s, active_seg(s)->id);
 		err = tail_load(s, active_seg(s));
 		if (err)
@@ -1968,6 +2082,8 @@ int store_close(struct store *s)
 		log_error(TAG, "store_close while an async commit is in flight");
 		return -EBUSY;
 	}
+	if (s->n_segs)
+		(void)publish(s); /* what is left unindexed is indexed again at open */
 	segment_trim(s);
 	worker_stop(&s->dw.w);
 	worker_stop(&s->sl.w); /* after every queued index file is written */
@@ -1987,12 +2103,13 @@ int store_close(struct store *s)
 	free(s->nodes);
 	free(s->node_slots);
 	free(s->sess);
-	free(s->pending.mem);
-	free(s->inflight.mem);
+	group_free(&s->pending);
+	group_free(&s->inflight);
 	free(s->pending_marks.p);
 	free(s->inflight_marks.p);
 	free(s->pending_recs.p);
 	free(s->inflight_recs.p);
+	free(s->unindexed.p);
 	free(s->inflight_nodes.p);
 	free(s->cur_waiters.w);
 	free(s->next_waiters.w);
@@ -2473,6 +2590,7 @@ long store_scan_bounded(struct store *s, const struct store_query *q, store_scan
 	if (q->has_cursor)
 		ss.last = q->cursor;
 	pthread_mutex_lock(&s->lock);
+	(void)publish_locked(s); /* everything durable is visible; a failure is retried */
 	for (size_t k = 0; k < s->n_segs && !ss.stop; k++) {
 		struct store_segment *seg = s->segs[fwd ? k : s->n_segs - 1 - k];
 		if (q->has_cursor &&
@@ -2511,6 +2629,7 @@ bool store_last_pos(struct store *s, struct store_pos *pos)
 	bool found = false;
 
 	pthread_mutex_lock(&s->lock);
+	(void)publish_locked(s);
 	for (size_t k = s->n_segs; k > 0 && !found; k--) {
 		struct store_segment *seg = s->segs[k - 1];
 		const struct seg_index *idx = &seg->idx;
@@ -2573,6 +2692,7 @@ int store_segment_index(struct store *s, uint64_t segment_id, struct seg_index *
 {
 	int err = -ENOENT;
 	pthread_mutex_lock(&s->lock);
+	(void)publish_locked(s);
 	for (size_t i = 0; i < s->n_segs; i++) {
 		if (s->segs[i]->id == segment_id) {
 			err = seg_index_copy(&s->segs[i]->idx, out);

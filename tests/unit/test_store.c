@@ -1544,6 +1544,82 @@ Test(store, commit_async_on_uv_loop)
 	t_list_free(&model);
 }
 
+/*
+ * A chain of async commits as ingest runs them: each callback appends the next batch and
+ * starts its commit, so a group's records are indexed while the next group is written
+ * (storage-format.md, "Commit and durability"). Whatever the order of that and of a scan, a
+ * scan in the callback of the commit that made ticket T durable sees exactly the records
+ * appended up to T, never one more or one less; rotations happen in the chain too.
+ */
+struct chain_ctx {
+	struct store *s;
+	uv_loop_t *loop;
+	struct t_list model;
+	size_t at_ticket[64]; /* model size when ticket i was appended */
+	uint64_t seq, rounds;
+	uint32_t node;
+};
+
+static void on_chained(struct store *s, int status, uint64_t durable, void *ctx)
+{
+	struct chain_ctx *c = ctx;
+	bool scan_first = c->seq % 2;
+	struct t_list got = {0};
+
+	cr_assert_eq(status, 0);
+	cr_assert_lt(durable, 64);
+	if (c->seq < c->rounds) {
+		if (scan_first)
+			got = t_scan_all(s);
+		c->seq++;
+		cr_assert_eq(
+		    t_append(s, &c->model, 1, 1, c->seq, 1 + c->seq % 40, &c->node, 1, T_BASE_NS),
+		    0);
+		c->at_ticket[store_appended_ticket(s)] = c->model.n;
+		cr_assert_eq(store_commit_async(s, c->loop, on_chained, c), 0);
+		cr_assert(store_commit_busy(s));
+	}
+	if (!scan_first || c->seq == c->rounds)
+		got = t_scan_all(s); /* the next group is being written meanwhile */
+	cr_assert_eq(got.n, c->at_ticket[durable], "ticket %llu: %zu visible, %zu durable",
+		     (unsigned long long)durable, got.n, c->at_ticket[durable]);
+	struct t_list durable_model = c->model;
+	durable_model.n = c->at_ticket[durable];
+	t_assert_same(&durable_model, &got);
+	t_list_free(&got);
+}
+
+Test(store, durable_groups_are_visible_while_the_next_is_written)
+{
+	struct store_options o;
+	uv_loop_t loop;
+	struct store_stats st;
+
+	t_options(&o, dir);
+	o.fsync = STORE_FSYNC_ALWAYS;
+	o.segment_max_bytes = 16384; /* a seal every few commits */
+	struct store *s = open_store(&o);
+	struct chain_ctx c = {.s = s, .loop = &loop, .rounds = 60};
+	cr_assert_eq(uv_loop_init(&loop), 0);
+	store_node_intern(s, "chain", &c.node);
+	c.seq = 1;
+	cr_assert_eq(t_append(s, &c.model, 1, 1, 1, 3, &c.node, 1, T_BASE_NS), 0);
+	c.at_ticket[store_appended_ticket(s)] = c.model.n;
+	cr_assert_eq(store_commit_async(s, &loop, on_chained, &c), 0);
+	cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	cr_assert_eq(c.seq, c.rounds);
+	store_stats(s, &st);
+	cr_assert_eq(st.records, c.model.n, "the last group indexed once no commit follows");
+	cr_assert_geq(st.rotations, 5);
+	cr_assert_eq(store_close(s), 0);
+	cr_assert_eq(uv_loop_close(&loop), 0);
+
+	s = open_store(&o);
+	t_assert_holds(s, &c.model);
+	store_close(s);
+	t_list_free(&c.model);
+}
+
 Test(store, fsync_policies_count_fsyncs)
 {
 	struct store_options o;
