@@ -199,6 +199,7 @@ struct occ_state {
 	bool check;
 	const uint8_t *code, *id, *node;
 	size_t code_len, id_len, node_len;
+	struct occ_wire_iter *it; /* check mode: its Context cache */
 };
 
 /* A value varint: at most 10 bytes, and no bits beyond 64 (protobuf-c would drop them). */
@@ -303,7 +304,8 @@ static inline int copy_text(uint8_t *dst, const uint8_t *s, size_t len)
 }
 
 /* A string occ_from_proto only checks (source, protocol_version, error.code). */
-static int check_text(struct occ_state *st, const struct field *f, const uint8_t *s, size_t len)
+static inline __attribute__((always_inline)) int
+check_text(struct occ_state *st, const struct field *f, const uint8_t *s, size_t len)
 {
 	switch (f->kind) {
 	case K_SOURCE: /* equal to "tapio": no NUL either */
@@ -326,6 +328,40 @@ static int check_text(struct occ_state *st, const struct field *f, const uint8_t
 
 static int parse_sub(struct occ_state *st, const struct message *m, const uint8_t *p,
 		     const uint8_t *end);
+static int parse_context(struct occ_state *st, const uint8_t *p, const uint8_t *end);
+
+/*
+ * Occurrence.context p[0..len) in check mode: when its bytes equal the last Context checked
+ * in this batch (an agent names the same cluster and node in every occurrence) its outcome
+ * is that one's: the same mem, the node at the same place in it. Otherwise it is parsed and
+ * becomes the one remembered.
+ */
+static int check_context(struct occ_state *st, const uint8_t *p, size_t len)
+{
+	struct occ_wire_iter *it = st->it;
+	size_t mem = st->mem;
+
+	if (it->ctx && len == it->ctx_len &&
+	    (len <= 16	 ? occ_bytes_equal(p, it->ctx, len)
+	     : len <= 32 ? occ_bytes_equal(p, it->ctx, 16) &&
+			       occ_bytes_equal(p + len - 16, it->ctx + len - 16, 16)
+			 : memcmp(p, it->ctx, len) == 0)) {
+		st->mem += it->ctx_mem;
+		if (it->ctx_node_off != SIZE_MAX) {
+			st->node = p + it->ctx_node_off;
+			st->node_len = it->ctx_node_len;
+		}
+		return 0;
+	}
+	if (parse_context(st, p, p + len) < 0)
+		return -1;
+	it->ctx = p;
+	it->ctx_len = len;
+	it->ctx_mem = st->mem - mem;
+	it->ctx_node_off = st->node ? (size_t)(st->node - p) : SIZE_MAX;
+	it->ctx_node_len = st->node_len;
+	return 0;
+}
 
 /*
  * Takes one field of message m whose key (field number and wire type) was just read, its
@@ -439,8 +475,12 @@ static inline __attribute__((always_inline)) int take(struct occ_state *st, cons
 		if (f->kind == K_DATA)
 			st->observer = f->arg;
 		st->mem += sub->pb_size;
-		if (parse_sub(st, sub, p, p + len) < 0)
+		if (f->kind == K_CONTEXT && st->it) {
+			if (check_context(st, p, len) < 0)
+				return -1;
+		} else if (parse_sub(st, sub, p, p + len) < 0) {
 			return -1;
+		}
 		break;
 	default:
 		if (check_text(st, f, p, len) < 0)
@@ -773,6 +813,8 @@ void occ_wire_iter_init(struct occ_wire_iter *it, const struct occ_wire_batch *b
 	it->members = 0;
 	it->mem = sizeof(Tapio__V1__Frame) + sizeof(Tapio__V1__EventBatch) +
 		  b->n * sizeof(Tapio__V1__Occurrence *);
+	it->ctx = NULL;
+	it->ctx_len = it->ctx_mem = it->ctx_node_off = it->ctx_node_len = 0;
 }
 
 /* One step of the iterator, in st's mode: see occ_wire_iter_next. */
@@ -823,7 +865,7 @@ int occ_wire_iter_next(struct occ_wire_iter *it, struct occ_wire_batch *b, size_
 int occ_wire_iter_check(struct occ_wire_iter *it, struct occ_wire_batch *b, size_t budget,
 			struct occ_wire_summary *s, const uint8_t **wire, size_t *wire_len)
 {
-	struct occ_state st = {.check = true};
+	struct occ_state st = {.check = true, .it = it};
 	struct tapio_occurrence scratch; /* scalars only: never read but for check_valid's */
 	int r = iter_step(it, b, budget, &st, &scratch, wire, wire_len);
 

@@ -97,6 +97,13 @@ int occ_wire_batch_decode(struct occ_wire_batch *b, size_t budget, struct tapio_
 struct occ_wire_iter {
 	const uint8_t *p, *end;
 	size_t i, members, mem;
+	/*
+	 * Check mode: the last Context checked (its bytes in the frame, what it added to mem
+	 * beyond its struct, where its node is in it: SIZE_MAX for none). An agent's
+	 * occurrences carry the same Context, which is then compared instead of parsed again.
+	 */
+	const uint8_t *ctx;
+	size_t ctx_len, ctx_mem, ctx_node_off, ctx_node_len;
 };
 
 void occ_wire_iter_init(struct occ_wire_iter *it, const struct occ_wire_batch *b);

@@ -153,7 +153,83 @@ Test(occ_wire, realistic_batches_decode_exactly_as_the_generic_path, .timeout = 
 	cr_log_info("%zu realistic occurrences: fast == generic", total);
 }
 
-/* tools/loadgen's packing: the Context sub-message appended after the data member. */
+/*
+ * Check mode compares an occurrence's Context with the one before it and reuses that one's
+ * outcome when the bytes are equal: runs of one Context, changes to another of the same
+ * length, back again, Contexts of 1-16, 17-32 and more bytes, without a node, with an empty
+ * cluster. Each frame must be taken and summarised exactly as the generic path decodes it.
+ */
+Test(occ_wire, repeated_contexts_are_summarised_as_parsed, .timeout = 30)
+{
+	static const char *const clusters[] = {"", "c", "prod-eu", "a-much-longer-cluster-name",
+					       "cluster-name-long-enough-for-memcmp-path-0123"};
+	static const char *const nodes[] = {"node-a", "node-b", "", "n", "node-a-long-name-xyz"};
+	struct occgen g;
+	size_t frames = 0;
+
+	occgen_seed(&g, 11);
+	for (size_t c = 0; c < sizeof(clusters) / sizeof(clusters[0]); c++) {
+		for (unsigned pattern = 0; pattern < 6; pattern++) {
+			struct wbuf body = {0}, one = {0}, f = {0};
+			struct tapio_occurrence occ;
+
+			w_field_varint(&body, 1, 5);
+			w_field_varint(&body, 2, pattern + 1);
+			for (uint32_t i = 0; i < 40; i++) {
+				/* runs of 1..6 of one node, the nodes taken in turn */
+				size_t k = (i / (pattern + 1) + pattern) % 5;
+
+				occgen_fill(&g, &occ, i, clusters[c]);
+				snprintf(occ.node, sizeof(occ.node), "%s", nodes[k]);
+				one.n = 0;
+				w_occurrence(&one, &occ);
+				w_field_bytes(&body, 3, one.b, one.n);
+			}
+			w_frame(&f, &body);
+			cr_assert(agree(f.b, f.n, "repeated contexts"), "declined");
+			frames++;
+			w_free(&body);
+			w_free(&one);
+			w_free(&f);
+		}
+	}
+	/* the same length as the Context before it, but a NUL in its last byte: declined */
+	for (size_t len = 1; len <= 40; len++) {
+		struct wbuf body = {0}, one = {0}, ctx = {0}, f = {0};
+		struct occ_proto_scratch scratch;
+		struct tapio_occurrence occ;
+		Tapio__V1__Occurrence msg;
+		uint8_t buf[4096];
+		char node[64];
+
+		memset(node, 'n', len);
+		w_field_varint(&body, 1, 6);
+		w_field_varint(&body, 2, len);
+		for (uint32_t i = 0; i < 3; i++) {
+			occgen_fill(&g, &occ, i, "prod-eu");
+			occ_to_proto(&occ, &msg, &scratch);
+			msg.context = NULL; /* packed by hand below, after the data member */
+			size_t n = tapio__v1__occurrence__pack(&msg, buf);
+			ctx.n = 0;
+			w_field_bytes(&ctx, 1, "prod-eu", 7);
+			node[len - 1] = i == 2 ? '\0' : 'n';
+			w_field_bytes(&ctx, 2, node, len);
+			one.n = 0;
+			w_raw(&one, buf, n);
+			w_field_bytes(&one, 9, ctx.b, ctx.n);
+			w_field_bytes(&body, 3, one.b, one.n);
+		}
+		w_frame(&f, &body);
+		cr_assert_not(agree(f.b, f.n, "a NUL in an equal-length context"), "taken");
+		w_free(&body);
+		w_free(&one);
+		w_free(&ctx);
+		w_free(&f);
+	}
+	cr_log_info("%zu frames of repeated and changing contexts: check == generic", frames);
+}
+
+/* tools/loadgen's packing until 2026-11-26: the Context appended after the data member. */
 Test(occ_wire, loadgen_field_order_is_taken, .timeout = 30)
 {
 	struct wbuf body = {0}, one = {0}, ctx = {0}, f = {0};
