@@ -4,7 +4,7 @@ tapio_add_test(test_client SOURCES integration/test_client.c LIBS tapio_client t
 	LABELS integration)
 # tapio-loadgen against the real tapio-controller process (both built first).
 if(TARGET tapio-controller AND TARGET tapio-loadgen)
-	tapio_add_test(test_loadgen SOURCES integration/test_loadgen.c LIBS PkgConfig::JANSSON
+	tapio_add_test(test_loadgen SOURCES integration/test_loadgen.c LIBS tapio_controller_lib PkgConfig::JANSSON
 		TIMEOUT 300 LABELS integration)
 	add_dependencies(test_loadgen tapio-controller tapio-loadgen)
 endif()

@@ -16,7 +16,8 @@
  * taken from the measurement. Occurrences are pre-packed once (a pool of POOL_SIZE realistic
  * ones, without their Context); each submit copies one straight into the client's batch frame
  * (client_packed_reserve: the frame is built in place, never copied on seal), patches the id
- * and timestamps there and appends the agent's packed Context. Every id is still fresh and
+ * and timestamps there and puts the agent's packed Context (field 9) in its place among the
+ * fields, as protobuf-c, and so the agent, orders them: by field number. Every id is fresh and
  * unique, every batch real. Each tick gives every agent its share of the due occurrences in
  * one go, all stamped with the tick's wall clock, so latency bookkeeping is one (stamp, count)
  * run per agent and tick rather than one stamp per occurrence, and the histogram still gets
@@ -55,13 +56,15 @@
 #define PACKED_MAX	  4096 /* a pool entry packed without its Context (checked at start) */
 
 /*
- * One pool entry: where its per-submit fields sit (0 = absent) and its packed bytes. Entries
- * are slots of one stride (loadgen.slot), so the next pick can be prefetched from its index.
+ * One pool entry: where its per-submit fields sit in its packed bytes (0 = absent), where the
+ * Context goes (before the first field numbered above 9; first_off and last_off, fields 12
+ * and 13, are after it), and the bytes. Entries are slots of one stride (loadgen.slot), so
+ * the next pick can be prefetched from its index.
  */
 struct packed_occ {
 	uint16_t len;
-	uint16_t id_off, ts_off, first_off, last_off;
-	uint8_t pad[6];
+	uint16_t id_off, ts_off, first_off, last_off, ctx_off;
+	uint8_t pad[4];
 	uint8_t bytes[];
 };
 _Static_assert(sizeof(struct packed_occ) == 16, "slot header");
@@ -456,15 +459,21 @@ static uint64_t read_varint(const uint8_t *b, size_t len, size_t *i)
 }
 
 /*
- * Records where the id and the fixed64 timestamps of one packed Occurrence are (top-level
- * fields only; protobuf-c's own output). Returns 0, or -1 when a field is not where it must be.
+ * Records where the id and the fixed64 timestamps of one packed Occurrence are, and where its
+ * Context belongs (top-level fields only; protobuf-c's own output, in field-number order).
+ * Returns 0, or -1 when a field is not where it must be.
  */
 static int find_fields(const uint8_t *b, size_t len, struct packed_occ *po)
 {
 	size_t i = 0;
 
+	po->ctx_off = (uint16_t)len;
 	while (i < len) {
+		size_t at = i;
 		uint64_t key = read_varint(b, len, &i), v;
+
+		if ((key >> 3) > 9 && po->ctx_off == len)
+			po->ctx_off = (uint16_t)at;
 
 		switch (key & 7) {
 		case 0:
@@ -492,7 +501,11 @@ static int find_fields(const uint8_t *b, size_t len, struct packed_occ *po)
 			return -1;
 		}
 	}
-	return i == len && po->id_off && po->ts_off && !po->first_off == !po->last_off ? 0 : -1;
+	return i == len && po->id_off && po->ts_off && po->id_off < po->ctx_off &&
+		       po->ts_off < po->ctx_off && !po->first_off == !po->last_off &&
+		       (!po->first_off || po->first_off > po->ctx_off)
+		   ? 0
+		   : -1;
 }
 
 static struct packed_occ *pool_at(const struct loadgen *lg, uint32_t i)
@@ -500,7 +513,7 @@ static struct packed_occ *pool_at(const struct loadgen *lg, uint32_t i)
 	return (struct packed_occ *)(lg->pool + (size_t)i * lg->slot);
 }
 
-/* Packs every pool occurrence once, without its Context (each agent appends its own). */
+/* Packs every pool occurrence once, without its Context (each agent inserts its own). */
 static int build_packed_pool(struct loadgen *lg, const struct tapio_occurrence *pool)
 {
 	size_t max = 0;
@@ -580,14 +593,16 @@ static void submit_n(struct loadgen *lg, struct agent *a, uint64_t n, uint64_t n
 			__builtin_prefetch((const uint8_t *)next + off);
 		if (client_packed_reserve(a->client, po->len + a->ctx_len, &p) < 0)
 			continue; /* dropped and counted by the client */
-		memcpy(p, po->bytes, po->len);
+		memcpy(p, po->bytes, po->ctx_off);
+		memcpy(p + po->ctx_off, a->ctx, a->ctx_len);
+		memcpy(p + po->ctx_off + a->ctx_len, po->bytes + po->ctx_off,
+		       po->len - po->ctx_off);
 		next_id(lg, ms, p + po->id_off);
 		put_le64(p + po->ts_off, now_ns);
 		if (po->first_off) {
-			put_le64(p + po->first_off, now_ns - 500000000ull);
-			put_le64(p + po->last_off, now_ns);
+			put_le64(p + a->ctx_len + po->first_off, now_ns - 500000000ull);
+			put_le64(p + a->ctx_len + po->last_off, now_ns);
 		}
-		memcpy(p + po->len, a->ctx, a->ctx_len);
 		if (lg->ackf)
 			note_id(a, p + po->id_off);
 		a->submitted++; /* before the commit: it may seal the batch (on_sealed) */
