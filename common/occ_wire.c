@@ -205,10 +205,22 @@ struct occ_state {
 /* A value varint: at most 10 bytes, and no bits beyond 64 (protobuf-c would drop them). */
 static inline int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
-	const uint8_t *start = *p;
+	const uint8_t *start = *p, *q = *p;
 
-	if (*p < end && !(**p & 0x80)) {
-		*v = *(*p)++;
+	if (q < end && !(q[0] & 0x80)) {
+		*v = q[0];
+		*p = q + 1;
+		return 0;
+	}
+	/* two and three bytes (pids, sizes, lengths) without the loop */
+	if (end - q >= 2 && !(q[1] & 0x80)) {
+		*v = (q[0] & 0x7fu) | (uint64_t)q[1] << 7;
+		*p = q + 2;
+		return 0;
+	}
+	if (end - q >= 3 && !(q[2] & 0x80)) { /* q[1] has its high bit: see above */
+		*v = (q[0] & 0x7fu) | (uint64_t)(q[1] & 0x7f) << 7 | (uint64_t)q[2] << 14;
+		*p = q + 3;
 		return 0;
 	}
 	if (codec_wire_varint(p, end, v) < 0)
@@ -258,14 +270,27 @@ static inline uint64_t zero_byte(uint64_t w)
 	return (w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull;
 }
 
-/* Whether s[0..len) holds a NUL byte: a word at a time, as copy_text below reads it. */
+/* Nonzero when a byte of the 32-bit w is zero. */
+static inline uint32_t zero_byte32(uint32_t w)
+{
+	return (w - 0x01010101u) & ~w & 0x80808080u;
+}
+
+/*
+ * Whether s[0..len) holds a NUL byte. Up to 16 bytes with two overlapping loads (no loop:
+ * most strings here are that short), beyond a word at a time; nothing outside s[0..len) is
+ * read.
+ */
 static inline bool has_nul(const uint8_t *s, size_t len)
 {
+	uint32_t a, b;
+
+	if (len < 4) /* bytes 0, len / 2 and len - 1 are every byte of 1..3 */
+		return len && (!s[0] || !s[len / 2] || !s[len - 1]);
 	if (len < 8) {
-		for (size_t i = 0; i < len; i++)
-			if (!s[i])
-				return true;
-		return false;
+		memcpy(&a, s, 4);
+		memcpy(&b, s + len - 4, 4);
+		return (zero_byte32(a) | zero_byte32(b)) != 0;
 	}
 	for (size_t i = 0; i + 8 < len; i += 8)
 		if (zero_byte(load64(s + i)))

@@ -526,6 +526,35 @@ static void expect(const char *what, enum tapio_occ_type t, int omit, const stru
 	w_free(&f);
 }
 
+/*
+ * A string with a NUL byte anywhere is declined (copy_str would cut it there), whatever its
+ * length: the check reads short strings with overlapping loads, so every length up to 24
+ * and every NUL position is tried, in Context.cluster (the same frame without the NUL is
+ * taken).
+ */
+Test(occ_wire, a_nul_anywhere_in_a_string_is_declined, .timeout = 30)
+{
+	for (size_t len = 1; len <= 24; len++) {
+		for (size_t at = 0; at <= len; at++) { /* at == len: no NUL */
+			struct wbuf ctx = {0}, extra = {0}, f = {0};
+			char cluster[32], what[64];
+
+			memset(cluster, 'c', len);
+			if (at < len)
+				cluster[at] = '\0';
+			w_field_bytes(&ctx, 1, cluster, len);
+			w_field_bytes(&ctx, 2, "node-a", 6);
+			w_field_bytes(&extra, 9, ctx.b, ctx.n);
+			crafted(&f, TAPIO_OCC_CONNECTION_REFUSED, OMIT_CONTEXT, &extra);
+			snprintf(what, sizeof(what), "cluster of %zu bytes, NUL at %zu", len, at);
+			cr_assert_eq(agree(f.b, f.n, what), at == len, "%s", what);
+			w_free(&ctx);
+			w_free(&extra);
+			w_free(&f);
+		}
+	}
+}
+
 /* Bytes appended to a crafted occurrence, and what the fast path must do with them. */
 struct raw_case {
 	const char *what;
