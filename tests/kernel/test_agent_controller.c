@@ -255,8 +255,11 @@ static int agent_log_last(const char *needle, char *buf, size_t len)
 		return 0;
 	while (fgets(line, sizeof(line), f)) {
 		if (strstr(line, needle)) {
+			size_t l = strnlen(line, len - 1); /* cut to buf, as intended */
+
 			n++;
-			snprintf(buf, len, "%s", line);
+			memcpy(buf, line, l);
+			buf[l] = '\0';
 		}
 	}
 	fclose(f);

@@ -72,6 +72,7 @@ static char *slurp(const char *p, size_t *len)
 	char *buf;
 	long n;
 
+	*len = 0;
 	if (!f)
 		return NULL;
 	fseek(f, 0, SEEK_END);
