@@ -690,7 +690,7 @@ static int append_batch(struct conn *c, const Tapio__V1__EventBatch *b,
 	}
 	if (k == 0)
 		return 0;
-	for (size_t i = 0; i < k; i++)
+	for (size_t i = 0; packed && i < k; i++) /* the re-encoded ones, in sc_bytes */
 		if (!in->sc_rec[i])
 			in->sc_rec[i] = in->sc_bytes + in->sc_off[i];
 	r = store_append_batch(in->store, in->sc_meta, in->sc_rec, in->sc_len, k);
