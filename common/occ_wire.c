@@ -277,9 +277,9 @@ static inline uint32_t zero_byte32(uint32_t w)
 }
 
 /*
- * Whether s[0..len) holds a NUL byte. Up to 16 bytes with two overlapping loads (no loop:
- * most strings here are that short), beyond a word at a time; nothing outside s[0..len) is
- * read.
+ * Whether s[0..len) holds a NUL byte. Under 8 bytes with two overlapping loads or three byte
+ * tests (no loop: many strings here are that short), from 8 a word at a time, the last word
+ * overlapping; nothing outside s[0..len) is read.
  */
 static inline bool has_nul(const uint8_t *s, size_t len)
 {

@@ -182,7 +182,7 @@ struct store {
 	 * Records written and synced but not yet in the active segment's index (struct pend_rec
 	 * from unindexed_pos on; they follow its `size`). The commit thread indexes them while
 	 * the direct writer writes the next group; whoever needs the index first does it
-	 * instead: a scan, the stats, a seal, close, or the loop when no next commit started
+	 * instead: a scan, a seal, close, or the loop when no next commit started
 	 * (publish_locked). Under `lock`.
 	 */
 	struct buf unindexed;
@@ -691,17 +691,18 @@ static size_t unindexed_count(const struct store *s)
  */
 static int publish_locked(struct store *s)
 {
-	struct store_segment *act = active_seg(s);
 	const struct pend_rec *pr = (const struct pend_rec *)(const void *)s->unindexed.p;
 	size_t n = s->unindexed.len / sizeof(*pr), i = s->unindexed_pos;
+
+	if (i == n)
+		return 0; /* nothing to do: and nothing written, which other threads may be reading */
+	struct store_segment *act = active_seg(s);
 	uint64_t off = act->size, fine_every = fine_every_of(act->idx.sparse_every);
 	/* the next record that gets a fine entry, and that entry's number */
 	uint64_t fine_k = (act->idx.records + fine_every - 1) / fine_every;
 	uint64_t fine_at = fine_k * fine_every;
 	int err = 0;
 
-	if (i == n)
-		return 0; /* nothing to do: and nothing written, which other threads may be reading */
 	for (; i < n; i++) {
 		uint64_t nth = act->idx.records;
 		if (seg_index_add(&act->idx, &pr[i].m, off, pr[i].size)) {
@@ -2082,8 +2083,7 @@ int store_close(struct store *s)
 		log_error(TAG, "store_close while an async commit is in flight");
 		return -EBUSY;
 	}
-	if (s->n_segs)
-		(void)publish(s); /* what is left unindexed is indexed again at open */
+	(void)publish(s); /* what is left unindexed is indexed again at open */
 	segment_trim(s);
 	worker_stop(&s->dw.w);
 	worker_stop(&s->sl.w); /* after every queued index file is written */
