@@ -1563,14 +1563,16 @@ struct chain_ctx {
 static void on_chained(struct store *s, int status, uint64_t durable, void *ctx)
 {
 	struct chain_ctx *c = ctx;
-	bool scan_first = c->seq % 2;
+	bool scan_first = c->seq % 2, scanned = false;
 	struct t_list got = {0};
 
 	cr_assert_eq(status, 0);
 	cr_assert_lt(durable, 64);
 	if (c->seq < c->rounds) {
-		if (scan_first)
+		if (scan_first) {
 			got = t_scan_all(s);
+			scanned = true;
+		}
 		c->seq++;
 		cr_assert_eq(
 		    t_append(s, &c->model, 1, 1, c->seq, 1 + c->seq % 40, &c->node, 1, T_BASE_NS),
@@ -1579,7 +1581,7 @@ static void on_chained(struct store *s, int status, uint64_t durable, void *ctx)
 		cr_assert_eq(store_commit_async(s, c->loop, on_chained, c), 0);
 		cr_assert(store_commit_busy(s));
 	}
-	if (!scan_first || c->seq == c->rounds)
+	if (!scanned)
 		got = t_scan_all(s); /* the next group is being written meanwhile */
 	cr_assert_eq(got.n, c->at_ticket[durable], "ticket %llu: %zu visible, %zu durable",
 		     (unsigned long long)durable, got.n, c->at_ticket[durable]);
