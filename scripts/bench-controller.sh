@@ -23,7 +23,10 @@
 #     LAT_RATE occurrences/s from AGENTS agents for LAT_DURATION s, with the client batch time
 #     at BATCH_MS and at the client default (200 ms): p50/p99/max from loadgen's histogram;
 #  3. controller RSS with IDLE_AGENTS connected idle agents (loadgen --rate 0), per agent,
-#     beside a trivial accept-only listener holding as many bare TCP connections.
+#     beside a trivial accept-only listener holding as many bare TCP connections;
+#  4. the loop thread's EventBatch check per occurrence (tapio-wirebench: a realistic batch as
+#     the agent packs it, and with the Context last), beside protobuf-c unpack + occ_from_proto
+#     of the same batch (the generic path).
 # Root not required; SKIP_BUILD=1 skips scripts/build.sh; INGEST_ONLY=1 runs section 1 only;
 # CTL_FLAGS adds controller flags to the ingest runs (e.g. "--page-cache-keep all").
 # Prints a markdown table and writes it to build/bench/controller.md.
@@ -258,6 +261,13 @@ brss1=$(awk '/^held/ {print $2}' "$work/listener.out")
 bper=$(awk -v a="$brss0" -v b="$brss1" -v n="$IDLE_AGENTS" 'BEGIN {printf "%.2f", (b - a) / n}')
 echo "accept-only listener VmRSS ${brss0} -> ${brss1} KiB: $bper KiB/connection"
 
+# ---- 4. the wire check ----------------------------------------------------------------------
+echo "== wire check"
+"$BUILD/tests/tapio-wirebench" | tee "$work/wire.txt"
+wire() { # wire VARIANT: "best / median"
+	awk -v v="$1" '$1 == v {print $3 " / " $5}' "$work/wire.txt"
+}
+
 {
 	echo "| metric | tapio-controller | baseline | target |"
 	echo "|---|---|---|---|"
@@ -271,4 +281,5 @@ echo "accept-only listener VmRSS ${brss0} -> ${brss1} KiB: $bper KiB/connection"
 	echo "| same, client default batch time 200 ms (p50 / p99 / max ms) | $(json "$work/latdef.json" latency_p50_ms) / $(json "$work/latdef.json" latency_p99_ms) / $(json "$work/latdef.json" latency_max_ms) | – | – |"
 	echo "| RSS with $connected idle agents (VmRSS KiB before → after) | $rss0 → $rss1 | accept-only listener: $brss0 → $brss1 | – |"
 	echo "| RSS per idle agent (KiB) | $per_agent | $bper per bare connection | < 16 KB |"
+	echo "| EventBatch check per occurrence, 512-occurrence batch (ns, best / median of 21 rounds; Context last: $(wire check-ctx9)) | $(wire check) | protobuf-c unpack + occ_from_proto: $(wire generic) | – |"
 } | tee "$BUILD/bench/controller.md"

@@ -20,3 +20,7 @@ set_target_properties(tapio-querybench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMA
 # Page-cache write cost by pwrite size (why controller/store.c writes 64 KiB pieces).
 add_executable(tapio-pwritebench bench/pwritebench.c)
 set_target_properties(tapio-pwritebench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+# The EventBatch check per occurrence beside protobuf-c + occ_from_proto (docs/controller.md).
+add_executable(tapio-wirebench bench/wirebench.c)
+target_link_libraries(tapio-wirebench PRIVATE tapio_occgen tapio_common)
+set_target_properties(tapio-wirebench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
