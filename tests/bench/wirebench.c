@@ -22,46 +22,11 @@
 #include "common/occ_wire.h"
 #include "common/occurrence.h"
 #include "tapio.pb-c.h"
+#include "tests/wire_writer.h"
 #include "tools/occgen.h"
 
 enum { V_CHECK, V_CHECK_CTX9, V_GENERIC, V_COUNT };
 static const char *const names[V_COUNT] = {"check", "check-ctx9", "generic"};
-
-struct wbuf {
-	uint8_t *b;
-	size_t n, cap;
-};
-
-static void put(struct wbuf *w, const void *p, size_t len)
-{
-	if (w->n + len > w->cap) {
-		w->cap = (w->n + len) * 2;
-		if (!(w->b = realloc(w->b, w->cap)))
-			abort();
-	}
-	memcpy(w->b + w->n, p, len);
-	w->n += len;
-}
-
-static void put_varint(struct wbuf *w, uint64_t v)
-{
-	uint8_t b[10];
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		b[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	b[n++] = (uint8_t)v;
-	put(w, b, n);
-}
-
-static void put_bytes(struct wbuf *w, uint32_t field, const void *p, size_t len)
-{
-	put_varint(w, (uint64_t)field << 3 | 2);
-	put_varint(w, len);
-	put(w, p, len);
-}
 
 /* Frame{event_batch{session_id, sequence, occurrences…}} of the n occurrences in frame. */
 static void build(struct wbuf *frame, const struct tapio_occurrence *occ, size_t n, bool ctx9)
@@ -69,10 +34,8 @@ static void build(struct wbuf *frame, const struct tapio_occurrence *occ, size_t
 	struct wbuf body = {0}, one = {0};
 	uint8_t buf[4096];
 
-	put_varint(&body, 1 << 3);
-	put_varint(&body, 0x1234567890abcdefull);
-	put_varint(&body, 2 << 3);
-	put_varint(&body, 77);
+	w_field_varint(&body, 1, 0x1234567890abcdefull);
+	w_field_varint(&body, 2, 77);
 	for (size_t i = 0; i < n; i++) {
 		Tapio__V1__Occurrence msg;
 		struct occ_proto_scratch scratch;
@@ -84,17 +47,17 @@ static void build(struct wbuf *frame, const struct tapio_occurrence *occ, size_t
 			uint8_t cbuf[512];
 
 			msg.context = NULL;
-			put(&one, buf, tapio__v1__occurrence__pack(&msg, buf));
-			put_bytes(&one, 9, cbuf, tapio__v1__context__pack(ctx, cbuf));
+			w_raw(&one, buf, tapio__v1__occurrence__pack(&msg, buf));
+			w_field_bytes(&one, 9, cbuf, tapio__v1__context__pack(ctx, cbuf));
 		} else {
-			put(&one, buf, tapio__v1__occurrence__pack(&msg, buf));
+			w_raw(&one, buf, tapio__v1__occurrence__pack(&msg, buf));
 		}
-		put_bytes(&body, 3, one.b, one.n);
+		w_field_bytes(&body, 3, one.b, one.n);
 	}
 	frame->n = 0;
-	put_bytes(frame, 4, body.b, body.n);
-	free(body.b);
-	free(one.b);
+	w_field_bytes(frame, 4, body.b, body.n);
+	w_free(&body);
+	w_free(&one);
 }
 
 static double now(void)

@@ -16,69 +16,10 @@
 #include "common/occ_proto.h"
 #include "common/occ_wire.h"
 #include "tests/fuzz/occ_wire_diff.h"
+#include "tests/wire_writer.h"
 #include "tools/occgen.h"
 
 #define ULID "01JDQ4Z8X9K3M5N7P9R1T3V5W7"
-
-/* A byte buffer to write protobuf fields into by hand. */
-struct wbuf {
-	uint8_t *b;
-	size_t n, cap;
-};
-
-static void w_raw(struct wbuf *w, const void *p, size_t len)
-{
-	if (w->n + len > w->cap) {
-		w->cap = (w->n + len) * 2 + 256;
-		w->b = realloc(w->b, w->cap);
-		cr_assert_not_null(w->b);
-	}
-	if (len)
-		memcpy(w->b + w->n, p, len);
-	w->n += len;
-}
-
-static void w_varint(struct wbuf *w, uint64_t v)
-{
-	uint8_t b[10];
-	size_t n = 0;
-
-	do {
-		b[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-		v >>= 7;
-	} while (v);
-	w_raw(w, b, n);
-}
-
-static void w_key(struct wbuf *w, uint32_t num, unsigned wt)
-{
-	w_varint(w, (uint64_t)num << 3 | wt);
-}
-
-static void w_field_varint(struct wbuf *w, uint32_t num, uint64_t v)
-{
-	w_key(w, num, 0);
-	w_varint(w, v);
-}
-
-static void w_field_bytes(struct wbuf *w, uint32_t num, const void *p, size_t len)
-{
-	w_key(w, num, 2);
-	w_varint(w, len);
-	w_raw(w, p, len);
-}
-
-static void w_field_fixed64(struct wbuf *w, uint32_t num, uint64_t v)
-{
-	w_key(w, num, 1);
-	w_raw(w, &v, 8);
-}
-
-static void w_free(struct wbuf *w)
-{
-	free(w->b);
-	memset(w, 0, sizeof(*w));
-}
 
 /* Appends occ packed as a tapio.v1.Occurrence (protobuf-c's own encoding). */
 static void w_occurrence(struct wbuf *w, const struct tapio_occurrence *occ)
