@@ -1044,9 +1044,18 @@ static void sealer_forget(struct store *s, const struct store_segment *seg)
 		if (s->sl.q[i] == seg) {
 			memmove(s->sl.q + i, s->sl.q + i + 1, (s->sl.n - i - 1) * sizeof(*s->sl.q));
 			s->sl.n--;
+			pthread_cond_broadcast(&s->sl.w.cv); /* store_index_files_wait */
 			break;
 		}
 	}
+	pthread_mutex_unlock(&s->sl.w.mu);
+}
+
+void store_index_files_wait(struct store *s)
+{
+	pthread_mutex_lock(&s->sl.w.mu);
+	while (s->sl.n) /* the sealer broadcasts after each file */
+		pthread_cond_wait(&s->sl.w.cv, &s->sl.w.mu);
 	pthread_mutex_unlock(&s->sl.w.mu);
 }
 

@@ -256,6 +256,12 @@ void store_stats(struct store *s, struct store_stats *st);
  * Returns 0, -ENOENT (no such segment) or -ENOMEM.
  */
 int store_segment_index(struct store *s, uint64_t segment_id, struct seg_index *out);
+/*
+ * Waits until the index file of every sealed segment is written (the sealer thread writes
+ * them in the background; store_close waits too). For readers of the .idx files of an open
+ * store (tests, tools).
+ */
+void store_index_files_wait(struct store *s);
 /* Ids of retained segments, oldest first, into ids[max]; returns how many exist. */
 size_t store_segment_ids(struct store *s, uint64_t *ids, size_t max);
 
