@@ -237,20 +237,14 @@ void store_query_init(struct store_query *q)
 	q->node_id = -1;
 }
 
-/* The capacity a buffer of `cap` bytes grows to for `need`: doubled from 64 KiB. */
-static size_t grown_cap(size_t cap, size_t need)
-{
-	size_t ncap = cap ? cap : 65536;
-	while (ncap < need)
-		ncap *= 2;
-	return ncap;
-}
-
+/* Room for `extra` more bytes: the capacity doubled from 64 KiB until they fit. */
 static int buf_reserve(struct buf *b, size_t extra)
 {
 	if (b->len + extra <= b->cap)
 		return 0;
-	size_t ncap = grown_cap(b->cap, b->len + extra);
+	size_t ncap = b->cap ? b->cap : 65536;
+	while (ncap < b->len + extra)
+		ncap *= 2;
 	uint8_t *p = realloc(b->p, ncap);
 	if (!p)
 		return -ENOMEM;
